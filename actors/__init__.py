@@ -1,0 +1,1 @@
+"""Ray actors: controller, broker, partition replica, group coordinator (DESIGN.md §2)."""

@@ -1,0 +1,1 @@
+"""Clients: Cluster (start/connect), Admin, Producer, Consumer (DESIGN.md §5)."""

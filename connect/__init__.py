@@ -1,0 +1,1 @@
+"""Connect: source and sink connectors as Ray actors (issue 8)."""

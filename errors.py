@@ -1,0 +1,108 @@
+"""rafka's exceptions: one root, one branch per area, a ``retriable`` flag on each.
+
+Hierarchy::
+
+    RafkaError
+    ├── InvalidConfigError            a config key or value is not acceptable
+    ├── InvalidTopicError             a topic name or partition count is not acceptable
+    ├── TopicExistsError              creating a topic that already exists
+    ├── TopicNotFoundError            naming a topic that does not exist
+    ├── RecordError
+    │   ├── InvalidRecordError        a batch of the wrong schema, a null key on a compacted log
+    │   └── RecordTooLargeError       a record or batch over ``max.message.bytes``
+    ├── OffsetOutOfRangeError         reading below the log start or past the log end
+    ├── StorageError                  the log on disk cannot do what was asked
+    │   ├── CorruptRecordError        a stored batch fails its CRC or framing checks
+    │   └── CorruptIndexError         an index file is inconsistent with its segment
+    ├── NotLeaderError (retriable)    the replica asked is not the partition's leader
+    ├── LeaderNotAvailableError (retriable)
+    ├── NotEnoughReplicasError (retriable)
+    ├── OutOfOrderSequenceError       an idempotent producer's sequence has a gap
+    └── ClusterError                  no cluster running, a dead broker, a timeout
+
+Each error carries a message that names the bad value. ``retriable`` says whether the
+same request may succeed if simply sent again later (after a metadata refresh); clients
+retry those within their timeouts and surface the rest at once.
+"""
+
+from __future__ import annotations
+
+
+class RafkaError(Exception):
+    """The root of every error rafka raises on purpose."""
+
+    retriable: bool = False
+
+
+class InvalidConfigError(RafkaError, ValueError):
+    """A configuration key is unknown or its value is out of range or of the wrong type."""
+
+
+class InvalidTopicError(RafkaError, ValueError):
+    """A topic name is malformed, or a partition count or replication factor is invalid."""
+
+
+class TopicExistsError(RafkaError):
+    """A topic of that name already exists."""
+
+
+class TopicNotFoundError(RafkaError, KeyError):
+    """No topic of that name exists."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; we want it plain.
+        return str(self.args[0]) if self.args else ""
+
+
+class RecordError(RafkaError, ValueError):
+    """A record or batch is not acceptable."""
+
+
+class InvalidRecordError(RecordError):
+    """A batch has the wrong schema, or a record breaks a rule of the log (such as a
+    null key on a compacted log)."""
+
+
+class RecordTooLargeError(RecordError):
+    """A record or batch is larger than ``max.message.bytes`` allows."""
+
+
+class OffsetOutOfRangeError(RafkaError):
+    """An offset is below the log start offset or above the log end offset."""
+
+
+class StorageError(RafkaError):
+    """The log on disk cannot do what was asked."""
+
+
+class CorruptRecordError(StorageError):
+    """A stored batch fails its CRC, length or header checks."""
+
+
+class CorruptIndexError(StorageError):
+    """An index file does not agree with its segment."""
+
+
+class NotLeaderError(RafkaError):
+    """The replica asked is not (or no longer) the leader of the partition."""
+
+    retriable = True
+
+
+class LeaderNotAvailableError(RafkaError):
+    """The partition has no leader at the moment (an election is under way)."""
+
+    retriable = True
+
+
+class NotEnoughReplicasError(RafkaError):
+    """The in-sync replica set is smaller than ``min.insync.replicas``."""
+
+    retriable = True
+
+
+class OutOfOrderSequenceError(RafkaError):
+    """An idempotent producer's batch sequence skipped ahead of what the leader holds."""
+
+
+class ClusterError(RafkaError):
+    """No cluster is running, a broker is unreachable, or a request timed out."""

@@ -1,0 +1,620 @@
+"""A partition log: an ordered list of segments in one directory.
+
+Directory layout::
+
+    <dir>/00000000000000000000.log|.index|.timeindex   segments, named by base offset
+    <dir>/recovery-point-checkpoint ...                 checkpoints (see checkpoint.py)
+
+Offsets: the log assigns consecutive offsets from the log end offset (LEO) on a leader
+append; a follower append keeps the leader's offsets, which must start at or above the
+LEO and increase. ``log_start_offset`` is the first offset that may be read; retention and
+``delete_records_before`` move it up, compaction never does (compacted logs have gaps, and
+a read from a gap returns the next record that exists). ``high_watermark`` is kept here for
+the owner (the replica) and bounds nothing unless a read passes ``max_offset``.
+
+Durability: an append is written to the file (so it survives the death of the process)
+and fsynced per ``flush.messages`` / ``flush.ms``. ``recovery_point`` is the offset below
+which everything is fsynced; on open every segment from the one holding the recovery point
+onward is validated frame by frame, and a torn or corrupt tail is cut off and reported in
+``Log.last_recovery``.
+
+Reads return Arrow batches that are zero-copy views of memory-mapped segment files, sliced
+to exactly the requested offsets. Views stay valid after truncation, retention or
+compaction (files are replaced or unlinked, never shrunk in place while mapped).
+
+Concurrency: not thread-safe. One owner (a replica actor) serializes every call; that
+owner is also what makes offset assignment atomic.
+"""
+
+from __future__ import annotations
+
+import bisect
+import dataclasses
+import os
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from rafka.errors import InvalidRecordError, OffsetOutOfRangeError, RecordTooLargeError, StorageError
+from rafka.storage import checkpoint
+from rafka.storage.batch import (
+    ATTRIBUTE_LOG_APPEND_TIME,
+    CODECS,
+    NO_PRODUCER_ID,
+    RECORD_SCHEMA,
+    BatchHeader,
+    check_frame,
+    conform,
+    decode_body,
+    encode_body,
+    encode_frame,
+)
+from rafka.storage.checkpoint import LeaderEpochCache
+from rafka.storage.clock import Clock, SystemClock
+from rafka.storage.config import NEVER, LogConfig
+from rafka.storage.segment import LOG_SUFFIX, MAX_RELATIVE_OFFSET, Segment
+from rafka.storage.segment import _body_matches, _count_frames
+
+LEFTOVER_SUFFIXES = (".tmp", ".cleaned", ".truncating", ".swap")
+DEFAULT_READ_MAX_BYTES = 1024 * 1024
+
+
+@dataclasses.dataclass(frozen=True)
+class AppendInfo:
+    """What an append wrote: offsets [first_offset, last_offset]."""
+
+    first_offset: int
+    last_offset: int
+    record_count: int
+    max_timestamp_ms: int
+    log_append_time_ms: int
+    frame_bytes: int
+
+
+@dataclasses.dataclass(frozen=True)
+class ReadResult:
+    """Batches of one read, in offset order, and where the next read should start."""
+
+    batches: list[pa.RecordBatch]
+    headers: list[BatchHeader]
+    next_offset: int
+    log_start_offset: int
+    log_end_offset: int
+
+    @property
+    def record_count(self) -> int:
+        return sum(batch.num_rows for batch in self.batches)
+
+
+@dataclasses.dataclass(frozen=True)
+class RecoveryResult:
+    """What opening the log found and dropped."""
+
+    bytes_dropped: int = 0
+    batches_dropped: int = 0
+    segments_recovered: int = 0
+    segments_deleted: int = 0
+    indexes_rebuilt: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class RetentionResult:
+    segments_deleted: int = 0
+    bytes_deleted: int = 0
+
+
+class Log:
+    def __init__(self, directory: str, config: LogConfig | None = None, clock: Clock | None = None) -> None:
+        self.directory = os.path.abspath(directory)
+        self.config = config or LogConfig()
+        self.clock = clock or SystemClock()
+        os.makedirs(self.directory, exist_ok=True)
+        self._segments: list[Segment] = []
+        self._base_offsets: list[int] = []
+        self._unflushed_messages = 0
+        self._last_flush_ms = self.clock.now_ms()
+        self._closed = False
+        self.last_recovery = self._open()
+
+    # -- properties ------------------------------------------------------------------
+
+    @property
+    def log_end_offset(self) -> int:
+        return self._segments[-1].next_offset
+
+    @property
+    def log_start_offset(self) -> int:
+        return self._log_start_offset
+
+    @property
+    def high_watermark(self) -> int:
+        return self._high_watermark
+
+    @property
+    def recovery_point(self) -> int:
+        return self._recovery_point
+
+    @property
+    def size_bytes(self) -> int:
+        return sum(segment.size_bytes for segment in self._segments)
+
+    @property
+    def segment_count(self) -> int:
+        return len(self._segments)
+
+    @property
+    def segment_base_offsets(self) -> list[int]:
+        return list(self._base_offsets)
+
+    @property
+    def leader_epochs(self) -> LeaderEpochCache:
+        return self._epochs
+
+    def _path(self, name: str) -> str:
+        return os.path.join(self.directory, name)
+
+    # -- open and recovery -----------------------------------------------------------
+
+    def _open(self) -> RecoveryResult:
+        names = os.listdir(self.directory)
+        for name in names:
+            if name.endswith(LEFTOVER_SUFFIXES):
+                os.unlink(self._path(name))
+        bases = sorted(int(name[: -len(LOG_SUFFIX)]) for name in names if name.endswith(LOG_SUFFIX) and name[:-len(LOG_SUFFIX)].isdigit())
+        for name in names:  # indexes whose segment is gone
+            stem, _, suffix = name.partition(".")
+            if suffix in ("index", "timeindex") and stem.isdigit() and int(stem) not in bases:
+                os.unlink(self._path(name))
+        log_start = checkpoint.read_offset(self._path(checkpoint.LOG_START_OFFSET_FILE))
+        recovery_point = checkpoint.read_offset(self._path(checkpoint.RECOVERY_POINT_FILE)) or 0
+        if not bases:
+            bases = [log_start or 0]
+        now_ms = self.clock.now_ms()
+        self._segments = [self._new_segment(base, now_ms) for base in bases]
+        self._base_offsets = list(bases)
+
+        # A segment that ends at or below the recovery point was fsynced and validated
+        # before: load its indexes only. Every segment from the first that holds an offset
+        # at or above the recovery point (or fails to load) is validated frame by frame.
+        indexes_rebuilt = 0
+        first_to_recover = len(self._segments)
+        for index, segment in enumerate(self._segments):
+            if segment.base_offset > recovery_point:
+                first_to_recover = index
+                break
+            try:
+                indexes_rebuilt += segment.load()
+            except StorageError:
+                first_to_recover = index
+                break
+            if segment.next_offset > recovery_point:
+                first_to_recover = index
+                break
+        bytes_dropped = batches_dropped = segments_deleted = 0
+        expected_offset = self._segments[first_to_recover - 1].next_offset if first_to_recover else 0
+        recovered = 0
+        for index in range(first_to_recover, len(self._segments)):
+            segment = self._segments[index]
+            dropped, frames = segment.recover(expected_offset)
+            recovered += 1
+            indexes_rebuilt += 1
+            bytes_dropped += dropped
+            batches_dropped += frames
+            expected_offset = segment.next_offset
+            if dropped:
+                # Nothing after a corrupt frame can be trusted to be in order.
+                for later in self._segments[index + 1 :]:
+                    bytes_dropped += later.size_bytes
+                    batches_dropped += _count_frames(later.buffer(), 0, later.size_bytes)
+                    later.delete()
+                    segments_deleted += 1
+                del self._segments[index + 1 :], self._base_offsets[index + 1 :]
+                break
+
+        end = self.log_end_offset
+        self._log_start_offset = min(max(log_start or 0, self._base_offsets[0]), end)
+        self._high_watermark = min(max(checkpoint.read_offset(self._path(checkpoint.HIGH_WATERMARK_FILE)) or 0, self._log_start_offset), end)
+        epochs = LeaderEpochCache.load(self._path(checkpoint.LEADER_EPOCH_FILE))
+        if epochs is None:
+            epochs = self._rebuild_epochs()
+        self._epochs = epochs
+        self._epochs.truncate_from_end(end)
+        self._epochs.truncate_from_start(self._log_start_offset)
+        for segment in self._segments:
+            segment.flush()
+        self._recovery_point = end
+        self.checkpoint()
+        return RecoveryResult(bytes_dropped, batches_dropped, recovered, segments_deleted, indexes_rebuilt)
+
+    def _rebuild_epochs(self) -> LeaderEpochCache:
+        cache = LeaderEpochCache(self._path(checkpoint.LEADER_EPOCH_FILE))
+        for segment in self._segments:
+            for _position, header in segment.headers():
+                if header.leader_epoch > cache.latest_epoch:
+                    cache.assign(header.leader_epoch, header.base_offset)
+        cache.save()
+        return cache
+
+    def _new_segment(self, base_offset: int, now_ms: int) -> Segment:
+        return Segment(self.directory, base_offset, self.config.index_interval_bytes,
+                       self.config.segment_index_bytes, now_ms)
+
+    # -- append ----------------------------------------------------------------------
+
+    def append(self, batch: pa.RecordBatch | pa.Table, *, leader_epoch: int = 0,
+               producer_id: int = NO_PRODUCER_ID, producer_epoch: int = -1,
+               base_sequence: int = -1) -> AppendInfo:
+        """Append ``batch`` as the leader: assign it offsets from the LEO and write it as
+        one frame. Raises ``InvalidRecordError`` (schema, empty, null key on a compacted
+        log) or ``RecordTooLargeError`` before anything is written."""
+        self._check_open()
+        batch = conform(batch)
+        count = batch.num_rows
+        if count == 0:
+            raise InvalidRecordError("empty batch: a batch needs at least one record")
+        if self.config.compact and batch.column(2).null_count:
+            raise InvalidRecordError(
+                f"a compacted log (cleanup.policy={self.config.cleanup_policy}) needs a key on every record; "
+                f"{batch.column(2).null_count} of {count} records have none"
+            )
+        first_offset = self.log_end_offset
+        offsets = pa.array(np.arange(first_offset, first_offset + count, dtype=np.int64))
+        timestamps = batch.column(1)
+        attributes = 0
+        log_append_time_ms = -1
+        if self.config.message_timestamp_type == "LogAppendTime":
+            log_append_time_ms = self.clock.now_ms()
+            timestamps = pa.array(np.full(count, log_append_time_ms, dtype=np.int64))
+            attributes |= ATTRIBUTE_LOG_APPEND_TIME
+        batch = pa.RecordBatch.from_arrays([offsets, timestamps, *batch.columns[2:]], schema=RECORD_SCHEMA)
+        max_timestamp_ms = pc.max(timestamps).as_py()
+        codec = self.config.compression_type if self.config.compression_type in ("lz4", "zstd") else "uncompressed"
+        attributes |= CODECS[codec]
+        body = encode_body(batch, codec)
+        header = BatchHeader(
+            base_offset=first_offset,
+            last_offset_delta=count - 1,
+            record_count=count,
+            max_timestamp_ms=max_timestamp_ms,
+            producer_id=producer_id,
+            producer_epoch=producer_epoch,
+            base_sequence=base_sequence,
+            leader_epoch=leader_epoch,
+            attributes=attributes,
+        )
+        frame_header, header = encode_frame(header, body)
+        if header.frame_bytes > self.config.max_message_bytes:
+            raise RecordTooLargeError(
+                f"batch of {count} records is {header.frame_bytes} bytes, over max.message.bytes="
+                f"{self.config.max_message_bytes}"
+            )
+        self._write(frame_header, body, header)
+        return AppendInfo(first_offset, header.last_offset, count, max_timestamp_ms, log_append_time_ms, header.frame_bytes)
+
+    def append_frames(self, frames: pa.Buffer | bytes | memoryview) -> AppendInfo:
+        """Append frames exactly as the leader stored them (a follower's append).
+
+        Every frame is validated first (framing, CRC, Arrow body, offsets at or above the
+        LEO and increasing); if any fails, nothing is written and ``InvalidRecordError``
+        names the frame."""
+        self._check_open()
+        buffer = frames if isinstance(frames, pa.Buffer) else pa.py_buffer(frames)
+        headers: list[tuple[int, BatchHeader]] = []
+        position, expected_offset = 0, self.log_end_offset
+        while position < buffer.size:
+            header, reason = check_frame(buffer, position, buffer.size, verify_crc=True)
+            if header is None:
+                raise InvalidRecordError(f"replicated frame at byte {position}: {reason}")
+            if header.base_offset < expected_offset:
+                raise InvalidRecordError(
+                    f"replicated batch at offset {header.base_offset} is below the log end offset {expected_offset}; "
+                    "offsets must increase"
+                )
+            if not _body_matches(buffer, position, header):
+                raise InvalidRecordError(f"replicated frame at byte {position}: body does not match its header")
+            headers.append((position, header))
+            expected_offset = header.next_offset
+            position += header.frame_bytes
+        if not headers:
+            raise InvalidRecordError("no frames to append")
+        for position, header in headers:
+            frame = buffer.slice(position, header.frame_bytes)
+            self._write(b"", frame, header)
+        first, last = headers[0][1], headers[-1][1]
+        return AppendInfo(first.base_offset, last.last_offset, sum(h.record_count for _, h in headers),
+                          max(h.max_timestamp_ms for _, h in headers), -1, buffer.size)
+
+    def _write(self, frame_header: bytes, body, header: BatchHeader) -> None:
+        self._maybe_roll(header)
+        self._segments[-1].append(frame_header, body, header)
+        if header.leader_epoch > self._epochs.latest_epoch:
+            self._epochs.assign(header.leader_epoch, header.base_offset)
+        self._unflushed_messages += header.record_count
+        if self.config.flush_messages != NEVER and self._unflushed_messages >= self.config.flush_messages:
+            self.flush()
+        else:
+            self.flush_if_due()
+
+    def _maybe_roll(self, header: BatchHeader) -> None:
+        active = self._segments[-1]
+        if active.empty:
+            return
+        now_ms = self.clock.now_ms()
+        if (
+            active.size_bytes + header.frame_bytes > self.config.segment_bytes
+            or header.last_offset - active.base_offset > MAX_RELATIVE_OFFSET
+            or now_ms - active.created_ms >= self.config.segment_ms
+            or active.indexes_full
+        ):
+            self.roll()
+
+    def roll(self) -> None:
+        """Start a new active segment at the log end offset (no-op if the active one is empty)."""
+        if self._segments[-1].empty:
+            return
+        base = self.log_end_offset
+        self._segments.append(self._new_segment(base, self.clock.now_ms()))
+        self._base_offsets.append(base)
+
+    # -- read ------------------------------------------------------------------------
+
+    def read(self, offset: int, max_bytes: int = DEFAULT_READ_MAX_BYTES, max_offset: int | None = None,
+             verify_crc: bool = False) -> ReadResult:
+        """Batches holding the records at ``offset`` and after, up to about ``max_bytes``
+        of stored frames (at least one batch, so a large batch never blocks progress) and
+        below ``max_offset`` (the high watermark, for a leader serving consumers).
+
+        Raises ``OffsetOutOfRangeError`` when ``offset`` is below the log start offset or
+        above the log end offset; reading at the log end offset returns no batches."""
+        self._check_offset(offset)
+        end = self.log_end_offset if max_offset is None else min(max_offset, self.log_end_offset)
+        batches: list[pa.RecordBatch] = []
+        headers: list[BatchHeader] = []
+        next_offset, read_bytes = offset, 0
+        segment_index = max(0, bisect.bisect_right(self._base_offsets, offset) - 1)
+        while next_offset < end and segment_index < len(self._segments) and (not batches or read_bytes < max_bytes):
+            segment = self._segments[segment_index]
+            buffer = segment.buffer()
+            for position, header in segment.headers(segment.position_for(next_offset)):
+                if header.base_offset >= end or (batches and read_bytes >= max_bytes):
+                    break
+                if verify_crc:
+                    segment.check_crc(position)
+                batch = _slice(decode_body(buffer, position, header), header, next_offset, end)
+                next_offset = min(header.next_offset, end)
+                if batch.num_rows:
+                    batches.append(batch)
+                    headers.append(header)
+                    read_bytes += header.frame_bytes
+            else:
+                segment_index += 1
+                continue
+            break
+        return ReadResult(batches, headers, max(next_offset, offset), self._log_start_offset, self.log_end_offset)
+
+    def read_frames(self, offset: int, max_bytes: int = DEFAULT_READ_MAX_BYTES,
+                    max_offset: int | None = None) -> tuple[pa.Buffer, int]:
+        """Whole stored frames from the batch holding ``offset`` onward, from one segment,
+        as one zero-copy buffer (what a follower appends with ``append_frames``), and the
+        offset after the last frame. At least one frame when any is available."""
+        self._check_offset(offset)
+        end = self.log_end_offset if max_offset is None else min(max_offset, self.log_end_offset)
+        segment_index = max(0, bisect.bisect_right(self._base_offsets, offset) - 1)
+        while segment_index < len(self._segments):
+            segment = self._segments[segment_index]
+            start = segment.position_for(offset)
+            stop, next_offset = start, offset
+            for position, header in segment.headers(start):
+                if header.last_offset >= end or (stop > start and position + header.frame_bytes - start > max_bytes):
+                    break
+                stop, next_offset = position + header.frame_bytes, header.next_offset
+            if stop > start or start < segment.size_bytes:
+                return segment.buffer().slice(start, stop - start), next_offset
+            segment_index += 1
+        return pa.py_buffer(b""), offset
+
+    def _check_offset(self, offset: int) -> None:
+        self._check_open()
+        if not isinstance(offset, (int, np.integer)) or isinstance(offset, bool):
+            raise TypeError(f"offset must be an int, got {offset!r}")
+        if offset < self._log_start_offset or offset > self.log_end_offset:
+            raise OffsetOutOfRangeError(
+                f"offset {offset} is out of range [{self._log_start_offset}, {self.log_end_offset}] of log {self.directory}"
+            )
+
+    def offsets_for_times(self, timestamp_ms: int) -> tuple[int, int] | None:
+        """(offset, timestamp) of the first record whose timestamp is >= ``timestamp_ms``,
+        or None if no record is that recent."""
+        self._check_open()
+        for segment in self._segments:
+            if segment.max_timestamp_ms < timestamp_ms:
+                continue
+            start_offset = max(segment.time_index.lookup(timestamp_ms), self._log_start_offset)
+            buffer = segment.buffer()
+            for position, header in segment.headers(segment.position_for(start_offset)):
+                if header.max_timestamp_ms < timestamp_ms:
+                    continue
+                batch = decode_body(buffer, position, header)
+                offsets = batch.column(0).to_numpy()
+                matches = np.flatnonzero((batch.column(1).to_numpy() >= timestamp_ms) & (offsets >= self._log_start_offset))
+                if len(matches):
+                    row = int(matches[0])
+                    return int(offsets[row]), int(batch.column(1)[row].as_py())
+        return None
+
+    # -- truncation, deletion, retention ---------------------------------------------
+
+    def truncate_to(self, offset: int) -> int:
+        """Remove every batch holding an offset >= ``offset``; return the new log end
+        offset (below ``offset`` if ``offset`` fell inside a batch: batches are whole)."""
+        self._check_open()
+        if offset >= self.log_end_offset:
+            return self.log_end_offset
+        if offset <= self._log_start_offset:
+            self.truncate_fully_and_start_at(offset if offset >= 0 else 0)
+            return self.log_end_offset
+        keep = bisect.bisect_right(self._base_offsets, offset) - 1
+        if self._segments[keep].base_offset == offset and keep > 0:
+            keep -= 1  # the segment starting at `offset` goes entirely
+        for segment in self._segments[keep + 1 :]:
+            segment.delete()
+        del self._segments[keep + 1 :], self._base_offsets[keep + 1 :]
+        self._segments[-1].truncate_to(offset)
+        self._after_truncation()
+        return self.log_end_offset
+
+    def truncate_fully_and_start_at(self, offset: int) -> None:
+        """Delete every record and restart the log empty at ``offset``."""
+        self._check_open()
+        for segment in self._segments:
+            segment.delete()
+        self._segments = [self._new_segment(offset, self.clock.now_ms())]
+        self._base_offsets = [offset]
+        self._log_start_offset = offset
+        self._epochs.clear()
+        self._after_truncation()
+
+    def _after_truncation(self) -> None:
+        end = self.log_end_offset
+        self._high_watermark = min(self._high_watermark, end)
+        self._recovery_point = min(self._recovery_point, end)
+        self._epochs.truncate_from_end(end)
+        self.checkpoint()
+
+    def set_high_watermark(self, offset: int) -> None:
+        """Record the high watermark the replication protocol computed (clamped to the log)."""
+        self._high_watermark = min(max(offset, self._log_start_offset), self.log_end_offset)
+
+    def delete_records_before(self, offset: int) -> int:
+        """Move the log start offset up to ``offset`` (Kafka's DeleteRecords) and delete
+        segments wholly below it; return the new log start offset."""
+        self._check_open()
+        if offset > self.log_end_offset:
+            raise OffsetOutOfRangeError(
+                f"cannot delete records before {offset}: past the log end offset {self.log_end_offset}"
+            )
+        if offset <= self._log_start_offset:
+            return self._log_start_offset
+        self._log_start_offset = offset
+        self._high_watermark = max(self._high_watermark, offset)
+        while len(self._segments) > 1 and self._segments[1].base_offset <= offset:
+            self._delete_first_segment()
+        if self._segments[0].next_offset <= offset and not self._segments[0].empty:
+            self.roll()
+            self._delete_first_segment()
+        self._epochs.truncate_from_start(offset)
+        self.checkpoint()
+        return offset
+
+    def _delete_first_segment(self) -> int:
+        segment = self._segments.pop(0)
+        self._base_offsets.pop(0)
+        size = segment.size_bytes
+        segment.delete()
+        return size
+
+    def enforce_retention(self) -> RetentionResult:
+        """Delete the oldest whole segments past ``retention.ms`` (by their largest record
+        timestamp) or beyond ``retention.bytes``. No-op unless cleanup.policy has delete."""
+        self._check_open()
+        if not self.config.delete:
+            return RetentionResult()
+        now_ms = self.clock.now_ms()
+        doomed = 0
+        if self.config.retention_ms != NEVER:
+            while doomed < len(self._segments) and not self._segments[doomed].empty and \
+                    now_ms - self._segments[doomed].max_timestamp_ms > self.config.retention_ms:
+                doomed += 1
+        if self.config.retention_bytes != NEVER:
+            excess = self.size_bytes - self.config.retention_bytes
+            by_size = 0
+            while by_size < len(self._segments) and excess - self._segments[by_size].size_bytes >= 0 \
+                    and not self._segments[by_size].empty:
+                excess -= self._segments[by_size].size_bytes
+                by_size += 1
+            doomed = max(doomed, by_size)
+        if doomed == 0:
+            return RetentionResult()
+        if doomed == len(self._segments):
+            self.roll()  # the log keeps an active segment at its end offset
+        deleted_bytes = sum(self._delete_first_segment() for _ in range(doomed))
+        self._log_start_offset = max(self._log_start_offset, self._base_offsets[0])
+        self._high_watermark = max(self._high_watermark, self._log_start_offset)
+        self._epochs.truncate_from_start(self._log_start_offset)
+        self.checkpoint()
+        return RetentionResult(doomed, deleted_bytes)
+
+    def compact(self):
+        """Compact the closed segments (see ``rafka.storage.cleaner``)."""
+        from rafka.storage.cleaner import compact_log
+
+        self._check_open()
+        return compact_log(self)
+
+    # -- flush, checkpoint, close ----------------------------------------------------
+
+    def flush(self) -> None:
+        """fsync every segment with unwritten data; everything below the LEO is durable."""
+        for segment in self._segments:
+            segment.flush()
+        self._recovery_point = self.log_end_offset
+        self._unflushed_messages = 0
+        self._last_flush_ms = self.clock.now_ms()
+
+    def flush_if_due(self) -> bool:
+        """Flush if ``flush.ms`` has passed since the last flush; True if it did."""
+        if self.config.flush_ms == NEVER or not self._unflushed_messages:
+            return False
+        if self.clock.now_ms() - self._last_flush_ms < self.config.flush_ms:
+            return False
+        self.flush()
+        return True
+
+    def checkpoint(self) -> None:
+        """Write the recovery point, high watermark and log start offset checkpoints."""
+        checkpoint.write_offset(self._path(checkpoint.RECOVERY_POINT_FILE), self._recovery_point)
+        checkpoint.write_offset(self._path(checkpoint.HIGH_WATERMARK_FILE), self._high_watermark)
+        checkpoint.write_offset(self._path(checkpoint.LOG_START_OFFSET_FILE), self._log_start_offset)
+
+    def update_config(self, config: LogConfig) -> None:
+        self.config = config
+        for segment in self._segments:
+            segment.index_interval_bytes = config.index_interval_bytes
+
+    def close(self) -> None:
+        """Flush, checkpoint and release files. A closed log reopens without recovery work."""
+        if self._closed:
+            return
+        self.flush()
+        self.checkpoint()
+        for segment in self._segments:
+            segment.close()
+        self._closed = True
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StorageError(f"log {self.directory} is closed")
+
+    def segments(self) -> list[Segment]:
+        """The segments, oldest first (for the cleaner and tests; do not mutate)."""
+        return self._segments
+
+    def replace_segment(self, index: int, segment: Segment) -> None:
+        """Swap in a rewritten segment with the same base offset (the cleaner's hook)."""
+        assert segment.base_offset == self._base_offsets[index]
+        self._segments[index] = segment
+
+
+def _slice(batch: pa.RecordBatch, header: BatchHeader, start_offset: int, end_offset: int) -> pa.RecordBatch:
+    """Rows of ``batch`` with start_offset <= offset < end_offset (zero-copy)."""
+    if start_offset <= header.base_offset and end_offset > header.last_offset:
+        return batch
+    if header.dense:
+        first = max(0, start_offset - header.base_offset)
+        last = min(batch.num_rows, end_offset - header.base_offset)
+    else:
+        offsets = batch.column(0).to_numpy()
+        first = int(np.searchsorted(offsets, start_offset, side="left"))
+        last = int(np.searchsorted(offsets, end_offset, side="left"))
+    return batch.slice(first, max(0, last - first))

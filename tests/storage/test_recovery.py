@@ -1,0 +1,178 @@
+"""Recovery on open: torn and corrupt tails, index rebuilds, checkpoints."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from rafka.storage.checkpoint import LEADER_EPOCH_FILE, RECOVERY_POINT_FILE
+from storage_helpers import batch_of, offsets_of
+
+SEGMENT = "00000000000000000000.log"
+
+
+def crash(log) -> None:
+    """Drop a log without flushing or checkpointing, as a killed process would."""
+    for segment in log.segments():
+        segment.close()
+
+
+def write_four_flushed_then_one_unflushed(open_log, directory):
+    log = open_log(directory)
+    for start in range(0, 40, 10):
+        log.append(batch_of(10, start=start))
+    log.flush()
+    log.checkpoint()
+    flushed_bytes = log.size_bytes
+    log.append(batch_of(3, start=40))
+    last_frame_bytes = log.size_bytes - flushed_bytes
+    crash(log)
+    return flushed_bytes, last_frame_bytes
+
+
+def test_truncation_at_every_byte_of_the_final_batch_is_recovered(open_log, tmp_path):
+    """A torn final batch, cut at any byte, is dropped whole and nothing before it."""
+    pristine = tmp_path / "pristine"
+    flushed_bytes, frame_bytes = write_four_flushed_then_one_unflushed(open_log, pristine)
+    data = (pristine / SEGMENT).read_bytes()
+    for cut in range(frame_bytes):
+        directory = tmp_path / f"cut{cut}"
+        directory.mkdir()
+        for name in os.listdir(pristine):
+            (directory / name).write_bytes((pristine / name).read_bytes())
+        (directory / SEGMENT).write_bytes(data[: flushed_bytes + cut])
+        log = open_log(directory)
+        assert log.last_recovery.bytes_dropped == cut, cut
+        assert log.last_recovery.batches_dropped == (1 if cut else 0), cut
+        assert log.log_end_offset == 40
+        assert offsets_of(log.read(0, max_bytes=10**9)) == list(range(40))
+        crash(log)
+
+
+def test_flip_at_every_byte_of_the_final_batch_is_detected(open_log, tmp_path):
+    """Any corrupted byte of the final batch makes recovery drop exactly that batch."""
+    pristine = tmp_path / "pristine"
+    flushed_bytes, frame_bytes = write_four_flushed_then_one_unflushed(open_log, pristine)
+    data = (pristine / SEGMENT).read_bytes()
+    for position in range(flushed_bytes, flushed_bytes + frame_bytes):
+        directory = tmp_path / f"flip{position}"
+        directory.mkdir()
+        for name in os.listdir(pristine):
+            (directory / name).write_bytes((pristine / name).read_bytes())
+        corrupt = bytearray(data)
+        corrupt[position] ^= 0xFF
+        (directory / SEGMENT).write_bytes(bytes(corrupt))
+        log = open_log(directory)
+        assert log.last_recovery.bytes_dropped == frame_bytes, position
+        assert log.last_recovery.batches_dropped == 1, position
+        assert offsets_of(log.read(0, max_bytes=10**9)) == list(range(40)), position
+        assert log.append(batch_of(1)).first_offset == 40
+        crash(log)
+
+
+def test_recovery_drops_everything_after_a_corrupt_batch_and_reports_it(open_log, tmp_path):
+    log = open_log(segment_bytes=2048)
+    for start in range(0, 200, 10):
+        log.append(batch_of(10, start=start, value_bytes=30))
+    sizes = [(segment.base_offset, segment.size_bytes) for segment in log.segments()]
+    crash(log)  # nothing flushed: every segment will be validated
+    second_base, second_size = sizes[1]
+    path = tmp_path / "log" / f"{second_base:020d}.log"
+    data = bytearray(path.read_bytes())
+    data[100] ^= 0x01  # inside the first batch of the second segment
+    path.write_bytes(bytes(data))
+    log = open_log(segment_bytes=2048)
+    later_bytes = sum(size for _, size in sizes[2:])
+    frames_per_segment = second_size // (sizes[0][1] // (second_base // 10))
+    assert log.last_recovery.bytes_dropped == second_size + later_bytes
+    assert log.last_recovery.segments_deleted == len(sizes) - 2
+    assert log.last_recovery.batches_dropped == (200 - second_base) // 10
+    assert frames_per_segment >= 1
+    assert log.log_end_offset == second_base
+    assert offsets_of(log.read(0, max_bytes=10**9)) == list(range(second_base))
+
+
+def test_flushed_segments_are_not_revalidated_on_open(open_log, tmp_path):
+    """Below the recovery point data is trusted, as in Kafka: a clean reopen scans nothing."""
+    log = open_log(segment_bytes=2048)
+    for start in range(0, 200, 10):
+        log.append(batch_of(10, start=start, value_bytes=30))
+    log.close()
+    reopened = open_log(segment_bytes=2048)
+    assert reopened.last_recovery.segments_recovered == 0
+    assert reopened.recovery_point == 200
+
+
+def test_missing_recovery_point_checkpoint_validates_everything(open_log, tmp_path):
+    log = open_log(segment_bytes=2048)
+    for start in range(0, 200, 10):
+        log.append(batch_of(10, start=start, value_bytes=30))
+    segments = log.segment_count
+    log.close()
+    os.unlink(tmp_path / "log" / RECOVERY_POINT_FILE)
+    reopened = open_log(segment_bytes=2048)
+    assert reopened.last_recovery.segments_recovered == segments
+    assert reopened.last_recovery.bytes_dropped == 0
+    assert reopened.log_end_offset == 200
+
+
+@pytest.mark.parametrize("damage", ["delete", "garbage", "odd_length", "wrong_position"])
+def test_damaged_index_is_rebuilt(open_log, tmp_path, damage):
+    log = open_log(segment_bytes=4096, index_interval_bytes=64)
+    for start in range(0, 300, 10):
+        log.append(batch_of(10, start=start, value_bytes=30))
+    log.close()
+    index = tmp_path / "log" / "00000000000000000000.index"
+    good = index.read_bytes()
+    assert len(good) >= 16
+    if damage == "delete":
+        index.unlink()
+    elif damage == "garbage":
+        index.write_bytes(b"\xff" * len(good))
+    elif damage == "odd_length":
+        index.write_bytes(good[:-3])
+    else:  # a well-formed entry that points into the middle of a batch
+        index.write_bytes(good[:-4] + (int.from_bytes(good[-4:], "little") + 8).to_bytes(4, "little"))
+    reopened = open_log(segment_bytes=4096, index_interval_bytes=64)
+    assert reopened.last_recovery.indexes_rebuilt >= 1
+    assert index.read_bytes() == good
+    for offset in (0, 57, 123, 299):
+        assert offsets_of(reopened.read(offset, max_bytes=10**9))[0] == offset
+
+
+def test_corrupt_leader_epoch_checkpoint_is_rebuilt_from_batches(open_log, tmp_path):
+    log = open_log()
+    for epoch in range(3):
+        log.append(batch_of(5), leader_epoch=epoch * 2)
+    log.close()
+    (tmp_path / "log" / LEADER_EPOCH_FILE).write_text("0\n9\nnonsense\n")
+    assert open_log().leader_epochs.entries() == [(0, 0), (2, 5), (4, 10)]
+
+
+def test_leftover_temporary_files_are_removed(open_log, tmp_path):
+    log = open_log()
+    log.append(batch_of(5))
+    log.close()
+    leftover = tmp_path / "log" / "00000000000000000000.log.cleaned"
+    leftover.write_bytes(b"partial")
+    reopened = open_log()
+    assert not leftover.exists()
+    assert reopened.log_end_offset == 5
+
+
+def test_corruption_below_the_recovery_point_is_reported_on_read(open_log, tmp_path):
+    log = open_log()
+    log.append(batch_of(10))
+    log.append(batch_of(10))
+    log.close()
+    path = tmp_path / "log" / SEGMENT
+    data = bytearray(path.read_bytes())
+    data[-5] ^= 0xFF
+    path.write_bytes(bytes(data))
+    reopened = open_log()
+    from rafka.errors import CorruptRecordError
+
+    with pytest.raises(CorruptRecordError, match="CRC mismatch"):
+        reopened.read(10, verify_crc=True)
+    assert offsets_of(reopened.read(0, max_bytes=1)) == list(range(10))
