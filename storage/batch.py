@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import dataclasses
 import struct
+import time
 from typing import Any, Iterable, Sequence
 
 import crc32c
@@ -112,15 +113,15 @@ def make_batch(
 ) -> pa.RecordBatch:
     """Build a batch of ``RECORD_SCHEMA`` from Python sequences, column by column.
 
-    ``offsets`` default to 0..n-1 (the log reassigns them on append); ``timestamps_ms`` may
-    be one int for every record; ``headers`` holds one list of (str, bytes) per record.
+    ``offsets`` default to 0..n-1 (the log reassigns them on append); ``timestamps_ms``
+    defaults to the current wall-clock time and may be one int for every record; ``headers`` holds one list of (str, bytes) per record.
     Raises ``InvalidRecordError`` naming the argument whose values have the wrong type.
     """
     count = len(values)
     if offsets is None:
         offsets = np.arange(count, dtype=np.int64)
     if timestamps_ms is None:
-        timestamps_ms = 0
+        timestamps_ms = time.time_ns() // 1_000_000
     if isinstance(timestamps_ms, (int, np.integer)):
         timestamps_ms = np.full(count, int(timestamps_ms), dtype=np.int64)
     columns = [
