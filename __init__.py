@@ -8,9 +8,11 @@ from rafka.errors import (
     CorruptIndexError,
     CorruptRecordError,
     InvalidConfigError,
+    InvalidProducerEpochError,
     InvalidRecordError,
     InvalidTopicError,
     LeaderNotAvailableError,
+    NoOffsetForPartitionError,
     NotEnoughReplicasError,
     NotLeaderError,
     OffsetOutOfRangeError,
@@ -18,6 +20,7 @@ from rafka.errors import (
     RafkaError,
     RecordError,
     RecordTooLargeError,
+    RequestTimeoutError,
     StorageError,
     TopicExistsError,
     TopicNotFoundError,
@@ -25,23 +28,59 @@ from rafka.errors import (
 
 __version__ = "0.1.0"
 
+# The client classes import Ray; load them on first use so that `import rafka` (and the
+# storage engine, and `rafka --version`) stay fast.
+_LAZY = {
+    "Admin": "rafka.client.admin",
+    "BatchMetadata": "rafka.client.producer",
+    "Cluster": "rafka.client.cluster",
+    "Consumer": "rafka.client.consumer",
+    "Producer": "rafka.client.producer",
+    "Record": "rafka.client.records",
+    "RecordMetadata": "rafka.client.records",
+    "TopicPartition": "rafka.client.records",
+}
+
+
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'rafka' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
 __all__ = [
+    "Admin",
+    "BatchMetadata",
+    "Cluster",
     "ClusterError",
+    "Consumer",
     "CorruptIndexError",
     "CorruptRecordError",
     "InvalidConfigError",
+    "InvalidProducerEpochError",
     "InvalidRecordError",
     "InvalidTopicError",
     "LeaderNotAvailableError",
+    "NoOffsetForPartitionError",
     "NotEnoughReplicasError",
     "NotLeaderError",
     "OffsetOutOfRangeError",
     "OutOfOrderSequenceError",
+    "Producer",
     "RafkaError",
+    "Record",
     "RecordError",
+    "RecordMetadata",
     "RecordTooLargeError",
+    "RequestTimeoutError",
     "StorageError",
     "TopicExistsError",
     "TopicNotFoundError",
+    "TopicPartition",
     "__version__",
 ]

@@ -18,7 +18,10 @@ Hierarchy::
     ├── LeaderNotAvailableError (retriable)
     ├── NotEnoughReplicasError (retriable)
     ├── OutOfOrderSequenceError       an idempotent producer's sequence has a gap
-    └── ClusterError                  no cluster running, a dead broker, a timeout
+    ├── InvalidProducerEpochError     a producer was fenced by a newer instance
+    ├── NoOffsetForPartitionError     no position and auto_offset_reset="none"
+    ├── RequestTimeoutError (retriable)  a request got no answer within its timeout
+    └── ClusterError                  no cluster running, a dead broker
 
 Each error carries a message that names the bad value. ``retriable`` says whether the
 same request may succeed if simply sent again later (after a metadata refresh); clients
@@ -102,6 +105,21 @@ class NotEnoughReplicasError(RafkaError):
 
 class OutOfOrderSequenceError(RafkaError):
     """An idempotent producer's batch sequence skipped ahead of what the leader holds."""
+
+
+class InvalidProducerEpochError(RafkaError):
+    """A batch came from a producer epoch older than one the partition has seen."""
+
+
+class NoOffsetForPartitionError(RafkaError):
+    """A consumer has no position for a partition and ``auto_offset_reset`` is "none"."""
+
+
+class RequestTimeoutError(RafkaError):
+    """A request got no answer within its timeout (the buffer stayed full, a broker was
+    slow or unreachable)."""
+
+    retriable = True
 
 
 class ClusterError(RafkaError):

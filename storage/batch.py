@@ -280,3 +280,25 @@ def decode_body(buffer: pa.Buffer, position: int, header: BatchHeader) -> pa.Rec
     """Decode the Arrow body of the frame at ``position`` (zero-copy when uncompressed)."""
     body = buffer.slice(position + FRAME_HEADER_BYTES, header.frame_bytes - FRAME_HEADER_BYTES)
     return ipc.read_record_batch(body, RECORD_SCHEMA)
+
+
+def encode_stream(batches: Sequence[pa.RecordBatch], schema: pa.Schema = RECORD_SCHEMA,
+                  codec: str = "uncompressed") -> bytes:
+    """Batches as one Arrow IPC stream (schema once, then each batch) in a ``bytes``
+    object: the form batches take between actors. Unlike pickling, this writes only the
+    rows of a sliced batch, and ``bytes`` crosses Ray faster than an Arrow buffer."""
+    sink = pa.BufferOutputStream()
+    options = ipc.IpcWriteOptions(compression=None if codec == "uncompressed" else codec)
+    with ipc.new_stream(sink, schema, options=options) as writer:
+        for batch in batches:
+            writer.write_batch(batch)
+    return sink.getvalue().to_pybytes()
+
+
+def decode_stream(data: bytes | pa.Buffer) -> list[pa.RecordBatch]:
+    """The batches of an IPC stream made by ``encode_stream`` (zero-copy views of
+    ``data`` when uncompressed). Raises ``InvalidRecordError`` on bytes that are not one."""
+    try:
+        return list(ipc.open_stream(pa.py_buffer(data) if not isinstance(data, pa.Buffer) else data))
+    except (pa.ArrowInvalid, OSError) as error:
+        raise InvalidRecordError(f"not an Arrow IPC stream of record batches: {error}") from None

@@ -244,9 +244,10 @@ class Log:
 
     def append(self, batch: pa.RecordBatch | pa.Table, *, leader_epoch: int = 0,
                producer_id: int = NO_PRODUCER_ID, producer_epoch: int = -1,
-               base_sequence: int = -1) -> AppendInfo:
+               base_sequence: int = -1, producer_codec: str = "uncompressed") -> AppendInfo:
         """Append ``batch`` as the leader: assign it offsets from the LEO and write it as
-        one frame. Raises ``InvalidRecordError`` (schema, empty, null key on a compacted
+        one frame, compressed per ``compression.type`` (``producer`` keeps
+        ``producer_codec``, the codec the batch arrived with). Raises ``InvalidRecordError`` (schema, empty, null key on a compacted
         log) or ``RecordTooLargeError`` before anything is written."""
         self._check_open()
         batch = conform(batch)
@@ -269,7 +270,9 @@ class Log:
             attributes |= ATTRIBUTE_LOG_APPEND_TIME
         batch = pa.RecordBatch.from_arrays([offsets, timestamps, *batch.columns[2:]], schema=RECORD_SCHEMA)
         max_timestamp_ms = pc.max(timestamps).as_py()
-        codec = self.config.compression_type if self.config.compression_type in ("lz4", "zstd") else "uncompressed"
+        codec = self.config.compression_type
+        if codec == "producer":
+            codec = producer_codec if producer_codec in CODECS else "uncompressed"
         attributes |= CODECS[codec]
         body = encode_body(batch, codec)
         header = BatchHeader(

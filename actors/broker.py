@@ -1,0 +1,118 @@
+"""Broker: one per Ray node (or several on one node for local use), each with its own
+data directory, creating and supervising the partition replicas placed on it.
+
+Data directory layout::
+
+    <data_dir>/meta.json            {"broker_id": N}: the id survives restarts
+    <data_dir>/<topic>-<partition>/ one replica's log (see storage/log.py)
+
+Replica actors are named (see names.py), detached, pinned to the broker's node with a
+hard node-affinity scheduling strategy, and restarted by Ray if they crash
+(``max_restarts=-1``); a restarted replica recovers its log from disk. The broker never
+holds records itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import uuid
+
+import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+from rafka.actors import names
+from rafka.actors.replica import PartitionReplica
+
+META_FILE = "meta.json"
+
+
+def replica_directory(data_dir: str, topic: str, partition: int) -> str:
+    return os.path.join(data_dir, f"{topic}-{partition}")
+
+
+class Broker:
+    def __init__(self, broker_id: int, data_dir: str, namespace: str) -> None:
+        self.data_dir = os.path.abspath(data_dir)
+        os.makedirs(self.data_dir, exist_ok=True)
+        meta_path = os.path.join(self.data_dir, META_FILE)
+        if os.path.exists(meta_path):
+            with open(meta_path) as handle:
+                stored_id = json.load(handle)["broker_id"]
+            if stored_id != broker_id:
+                raise ValueError(f"data dir {self.data_dir} belongs to broker {stored_id}, not {broker_id}")
+        else:
+            with open(meta_path, "w") as handle:
+                json.dump({"broker_id": broker_id}, handle)
+        self.broker_id = broker_id
+        self.namespace = namespace
+        self.node_id = ray.get_runtime_context().get_node_id()
+        self._replicas: dict[tuple[str, int], ray.actor.ActorHandle] = {}
+        # Tells the controller's heartbeat that Ray restarted this broker.
+        self.incarnation = uuid.uuid4().hex
+
+    def info(self) -> dict:
+        return {"broker_id": self.broker_id, "node_id": self.node_id, "data_dir": self.data_dir,
+                "host": ray.util.get_node_ip_address()}
+
+    async def heartbeat(self) -> str:
+        return self.incarnation
+
+    async def ensure_replicas(self, specs: list[dict]) -> list[dict]:
+        """Start (or find, if already running) the replicas in ``specs`` — each a dict of
+        topic, partition, config, leader_epoch — and wait until every one has opened its
+        log. Returns their status."""
+        handles = [self._ensure(spec) for spec in specs]
+        return list(await asyncio.gather(*(handle.ready.remote() for handle in handles)))
+
+    def _ensure(self, spec: dict) -> ray.actor.ActorHandle:
+        key = (spec["topic"], spec["partition"])
+        handle = self._replicas.get(key)
+        if handle is not None:
+            return handle
+        name = names.replica(spec["topic"], spec["partition"], self.broker_id)
+        try:
+            handle = ray.get_actor(name, namespace=self.namespace)
+        except ValueError:
+            handle = (
+                ray.remote(PartitionReplica)
+                .options(
+                    name=name,
+                    namespace=self.namespace,
+                    lifetime="detached",
+                    num_cpus=0,
+                    max_restarts=-1,
+                    max_concurrency=1000,
+                    scheduling_strategy=NodeAffinitySchedulingStrategy(self.node_id, soft=False),
+                )
+                .remote(
+                    spec["topic"],
+                    spec["partition"],
+                    self.broker_id,
+                    replica_directory(self.data_dir, spec["topic"], spec["partition"]),
+                    spec["config"],
+                    spec["leader_epoch"],
+                )
+            )
+        self._replicas[key] = handle
+        return handle
+
+    async def update_config(self, topic: str, config: dict[str, str]) -> None:
+        await asyncio.gather(*(
+            handle.update_config.remote(config) for (name, _), handle in self._replicas.items() if name == topic
+        ))
+
+    async def remove_replicas(self, topic: str, delete: bool) -> int:
+        """Close (and with ``delete`` remove the data of) this broker's replicas of ``topic``."""
+        doomed = [(key, handle) for key, handle in self._replicas.items() if key[0] == topic]
+        await asyncio.gather(*(handle.close.remote(delete) for _, handle in doomed), return_exceptions=True)
+        for key, handle in doomed:
+            ray.kill(handle, no_restart=True)
+            del self._replicas[key]
+        return len(doomed)
+
+    async def stop(self) -> None:
+        """Close every replica (flushing its log) and stop it; the data stays."""
+        for topic in {key[0] for key in self._replicas}:
+            await self.remove_replicas(topic, delete=False)

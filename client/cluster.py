@@ -1,0 +1,184 @@
+"""Cluster: start, connect to, and shut down a rafka cluster on Ray.
+
+``Cluster.start(data_dir=..., brokers=N)`` uses the Ray instance this process is
+connected to, or starts an embedded local one when there is none (and then owns it).
+``Cluster.start(address="auto")`` connects to a running Ray cluster and starts one broker
+per alive Ray node. ``Cluster.connect()`` attaches to a rafka cluster someone else
+started. Every rafka actor is a named, detached actor in one Ray namespace.
+
+``shutdown()`` stops what this handle started — the rafka actors when it started them,
+and Ray when it started Ray — and otherwise only disconnects.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+from rafka.actors import names
+from rafka.actors.broker import Broker
+from rafka.actors.controller import Controller
+from rafka.client import rpc
+from rafka.client.metadata import Metadata
+from rafka.errors import ClusterError
+
+DEFAULT_DATA_DIR = os.path.join(os.path.expanduser("~"), ".rafka", "data")
+
+
+class Cluster:
+    def __init__(self, namespace: str, controller: ray.actor.ActorHandle, owns_actors: bool, owns_ray: bool) -> None:
+        self.namespace = namespace
+        self.controller = controller
+        self._owns_actors = owns_actors
+        self._owns_ray = owns_ray
+        self._metadata: Metadata | None = None
+        self._closed = False
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    @classmethod
+    def start(cls, data_dir: str | None = None, brokers: int | None = None, address: str | None = None,
+              namespace: str = names.DEFAULT_NAMESPACE, **ray_init_kwargs: Any) -> "Cluster":
+        """Start a rafka cluster: a controller and ``brokers`` brokers on this node
+        (default 1), or with ``address`` one broker per alive Ray node of that cluster
+        (then ``brokers`` is ignored). Broker i keeps its data in ``data_dir/broker-i``."""
+        if brokers is not None and (isinstance(brokers, bool) or not isinstance(brokers, int) or brokers < 1):
+            raise ValueError(f"brokers must be a positive int, got {brokers!r}")
+        data_dir = os.path.abspath(data_dir or DEFAULT_DATA_DIR)
+        owns_ray = _ensure_ray(address, namespace, ray_init_kwargs)
+        try:
+            ray.get_actor(names.CONTROLLER, namespace=namespace)
+        except ValueError:
+            pass
+        else:
+            if owns_ray:
+                ray.shutdown()
+            raise ClusterError(
+                f"a rafka cluster is already running in Ray namespace {namespace!r}; use rafka.Cluster.connect()"
+            )
+        head_node = ray.get_runtime_context().get_node_id()
+        controller = (
+            ray.remote(Controller)
+            .options(name=names.CONTROLLER, namespace=namespace, lifetime="detached", num_cpus=0,
+                     max_restarts=-1, max_concurrency=1000,
+                     scheduling_strategy=NodeAffinitySchedulingStrategy(head_node, soft=True))
+            .remote(data_dir, namespace)
+        )
+        cluster = cls(namespace, controller, owns_actors=True, owns_ray=owns_ray)
+        try:
+            if address is None:
+                placements = [(broker_id, head_node, os.path.join(data_dir, f"broker-{broker_id}"))
+                              for broker_id in range(brokers or 1)]
+            else:
+                nodes = sorted(node["NodeID"] for node in ray.nodes() if node["Alive"])
+                placements = [(index, node, os.path.join(data_dir, f"broker-{index}")) for index, node in enumerate(nodes)]
+            cluster._start_brokers(placements)
+        except BaseException:
+            cluster.shutdown()
+            raise
+        return cluster
+
+    def _start_brokers(self, placements: list[tuple[int, str, str]]) -> None:
+        handles = []
+        for broker_id, node_id, broker_dir in placements:
+            handles.append(
+                ray.remote(Broker)
+                .options(name=names.broker(broker_id), namespace=self.namespace, lifetime="detached", num_cpus=0,
+                         max_restarts=-1, max_concurrency=1000,
+                         scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False))
+                .remote(broker_id, broker_dir, self.namespace)
+            )
+        infos = rpc.get([handle.info.remote() for handle in handles])
+        incarnations = rpc.get([handle.heartbeat.remote() for handle in handles])
+        rpc.get([
+            self.controller.add_broker.remote(info["broker_id"], info, incarnation)
+            for info, incarnation in zip(infos, incarnations)
+        ])
+
+    @classmethod
+    def connect(cls, address: str | None = None, namespace: str = names.DEFAULT_NAMESPACE) -> "Cluster":
+        """Attach to a running rafka cluster (on this process's Ray, or ``address``)."""
+        owns_ray = _ensure_ray(address or "auto" if not ray.is_initialized() else None, namespace, {})
+        try:
+            controller = ray.get_actor(names.CONTROLLER, namespace=namespace)
+        except ValueError:
+            if owns_ray:
+                ray.shutdown()
+            raise ClusterError(f"no rafka cluster is running in Ray namespace {namespace!r}") from None
+        return cls(namespace, controller, owns_actors=False, owns_ray=owns_ray)
+
+    def shutdown(self) -> None:
+        """Flush and stop the rafka actors if this handle started them, then Ray if this
+        handle started Ray. Data stays in the data directory for the next start."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._owns_actors:
+            try:
+                rpc.get(self.controller.shutdown.remote(), timeout_s=60)
+            except Exception:  # noqa: BLE001 - shutting down what is left matters more
+                pass
+            for state in self.brokers_safe():
+                _kill(names.broker(state), self.namespace)
+            _kill(names.CONTROLLER, self.namespace)
+        if self._owns_ray:
+            ray.shutdown()
+
+    def brokers_safe(self) -> list[int]:
+        try:
+            return [broker["broker_id"] for broker in rpc.get(self.controller.brokers.remote(), timeout_s=10)]
+        except Exception:  # noqa: BLE001
+            return []
+
+    def __enter__(self) -> "Cluster":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.shutdown()
+
+    # -- clients ---------------------------------------------------------------------
+
+    @property
+    def metadata(self) -> Metadata:
+        if self._metadata is None:
+            self._metadata = Metadata(self.controller, self.namespace)
+        return self._metadata
+
+    def admin(self):
+        from rafka.client.admin import Admin
+
+        return Admin(self)
+
+    def producer(self, **config: Any):
+        from rafka.client.producer import Producer
+
+        return Producer(self, **config)
+
+    def consumer(self, **config: Any):
+        from rafka.client.consumer import Consumer
+
+        return Consumer(self, **config)
+
+    def brokers(self) -> list[dict]:
+        """Each broker's id, node, data dir and whether it answers heartbeats."""
+        return rpc.get(self.controller.brokers.remote())
+
+
+def _ensure_ray(address: str | None, namespace: str, init_kwargs: dict) -> bool:
+    """Connect to Ray (or start a local instance); True if this call started it."""
+    if ray.is_initialized():
+        return False
+    init_kwargs.setdefault("logging_level", "WARNING")
+    init_kwargs.setdefault("log_to_driver", True)
+    ray.init(address=address, namespace=namespace, **init_kwargs)
+    return address is None
+
+
+def _kill(name: str, namespace: str) -> None:
+    try:
+        ray.kill(ray.get_actor(name, namespace=namespace), no_restart=True)
+    except ValueError:
+        pass

@@ -1,0 +1,75 @@
+"""Client-side metadata: which broker leads each partition, and handles to the leaders.
+
+Refreshed from the controller when a topic is first used and whenever a request fails
+with a retriable error (a new leader, a restarted replica). Thread-safe: the producer's
+sender thread and the user's thread share one cache.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import ray
+
+from rafka.actors import names
+from rafka.client import rpc
+from rafka.errors import LeaderNotAvailableError, TopicNotFoundError
+
+REFRESH_BACKOFF_S = 0.05
+
+
+class Metadata:
+    def __init__(self, controller: ray.actor.ActorHandle, namespace: str) -> None:
+        self.controller = controller
+        self.namespace = namespace
+        self._partitions: dict[str, list[dict]] = {}
+        self._handles: dict[str, ray.actor.ActorHandle] = {}
+        self._lock = threading.Lock()
+
+    def refresh(self, topics: list[str]) -> None:
+        answer = rpc.get(self.controller.metadata.remote(list(topics)))
+        with self._lock:
+            for topic, partitions in answer.items():
+                if partitions is None:
+                    self._partitions.pop(topic, None)
+                else:
+                    self._partitions[topic] = partitions
+
+    def partitions(self, topic: str) -> list[dict]:
+        partitions = self._partitions.get(topic)
+        if partitions is None:
+            self.refresh([topic])
+            partitions = self._partitions.get(topic)
+            if partitions is None:
+                raise TopicNotFoundError(f"unknown topic {topic!r}")
+        return partitions
+
+    def partition_count(self, topic: str) -> int:
+        return len(self.partitions(topic))
+
+    def leader(self, topic: str, partition: int) -> tuple[ray.actor.ActorHandle, int]:
+        """(handle of the leader replica, leader epoch) of ``topic``/``partition``."""
+        partitions = self.partitions(topic)
+        if not 0 <= partition < len(partitions):
+            raise TopicNotFoundError(f"topic {topic!r} has no partition {partition} (it has {len(partitions)})")
+        state = partitions[partition]
+        if state["leader"] < 0:
+            raise LeaderNotAvailableError(f"{topic}-{partition} has no leader")
+        name = names.replica(topic, partition, state["leader"])
+        handle = self._handles.get(name)
+        if handle is None:
+            try:
+                handle = ray.get_actor(name, namespace=self.namespace)
+            except ValueError:
+                raise LeaderNotAvailableError(f"leader of {topic}-{partition} ({name}) is not running") from None
+            self._handles[name] = handle
+        return handle, state["leader_epoch"]
+
+    def invalidate(self, topic: str) -> None:
+        """Forget what is known of ``topic``; the next use refreshes it."""
+        with self._lock:
+            self._partitions.pop(topic, None)
+            for name in [name for name in self._handles if name.startswith(f"replica:{topic}:")]:
+                del self._handles[name]
+        time.sleep(REFRESH_BACKOFF_S)

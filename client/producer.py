@@ -1,0 +1,556 @@
+"""Producer: records in, Arrow batches out, one actor call per batch.
+
+``send()`` validates one record, picks its partition (Kafka's murmur2 of the key, sticky
+for null keys) and appends it to that partition's open batch under a lock; it does no
+I/O. A sender thread closes batches when they reach ``batch_size`` bytes or have waited
+``linger_ms``, builds each one as an Arrow record batch in a single call, and sends it to
+the partition's leader replica. Results come back per batch and resolve the futures of
+all its records at once.
+
+Guarantees:
+* Order within a partition is the order of ``send()`` calls, even with ``max_in_flight``
+  batches outstanding and retries: every batch carries this producer's id and a
+  per-partition sequence number, and the leader appends sequences in order and answers a
+  retried duplicate from memory instead of appending it again.
+* Memory is bounded: records waiting or in flight hold at most ``buffer_memory`` bytes;
+  ``send()`` blocks when the buffer is full and raises ``RequestTimeoutError`` after
+  ``max_block_ms``.
+* Retriable errors (a moved leader, a restarting replica) are retried until
+  ``delivery_timeout_ms``; others fail the batch's futures at once.
+
+Not promised: with ``acks=0`` nothing is confirmed (offsets are -1). Callbacks run on the
+sender thread and must not block.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import threading
+import time
+from typing import Any, Callable, Iterable
+
+import numpy as np
+import pyarrow as pa
+import ray
+
+from rafka.client import rpc
+from rafka.client.partitioner import Partitioner
+from rafka.client.records import RecordMetadata
+from rafka.errors import (
+    InvalidConfigError,
+    InvalidRecordError,
+    RafkaError,
+    RecordTooLargeError,
+    RequestTimeoutError,
+    TopicNotFoundError,
+)
+from rafka.storage.batch import HEADERS_TYPE, PRODUCE_SCHEMA, encode_stream
+
+RECORD_OVERHEAD_BYTES = 32  # offset, timestamp, two list offsets and validity bits
+ACKS = {0: 0, 1: 1, -1: -1, "0": 0, "1": 1, "all": -1, "-1": -1}
+COMPRESSION = {"none": "uncompressed", None: "uncompressed", "lz4": "lz4", "zstd": "zstd"}
+SENDER_IDLE_WAIT_S = 0.05
+
+
+@dataclasses.dataclass(frozen=True)
+class ProducerConfig:
+    acks: int = 1
+    linger_ms: float = 5
+    batch_size: int = 1024 * 1024
+    buffer_memory: int = 64 * 1024 * 1024
+    max_block_ms: int = 60_000
+    max_in_flight: int = 5
+    delivery_timeout_ms: int = 120_000
+    request_timeout_ms: int = 30_000
+    retry_backoff_ms: int = 100
+    compression_type: str = "uncompressed"
+    max_request_size: int = 8 * 1024 * 1024
+    enable_idempotence: bool = True
+
+    @classmethod
+    def build(cls, **options: Any) -> "ProducerConfig":
+        known = {field.name for field in dataclasses.fields(cls)}
+        for name in options:
+            if name not in known:
+                raise InvalidConfigError(f"unknown producer option {name!r}; known: {', '.join(sorted(known))}")
+        if "acks" in options:
+            if options["acks"] not in ACKS or isinstance(options["acks"], bool):
+                raise InvalidConfigError(f"acks must be 0, 1 or 'all', got {options['acks']!r}")
+            options["acks"] = ACKS[options["acks"]]
+        if "compression_type" in options:
+            if options["compression_type"] not in COMPRESSION:
+                raise InvalidConfigError(
+                    f"compression_type must be one of none, lz4, zstd, got {options['compression_type']!r}"
+                )
+            options["compression_type"] = COMPRESSION[options["compression_type"]]
+        for name in ("linger_ms", "batch_size", "buffer_memory", "max_block_ms", "max_in_flight",
+                     "delivery_timeout_ms", "request_timeout_ms", "retry_backoff_ms", "max_request_size"):
+            value = options.get(name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0
+                                      or (value == 0 and name in ("max_in_flight", "batch_size", "buffer_memory"))):
+                raise InvalidConfigError(f"producer option {name} must be a positive number, got {value!r}")
+        return cls(**options)
+
+
+class _Batch:
+    """Records for one partition: open (accumulating), then sent, then done."""
+
+    __slots__ = ("topic", "partition", "values", "keys", "timestamps", "headers", "size_bytes", "created_s",
+                 "table", "callbacks", "done", "base_offset", "log_append_time", "error", "sequence",
+                 "deadline_s", "attempts", "record_count")
+
+    def __init__(self, topic: str, partition: int, created_s: float, table: pa.RecordBatch | None = None) -> None:
+        self.topic, self.partition = topic, partition
+        self.values: list = []
+        self.keys: list = []
+        self.timestamps: list = []
+        self.headers: list | None = None
+        self.size_bytes = 0
+        self.created_s = created_s
+        self.table = table
+        self.callbacks: list | None = None
+        self.done = threading.Event()
+        self.base_offset = -1
+        self.log_append_time = -1
+        self.error: BaseException | None = None
+        self.sequence = -1
+        self.deadline_s = 0.0
+        self.attempts = 0
+        self.record_count = 0 if table is None else table.num_rows
+
+    def to_arrow(self) -> pa.RecordBatch:
+        if self.table is not None:
+            return self.table
+        count = len(self.values)
+        headers = pa.array(self.headers, HEADERS_TYPE) if self.headers is not None else pa.nulls(count, HEADERS_TYPE)
+        return pa.RecordBatch.from_arrays(
+            [pa.array(np.array(self.timestamps, dtype=np.int64)), pa.array(self.keys, pa.binary()),
+             pa.array(self.values, pa.binary()), headers],
+            schema=PRODUCE_SCHEMA,
+        )
+
+
+class FutureRecordMetadata:
+    """The eventual ``RecordMetadata`` of one sent record."""
+
+    __slots__ = ("_batch", "_index", "_timestamp")
+
+    def __init__(self, batch: _Batch, index: int, timestamp: int) -> None:
+        self._batch, self._index, self._timestamp = batch, index, timestamp
+
+    def done(self) -> bool:
+        return self._batch.done.is_set()
+
+    def result(self, timeout: float | None = None) -> RecordMetadata:
+        batch = self._batch
+        if not batch.done.wait(timeout):
+            raise RequestTimeoutError(f"record for {batch.topic}-{batch.partition} not acknowledged within {timeout} s")
+        if batch.error is not None:
+            raise batch.error
+        offset = batch.base_offset + self._index if batch.base_offset >= 0 else -1
+        timestamp = batch.log_append_time if batch.log_append_time >= 0 else self._timestamp
+        return RecordMetadata(batch.topic, batch.partition, offset, timestamp)
+
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        self._batch.done.wait(timeout)
+        return self._batch.error
+
+
+@dataclasses.dataclass(frozen=True)
+class BatchMetadata:
+    """Where one Arrow batch of ``send_batch`` landed: offsets [base_offset, base_offset + record_count)."""
+
+    topic: str
+    partition: int
+    base_offset: int
+    record_count: int
+
+
+class FutureBatchMetadata:
+    """The eventual ``BatchMetadata`` list of one ``send_batch`` call."""
+
+    def __init__(self, batches: list[_Batch]) -> None:
+        self._batches = batches
+
+    def done(self) -> bool:
+        return all(batch.done.is_set() for batch in self._batches)
+
+    def result(self, timeout: float | None = None) -> list[BatchMetadata]:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        out = []
+        for batch in self._batches:
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not batch.done.wait(remaining):
+                raise RequestTimeoutError(f"batch for {batch.topic}-{batch.partition} not acknowledged within {timeout} s")
+            if batch.error is not None:
+                raise batch.error
+            out.append(BatchMetadata(batch.topic, batch.partition, batch.base_offset, batch.record_count))
+        return out
+
+
+class Producer:
+    def __init__(self, cluster: Any, **options: Any) -> None:
+        self.config = ProducerConfig.build(**options)
+        self._metadata = cluster.metadata
+        self._controller = cluster.controller
+        self._producer_id = rpc.get(self._controller.allocate_producer_id.remote())
+        self._producer_epoch = 0
+        self._partitioner = Partitioner()
+        self._partition_counts: dict[str, int] = {}
+        self._open: dict[tuple[str, int], _Batch] = {}
+        self._ready: collections.deque[_Batch] = collections.deque()
+        self._retry: list[tuple[float, _Batch]] = []
+        self._next_sequence: dict[tuple[str, int], int] = collections.defaultdict(int)
+        self._in_flight: dict[ray.ObjectRef, _Batch] = {}
+        self._in_flight_per_partition: dict[tuple[str, int], int] = collections.defaultdict(int)
+        self._buffered_bytes = 0
+        self._unfinished = 0  # batches created and not yet done
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._space = threading.Condition(self._lock)
+        self._all_done = threading.Condition(self._lock)
+        self._closing = False
+        self._flush_requested = 0
+        self._linger_s = self.config.linger_ms / 1000
+        self._sender = threading.Thread(target=self._run_sender, name="rafka-producer-sender", daemon=True)
+        self._sender.start()
+
+    # -- sending -------------------------------------------------------------------
+
+    def send(self, topic: str, value: bytes | None = None, key: bytes | None = None,
+             headers: Iterable[tuple[str, bytes]] | None = None, timestamp_ms: int | None = None,
+             partition: int | None = None,
+             callback: Callable[[RecordMetadata | None, BaseException | None], None] | None = None) -> FutureRecordMetadata:
+        """Queue one record; returns a future of its ``RecordMetadata``."""
+        if value is not None and type(value) is not bytes:
+            value = _as_bytes("value", value)
+        if key is not None and type(key) is not bytes:
+            key = _as_bytes("key", key)
+        count = self._partition_counts.get(topic)
+        if count is None:
+            count = self._load_topic(topic)
+        if partition is None:
+            partition = self._partitioner.partition(topic, key, count)
+        elif isinstance(partition, bool) or not isinstance(partition, int) or not 0 <= partition < count:
+            raise TopicNotFoundError(f"topic {topic!r} has no partition {partition!r} (it has {count})")
+        if timestamp_ms is None:
+            timestamp_ms = time.time_ns() // 1_000_000
+        elif isinstance(timestamp_ms, bool) or not isinstance(timestamp_ms, int):
+            raise TypeError(f"timestamp_ms must be an int (ms since the epoch), got {timestamp_ms!r}")
+        size = RECORD_OVERHEAD_BYTES + (len(value) if value is not None else 0) + (len(key) if key is not None else 0)
+        if headers is not None:
+            headers = _check_headers(headers)
+            size += sum(len(name) + len(data) for name, data in headers)
+        if size > self.config.max_request_size:
+            raise RecordTooLargeError(
+                f"record of {size} bytes for {topic!r} is over max_request_size={self.config.max_request_size}"
+            )
+        with self._lock:
+            if self._buffered_bytes + size > self.config.buffer_memory:
+                self._wait_for_space(size)
+            tp = (topic, partition)
+            batch = self._open.get(tp)
+            if batch is None or batch.size_bytes + size > self.config.batch_size:
+                if batch is not None:
+                    self._close_batch(tp, batch)
+                batch = self._open[tp] = _Batch(topic, partition, time.monotonic())
+                self._unfinished += 1
+                if len(self._open) == 1:
+                    self._wake.notify()
+            index = len(batch.values)
+            batch.values.append(value)
+            batch.keys.append(key)
+            batch.timestamps.append(timestamp_ms)
+            if headers is not None or batch.headers is not None:
+                if batch.headers is None:
+                    batch.headers = [None] * index
+                batch.headers.append(headers)
+            batch.size_bytes += size
+            batch.record_count += 1
+            self._buffered_bytes += size
+            if callback is not None:
+                if batch.callbacks is None:
+                    batch.callbacks = []
+                batch.callbacks.append((index, timestamp_ms, callback))
+            if batch.size_bytes >= self.config.batch_size:
+                self._close_batch(tp, batch)
+        return FutureRecordMetadata(batch, index, timestamp_ms)
+
+    def send_batch(self, topic: str, table: pa.Table | pa.RecordBatch, partition: int | None = None) -> FutureBatchMetadata:
+        """Send an Arrow table of records: a ``value`` column (binary), optionally
+        ``key`` (binary), ``timestamp`` (int64 ms) and ``headers``. Rows are partitioned
+        by key (Kafka's partitioner) or all go to ``partition``; rows without a key go to
+        one sticky partition. No per-record Python work unless keys must be hashed."""
+        table = _produce_table(table)
+        count = self._partition_counts.get(topic) or self._load_topic(topic)
+        if partition is not None and (isinstance(partition, bool) or not isinstance(partition, int) or not 0 <= partition < count):
+            raise TopicNotFoundError(f"topic {topic!r} has no partition {partition!r} (it has {count})")
+        if partition is not None or count == 1:
+            parts = [(partition or 0, table)]
+        elif table.column("key").null_count == table.num_rows:
+            parts = [(self._partitioner.partition(topic, None, count), table)]
+            self._partitioner.on_new_batch(topic, count, parts[0][0])
+        else:
+            partitions = np.fromiter(
+                (self._partitioner.partition(topic, key, count) for key in table.column("key").to_pylist()),
+                dtype=np.int32, count=table.num_rows)
+            parts = [(int(p), table.take(pa.array(np.flatnonzero(partitions == p)))) for p in np.unique(partitions)]
+        batches = []
+        for target, part in parts:
+            for chunk in _chunks(part, self.config.max_request_size):
+                batches.append(self._enqueue_table(topic, target, chunk))
+        return FutureBatchMetadata(batches)
+
+    def _enqueue_table(self, topic: str, partition: int, table: pa.Table) -> _Batch:
+        record_batch = table.combine_chunks().to_batches()[0]
+        size = record_batch.nbytes
+        with self._lock:
+            if self._buffered_bytes + size > self.config.buffer_memory:
+                self._wait_for_space(size)
+            tp = (topic, partition)
+            if tp in self._open:  # keep order with records already accumulating
+                self._close_batch(tp, self._open[tp])
+            batch = _Batch(topic, partition, time.monotonic(), record_batch)
+            batch.size_bytes = size
+            self._unfinished += 1
+            self._buffered_bytes += size
+            self._ready.append(batch)
+            self._wake.notify()
+        return batch
+
+    def _close_batch(self, tp: tuple[str, int], batch: _Batch) -> None:
+        """Move ``batch`` from open to ready (caller holds the lock)."""
+        del self._open[tp]
+        self._ready.append(batch)
+        if batch.keys and batch.keys[0] is None:
+            self._partitioner.on_new_batch(tp[0], self._partition_counts[tp[0]], tp[1])
+        self._wake.notify()
+
+    def _wait_for_space(self, size: int) -> None:
+        deadline = time.monotonic() + self.config.max_block_ms / 1000
+        if size > self.config.buffer_memory:
+            raise RecordTooLargeError(f"{size} bytes is more than buffer_memory={self.config.buffer_memory}")
+        while self._buffered_bytes + size > self.config.buffer_memory:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise RequestTimeoutError(
+                    f"producer buffer ({self.config.buffer_memory} bytes) stayed full for max_block_ms="
+                    f"{self.config.max_block_ms}"
+                )
+            self._wake.notify()
+            self._space.wait(remaining)
+
+    def _load_topic(self, topic: str) -> int:
+        if not isinstance(topic, str):
+            raise TypeError(f"topic must be a str, got {topic!r}")
+        count = self._metadata.partition_count(topic)
+        self._partition_counts[topic] = count
+        return count
+
+    def partitions_for(self, topic: str) -> list[int]:
+        return list(range(self._load_topic(topic)))
+
+    def flush(self, timeout_s: float | None = None) -> None:
+        """Send everything queued and wait until each batch is acknowledged or failed."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        with self._lock:
+            for tp, batch in list(self._open.items()):
+                self._close_batch(tp, batch)
+            while self._unfinished:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise RequestTimeoutError(f"flush did not finish within {timeout_s} s ({self._unfinished} batches left)")
+                self._all_done.wait(remaining)
+
+    def close(self, timeout_s: float | None = None) -> None:
+        """Flush, then stop the sender thread. Sending after close raises."""
+        if self._closing:
+            return
+        try:
+            self.flush(timeout_s)
+        finally:
+            with self._lock:
+                self._closing = True
+                self._wake.notify()
+            self._sender.join(timeout=10)
+
+    def __enter__(self) -> "Producer":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- the sender thread ---------------------------------------------------------
+
+    def _run_sender(self) -> None:
+        while True:
+            to_send = self._collect()
+            if to_send is None:
+                return
+            for batch in to_send:
+                self._dispatch(batch)
+            self._reap()
+
+    def _collect(self) -> list[_Batch] | None:
+        """Batches that may be sent now; waits while there is nothing to do."""
+        with self._lock:
+            while True:
+                now = time.monotonic()
+                for tp, batch in list(self._open.items()):
+                    if now - batch.created_s >= self._linger_s:
+                        self._close_batch(tp, batch)
+                if self._retry:
+                    due = [batch for at, batch in self._retry if at <= now]
+                    self._retry = [(at, batch) for at, batch in self._retry if at > now]
+                    for batch in reversed(due):
+                        self._ready.appendleft(batch)
+                sendable, waiting = [], collections.deque()
+                while self._ready:
+                    batch = self._ready.popleft()
+                    tp = (batch.topic, batch.partition)
+                    if self._in_flight_per_partition[tp] < self.config.max_in_flight:
+                        self._in_flight_per_partition[tp] += 1
+                        sendable.append(batch)
+                    else:
+                        waiting.append(batch)
+                self._ready = waiting
+                if sendable or self._in_flight:
+                    return sendable
+                if self._closing and not self._open and not self._ready and not self._retry:
+                    return None
+                timeout = SENDER_IDLE_WAIT_S
+                if self._open:
+                    oldest = min(batch.created_s for batch in self._open.values())
+                    timeout = max(0.0, min(timeout, oldest + self._linger_s - now))
+                self._wake.wait(timeout)
+
+    def _dispatch(self, batch: _Batch) -> None:
+        try:
+            if batch.sequence < 0:
+                tp = (batch.topic, batch.partition)
+                batch.sequence = self._next_sequence[tp]
+                self._next_sequence[tp] += batch.record_count
+                batch.deadline_s = time.monotonic() + self.config.delivery_timeout_ms / 1000
+                arrow = batch.to_arrow()
+                batch.table = arrow
+                batch.values = batch.keys = batch.timestamps = []
+                batch.headers = None
+            payload = encode_stream([batch.table], PRODUCE_SCHEMA, self.config.compression_type)
+            leader, epoch = self._metadata.leader(batch.topic, batch.partition)
+            ref = leader.produce.remote(payload, self.config.compression_type, epoch, self._producer_id,
+                                        self._producer_epoch, batch.sequence)
+        except Exception as error:  # noqa: BLE001 - delivered to the batch's futures
+            self._finish_attempt(batch, error)
+            return
+        batch.attempts += 1
+        self._in_flight[ref] = batch
+        if self.config.acks == 0:
+            self._complete(batch, -1, -1, None)
+
+    def _reap(self) -> None:
+        if not self._in_flight:
+            return
+        ready, _ = ray.wait(list(self._in_flight), num_returns=len(self._in_flight), timeout=0)
+        if not ready:
+            ready, _ = ray.wait(list(self._in_flight), num_returns=1, timeout=min(self._linger_s, SENDER_IDLE_WAIT_S) or 0.001)
+        for ref in ready:
+            batch = self._in_flight.pop(ref)
+            try:
+                base_offset, append_time = ray.get(ref)
+            except Exception as error:  # noqa: BLE001
+                self._finish_attempt(batch, rpc.unwrap(error))
+                continue
+            self._finish_attempt(batch, None, base_offset, append_time)
+
+    def _finish_attempt(self, batch: _Batch, error: BaseException | None, base_offset: int = -1,
+                        append_time: int = -1) -> None:
+        tp = (batch.topic, batch.partition)
+        with self._lock:
+            self._in_flight_per_partition[tp] -= 1
+        if error is not None and getattr(error, "retriable", False) and time.monotonic() < batch.deadline_s:
+            self._metadata.invalidate(batch.topic)
+            with self._lock:
+                self._retry.append((time.monotonic() + self.config.retry_backoff_ms / 1000, batch))
+            return
+        if error is not None and not isinstance(error, RafkaError):
+            error = InvalidRecordError(f"produce to {batch.topic}-{batch.partition} failed: {error!r}")
+        if self.config.acks != 0:
+            self._complete(batch, base_offset, append_time, error)
+        self._release(batch)
+
+    def _complete(self, batch: _Batch, base_offset: int, append_time: int, error: BaseException | None) -> None:
+        batch.base_offset, batch.log_append_time, batch.error = base_offset, append_time, error
+        batch.done.set()
+        if batch.callbacks:
+            for index, timestamp, callback in batch.callbacks:
+                try:
+                    if error is None:
+                        offset = base_offset + index if base_offset >= 0 else -1
+                        callback(RecordMetadata(batch.topic, batch.partition, offset,
+                                                append_time if append_time >= 0 else timestamp), None)
+                    else:
+                        callback(None, error)
+                except Exception:  # noqa: BLE001 - a user callback must not kill the sender
+                    pass
+
+    def _release(self, batch: _Batch) -> None:
+        with self._lock:
+            self._buffered_bytes -= batch.size_bytes
+            self._unfinished -= 1
+            batch.table = None
+            self._space.notify_all()
+            if not self._unfinished:
+                self._all_done.notify_all()
+
+
+def _as_bytes(name: str, data: Any) -> bytes:
+    if isinstance(data, (bytearray, memoryview)):
+        return bytes(data)
+    raise TypeError(f"{name} must be bytes or None, got {type(data).__name__}: {data!r:.60}")
+
+
+def _check_headers(headers: Iterable[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
+    checked = []
+    for entry in headers:
+        if not (isinstance(entry, tuple) and len(entry) == 2 and isinstance(entry[0], str)
+                and isinstance(entry[1], (bytes, type(None)))):
+            raise TypeError(f"headers must be (str, bytes) pairs, got {entry!r:.60}")
+        checked.append(entry)
+    return checked
+
+
+def _produce_table(table: pa.Table | pa.RecordBatch) -> pa.Table:
+    """``table`` with exactly the producer's columns, or a TypeError naming what is wrong."""
+    if isinstance(table, pa.RecordBatch):
+        table = pa.Table.from_batches([table])
+    if not isinstance(table, pa.Table):
+        raise TypeError(f"send_batch takes a pyarrow Table or RecordBatch, got {type(table).__name__}")
+    if "value" not in table.column_names:
+        raise InvalidRecordError(f"send_batch needs a 'value' column; got columns {table.column_names}")
+    count = table.num_rows
+    columns = []
+    for field in PRODUCE_SCHEMA:
+        if field.name in table.column_names:
+            column = table.column(field.name)
+            if not column.type.equals(field.type):
+                try:
+                    column = column.cast(field.type)
+                except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                    raise InvalidRecordError(
+                        f"send_batch column {field.name!r} has type {column.type}, expected {field.type}"
+                    ) from None
+            columns.append(column)
+        elif field.name == "timestamp":
+            columns.append(pa.chunked_array([pa.array(np.full(count, time.time_ns() // 1_000_000, dtype=np.int64))]))
+        else:
+            columns.append(pa.chunked_array([pa.nulls(count, field.type)]))
+    return pa.Table.from_arrays(columns, schema=PRODUCE_SCHEMA)
+
+
+def _chunks(table: pa.Table, max_bytes: int) -> list[pa.Table]:
+    """Split ``table`` into row ranges of at most about ``max_bytes`` each."""
+    if table.nbytes <= max_bytes or table.num_rows <= 1:
+        return [table]
+    rows_per_chunk = max(1, int(table.num_rows * (max_bytes * 0.9) / table.nbytes))
+    return [table.slice(start, rows_per_chunk) for start in range(0, table.num_rows, rows_per_chunk)]

@@ -1,0 +1,42 @@
+"""Calling rafka actors: waiting on Ray object refs and turning Ray's errors into
+rafka's. Every client call to an actor goes through ``get``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import ray
+from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
+
+from rafka.errors import ClusterError, RafkaError, RequestTimeoutError
+
+
+class ActorUnavailableError(ClusterError):
+    """An actor died or cannot be reached (retriable: its restart or a new leader may
+    answer)."""
+
+    retriable = True
+
+
+def unwrap(error: BaseException) -> BaseException:
+    """The rafka error inside a Ray error, or a ClusterError describing it."""
+    if isinstance(error, RayTaskError):
+        cause = getattr(error, "cause", None)
+        if isinstance(cause, RafkaError):
+            return cause
+        if isinstance(cause, (TypeError, ValueError)):
+            return cause
+        return ClusterError(f"rafka actor failed: {cause!r}")
+    if isinstance(error, RayActorError):
+        return ActorUnavailableError(f"a rafka actor is unavailable: {error}")
+    if isinstance(error, GetTimeoutError):
+        return RequestTimeoutError(f"no answer in time: {error}")
+    return error
+
+
+def get(refs: Any, timeout_s: float | None = None) -> Any:
+    """``ray.get`` that raises rafka errors."""
+    try:
+        return ray.get(refs, timeout=timeout_s)
+    except (RayTaskError, RayActorError, GetTimeoutError) as error:
+        raise unwrap(error) from None

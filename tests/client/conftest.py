@@ -1,0 +1,39 @@
+"""One Ray instance and one rafka cluster for every client test of the session.
+
+Tests make their own topics (named after the test) so they never see each other's
+records; tests that need a cluster of their own start it in a separate Ray namespace.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+import pytest
+import ray
+
+import rafka
+
+
+@pytest.fixture(scope="session")
+def ray_instance():
+    started = not ray.is_initialized()
+    if started:
+        ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING", namespace="rafka-tests")
+    yield
+    if started:
+        ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def cluster(ray_instance, tmp_path_factory):
+    cluster = rafka.Cluster.start(data_dir=str(tmp_path_factory.mktemp("cluster")), brokers=2,
+                                  namespace="rafka-test-shared")
+    yield cluster
+    cluster.shutdown()
+
+
+@pytest.fixture
+def topic(request) -> str:
+    """A fresh topic name for this test (created by the test itself)."""
+    return re.sub(r"[^a-zA-Z0-9._-]", "-", request.node.name)[:80] + "-" + uuid.uuid4().hex[:6]
