@@ -60,7 +60,8 @@ def partition_for_key(key: bytes, partition_count: int) -> int:
 
 class Partitioner:
     def __init__(self, seed: int | None = None) -> None:
-        self._hashes: dict[bytes, int] = {}
+        # key -> positive murmur2 hash; the producer reads it directly on its hot path.
+        self.key_hashes: dict[bytes, int] = {}
         self._sticky: dict[str, int] = {}
         self._random = random.Random(seed)
 
@@ -70,11 +71,11 @@ class Partitioner:
             if sticky is None or sticky >= partition_count:
                 sticky = self._sticky[topic] = self._random.randrange(partition_count)
             return sticky
-        positive_hash = self._hashes.get(key)
+        positive_hash = self.key_hashes.get(key)
         if positive_hash is None:
-            if len(self._hashes) >= HASH_CACHE_ENTRIES_MAX:
-                self._hashes.clear()  # cheap, and a working set that large misses anyway
-            positive_hash = self._hashes[key] = murmur2(key) & 0x7FFFFFFF
+            if len(self.key_hashes) >= HASH_CACHE_ENTRIES_MAX:
+                self.key_hashes.clear()  # cheap, and a working set that large misses anyway
+            positive_hash = self.key_hashes[key] = murmur2(key) & 0x7FFFFFFF
         return positive_hash % partition_count
 
     def on_new_batch(self, topic: str, partition_count: int, previous_partition: int) -> None:

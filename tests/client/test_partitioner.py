@@ -59,4 +59,4 @@ def test_hash_cache_is_bounded():
     partitioner = Partitioner()
     for index in range(HASH_CACHE_ENTRIES_MAX + 10):
         partitioner.partition("t", b"%d" % index, 3)
-    assert len(partitioner._hashes) <= HASH_CACHE_ENTRIES_MAX
+    assert len(partitioner.key_hashes) <= HASH_CACHE_ENTRIES_MAX
