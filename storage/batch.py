@@ -144,9 +144,10 @@ def _column(name: str, data: Any, arrow_type: pa.DataType, count: int) -> pa.Arr
     return column
 
 
-def conform(batch: pa.RecordBatch | pa.Table) -> pa.RecordBatch:
-    """Return ``batch`` as a ``RECORD_SCHEMA`` batch, or raise ``InvalidRecordError`` naming
-    the first column that does not match. Offsets, if present, are kept as given."""
+def producer_columns(batch: pa.RecordBatch | pa.Table) -> list[pa.Array]:
+    """The (timestamp, key, value, headers) columns of a batch of ``PRODUCE_SCHEMA`` or
+    ``RECORD_SCHEMA`` (any offsets are ignored: the log assigns them), or
+    ``InvalidRecordError`` naming the first column that does not match."""
     if isinstance(batch, pa.Table):
         batches = batch.combine_chunks().to_batches()
         if not batches:
@@ -154,31 +155,28 @@ def conform(batch: pa.RecordBatch | pa.Table) -> pa.RecordBatch:
         batch = batches[0]
     if not isinstance(batch, pa.RecordBatch):
         raise InvalidRecordError(f"expected a pyarrow RecordBatch, got {type(batch).__name__}")
-    if batch.schema.equals(RECORD_SCHEMA):
-        return batch
-    if batch.schema.equals(PRODUCE_SCHEMA):
-        offsets = pa.array(np.arange(batch.num_rows, dtype=np.int64))
-        return pa.RecordBatch.from_arrays([offsets, *batch.columns], schema=RECORD_SCHEMA)
-    for field in PRODUCE_SCHEMA:
-        index = batch.schema.get_field_index(field.name)
-        if index < 0:
-            raise InvalidRecordError(f"batch has no column {field.name!r} ({field.type}); schema is {batch.schema}")
-        if not batch.schema.field(index).type.equals(field.type):
-            raise InvalidRecordError(
-                f"batch column {field.name!r} has type {batch.schema.field(index).type}, expected {field.type}"
-            )
-    extra = [name for name in batch.schema.names if RECORD_SCHEMA.get_field_index(name) < 0]
-    if extra:
-        raise InvalidRecordError(f"batch has unexpected columns {extra}")
-    if batch.column(batch.schema.get_field_index("timestamp")).null_count:
-        raise InvalidRecordError("batch column 'timestamp' has nulls")
-    columns = [
-        batch.column(batch.schema.get_field_index(name))
-        if batch.schema.get_field_index(name) >= 0
-        else pa.array(np.arange(batch.num_rows, dtype=np.int64))
-        for name in RECORD_SCHEMA.names
-    ]
-    return pa.RecordBatch.from_arrays(columns, schema=RECORD_SCHEMA)
+    schema = batch.schema
+    if schema.equals(PRODUCE_SCHEMA):
+        columns = batch.columns
+    elif schema.equals(RECORD_SCHEMA):
+        columns = batch.columns[1:]
+    else:
+        columns = []
+        for field in PRODUCE_SCHEMA:
+            index = schema.get_field_index(field.name)
+            if index < 0:
+                raise InvalidRecordError(f"batch has no column {field.name!r} ({field.type}); schema is {schema}")
+            if not schema.field(index).type.equals(field.type):
+                raise InvalidRecordError(
+                    f"batch column {field.name!r} has type {schema.field(index).type}, expected {field.type}"
+                )
+            columns.append(batch.column(index))
+        extra = [name for name in schema.names if RECORD_SCHEMA.get_field_index(name) < 0]
+        if extra:
+            raise InvalidRecordError(f"batch has unexpected columns {extra}")
+    if columns[0].null_count:
+        raise InvalidRecordError(f"batch column 'timestamp' has {columns[0].null_count} nulls")
+    return columns
 
 
 def encode_body(batch: pa.RecordBatch, codec: str = "uncompressed") -> pa.Buffer:
@@ -199,14 +197,18 @@ def encode_body(batch: pa.RecordBatch, codec: str = "uncompressed") -> pa.Buffer
 
 
 def encode_frame(header: BatchHeader, body: pa.Buffer) -> tuple[bytes, BatchHeader]:
-    """Build the frame header for ``body``; return it and ``header`` with crc and size set."""
+    """Build the frame header for ``body``; return it and ``header``, which must be a
+    fresh object, with its crc and frame size filled in."""
     assert body.size % 8 == 0, f"Arrow IPC bodies are 8-byte padded, got {body.size} bytes"
     length = FRAME_HEADER_BYTES - LENGTH_FIELD_BYTES + body.size
     fields = _header_fields(header)
     without_crc = FRAME_HEADER.pack(length, 0, *fields)
     crc = crc32c.crc32c(body, crc32c.crc32c(without_crc[CRC_FIELD_END:]))
     packed = FRAME_HEADER.pack(length, crc, *fields)
-    return packed, dataclasses.replace(header, crc=crc, frame_bytes=FRAME_HEADER_BYTES + body.size)
+    # Frozen dataclass, set in place while it is still ours alone (replace() costs ~10 us).
+    object.__setattr__(header, "crc", crc)
+    object.__setattr__(header, "frame_bytes", FRAME_HEADER_BYTES + body.size)
+    return packed, header
 
 
 def _header_fields(header: BatchHeader) -> tuple:

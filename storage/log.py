@@ -34,7 +34,6 @@ import os
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from rafka.errors import InvalidRecordError, OffsetOutOfRangeError, RecordTooLargeError, StorageError
 from rafka.storage import checkpoint
@@ -45,10 +44,10 @@ from rafka.storage.batch import (
     RECORD_SCHEMA,
     BatchHeader,
     check_frame,
-    conform,
     decode_body,
     encode_body,
     encode_frame,
+    producer_columns,
 )
 from rafka.storage.checkpoint import LeaderEpochCache
 from rafka.storage.clock import Clock, SystemClock
@@ -250,26 +249,25 @@ class Log:
         ``producer_codec``, the codec the batch arrived with). Raises ``InvalidRecordError`` (schema, empty, null key on a compacted
         log) or ``RecordTooLargeError`` before anything is written."""
         self._check_open()
-        batch = conform(batch)
-        count = batch.num_rows
+        timestamps, keys, values, headers = producer_columns(batch)
+        count = len(values)
         if count == 0:
             raise InvalidRecordError("empty batch: a batch needs at least one record")
-        if self.config.compact and batch.column(2).null_count:
+        if self.config.compact and keys.null_count:
             raise InvalidRecordError(
                 f"a compacted log (cleanup.policy={self.config.cleanup_policy}) needs a key on every record; "
-                f"{batch.column(2).null_count} of {count} records have none"
+                f"{keys.null_count} of {count} records have none"
             )
         first_offset = self.log_end_offset
         offsets = pa.array(np.arange(first_offset, first_offset + count, dtype=np.int64))
-        timestamps = batch.column(1)
         attributes = 0
         log_append_time_ms = -1
         if self.config.message_timestamp_type == "LogAppendTime":
             log_append_time_ms = self.clock.now_ms()
             timestamps = pa.array(np.full(count, log_append_time_ms, dtype=np.int64))
             attributes |= ATTRIBUTE_LOG_APPEND_TIME
-        batch = pa.RecordBatch.from_arrays([offsets, timestamps, *batch.columns[2:]], schema=RECORD_SCHEMA)
-        max_timestamp_ms = pc.max(timestamps).as_py()
+        batch = pa.RecordBatch.from_arrays([offsets, timestamps, keys, values, headers], schema=RECORD_SCHEMA)
+        max_timestamp_ms = int(timestamps.to_numpy().max())
         codec = self.config.compression_type
         if codec == "producer":
             codec = producer_codec if producer_codec in CODECS else "uncompressed"
