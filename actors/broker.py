@@ -26,6 +26,7 @@ from rafka.actors import names
 from rafka.actors.replica import PartitionReplica
 
 META_FILE = "meta.json"
+HEARTBEAT_INTERVAL_S = 0.5
 
 
 def replica_directory(data_dir: str, topic: str, partition: int) -> str:
@@ -51,28 +52,57 @@ class Broker:
         self._replicas: dict[tuple[str, int], ray.actor.ActorHandle] = {}
         # Tells the controller's heartbeat that Ray restarted this broker.
         self.incarnation = uuid.uuid4().hex
+        self._heartbeats: asyncio.Task | None = None
 
     def info(self) -> dict:
         return {"broker_id": self.broker_id, "node_id": self.node_id, "data_dir": self.data_dir,
                 "host": ray.util.get_node_ip_address()}
 
     async def heartbeat(self) -> str:
+        self._start_heartbeats()
         return self.incarnation
+
+    def _start_heartbeats(self) -> None:
+        if self._heartbeats is None:
+            self._heartbeats = asyncio.get_running_loop().create_task(self._heartbeat_loop())
+
+    async def _heartbeat_loop(self) -> None:
+        """Tell the controller we are alive, every HEARTBEAT_INTERVAL_S."""
+        while True:
+            try:
+                controller = ray.get_actor(names.CONTROLLER, namespace=self.namespace)
+                await controller.broker_heartbeat.remote(self.broker_id, self.incarnation)
+            except Exception:  # noqa: BLE001 - the controller may be restarting
+                pass
+            await asyncio.sleep(HEARTBEAT_INTERVAL_S)
 
     async def ensure_replicas(self, specs: list[dict]) -> list[dict]:
         """Start (or find, if already running) the replicas in ``specs`` — each a dict of
         topic, partition, config, leader_epoch — and wait until every one has opened its
         log. Returns their status."""
+        self._start_heartbeats()
         handles = [self._ensure(spec) for spec in specs]
-        return list(await asyncio.gather(*(handle.ready.remote() for handle in handles)))
+        results = await asyncio.gather(*(handle.ready.remote() for handle in handles), return_exceptions=True)
+        for index, result in enumerate(results):
+            if isinstance(result, Exception):
+                # A replica actor registered under its name but dead for good (say it was
+                # pinned to a node that is gone): replace it.
+                spec = specs[index]
+                ray.kill(handles[index], no_restart=True)
+                self._replicas.pop((spec["topic"], spec["partition"]), None)
+                await asyncio.sleep(0.5)
+                results[index] = await self._ensure(spec, fresh=True).ready.remote()
+        return list(results)
 
-    def _ensure(self, spec: dict) -> ray.actor.ActorHandle:
+    def _ensure(self, spec: dict, fresh: bool = False) -> ray.actor.ActorHandle:
         key = (spec["topic"], spec["partition"])
         handle = self._replicas.get(key)
         if handle is not None:
             return handle
         name = names.replica(spec["topic"], spec["partition"], self.broker_id)
         try:
+            if fresh:
+                raise ValueError(name)
             handle = ray.get_actor(name, namespace=self.namespace)
         except ValueError:
             handle = (
@@ -92,7 +122,9 @@ class Broker:
                     self.broker_id,
                     replica_directory(self.data_dir, spec["topic"], spec["partition"]),
                     spec["config"],
-                    spec["leader_epoch"],
+                    spec["state"],
+                    self.namespace,
+                    spec["replica_lag_time_max_ms"],
                 )
             )
         self._replicas[key] = handle

@@ -11,15 +11,21 @@ Placement follows Kafka's: partition p's replicas are on consecutive brokers sta
 a random offset, so replicas of one partition are always on distinct brokers and leaders
 spread evenly. The first replica is the preferred leader.
 
-Liveness: a background task pings every broker each ``heartbeat_interval_s``. A broker
-that answers with a new incarnation (Ray restarted it) is sent its replicas again; one
-that misses ``heartbeat_misses_max`` pings in a row is reported dead in ``brokers()``.
+Liveness: brokers heartbeat the controller (``broker_heartbeat``); a broker silent for
+``broker_session_timeout_ms`` is dead. Its partitions get a new leader from the ISR (never
+outside it unless ``unclean.leader.election.enable``) with the leader epoch bumped, and
+it leaves every ISR. A broker that heartbeats with a new incarnation (Ray restarted it, or
+it came back) is handed its replicas again; they rejoin as followers, catch up and
+re-enter the ISR, and the preferred (first) replica is made leader again once it is in
+sync. Leaders change the ISR only through ``alter_isr``, checked against their epoch.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
+import time
 import random
 import re
 import uuid
@@ -40,6 +46,8 @@ from rafka.storage import LogConfig
 TOPIC_NAME = re.compile(r"^[a-zA-Z0-9._-]+$")
 TOPIC_NAME_MAX = 249
 PRODUCER_ID_BLOCK = 1000
+LIVENESS_CHECK_INTERVAL_S = 0.5
+logger = logging.getLogger(__name__)
 
 
 def validate_topic_name(topic: object) -> str:
@@ -70,16 +78,20 @@ def validate_config(config: object) -> dict[str, str]:
 
 
 class Controller:
-    def __init__(self, data_dir: str, namespace: str, heartbeat_interval_s: float = 1.0,
-                 heartbeat_misses_max: int = 3) -> None:
+    def __init__(self, data_dir: str, namespace: str, broker_session_timeout_ms: int = 6000,
+                 replica_lag_time_max_ms: int = 30_000, leader_rebalance_interval_s: float = 10.0) -> None:
         self.data_dir = os.path.abspath(data_dir)
         self.namespace = namespace
         self.store = MetadataStore(os.path.join(self.data_dir, "controller"))
-        self.heartbeat_interval_s = heartbeat_interval_s
-        self.heartbeat_misses_max = heartbeat_misses_max
+        self.session_timeout_s = broker_session_timeout_ms / 1000
+        self.replica_lag_time_max_ms = replica_lag_time_max_ms
+        self.leader_rebalance_interval_s = leader_rebalance_interval_s
         self._broker_handles: dict[int, ray.actor.ActorHandle] = {}
         self._incarnations: dict[int, str] = {}
-        self._misses: dict[int, int] = {}
+        # Time of each broker's last heartbeat; brokers start alive for one session
+        # after a (re)start of the controller so they can check in.
+        self._last_heartbeat_s: dict[int, float] = {int(b): time.monotonic() for b in self.state["brokers"]}
+        self._dead: set[int] = set()
         self._producer_ids: list[int] = []
         self._heartbeats: asyncio.Task | None = None
         self._lock: asyncio.Lock | None = None
@@ -110,7 +122,8 @@ class Controller:
             if known is None or any(known.get(key) != record[key] for key in ("node_id", "data_dir", "host")):
                 self.store.apply(record)
             self._incarnations[broker_id] = incarnation
-            self._misses[broker_id] = 0
+            self._last_heartbeat_s[broker_id] = time.monotonic()
+            self._dead.discard(broker_id)
             await self._ensure_on_broker(broker_id)
 
     def _broker(self, broker_id: int) -> ray.actor.ActorHandle:
@@ -128,7 +141,8 @@ class Controller:
             for partition, partition_state in enumerate(topic_state["partitions"]):
                 if broker_id in partition_state["replicas"]:
                     specs.append({"topic": name, "partition": partition, "config": topic_state["config"],
-                                  "leader_epoch": partition_state["leader_epoch"]})
+                                  "state": self._partition_view(partition_state),
+                                  "replica_lag_time_max_ms": self.replica_lag_time_max_ms})
         return specs
 
     async def _ensure_on_broker(self, broker_id: int, topic: str | None = None) -> None:
@@ -138,30 +152,163 @@ class Controller:
 
     def brokers(self) -> list[dict]:
         return [
-            {**info, "broker_id": int(broker_id), "alive": self._misses.get(int(broker_id), 0) < self.heartbeat_misses_max
-             and int(broker_id) in self._incarnations}
+            {**info, "broker_id": int(broker_id), "alive": int(broker_id) not in self._dead}
             for broker_id, info in sorted(self.state["brokers"].items(), key=lambda item: int(item[0]))
         ]
 
-    async def _heartbeat_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.heartbeat_interval_s)
-            for broker_id in [int(key) for key in self.state["brokers"]]:
+    def _alive(self) -> list[int]:
+        return [b["broker_id"] for b in self.brokers() if b["alive"]]
+
+    async def broker_heartbeat(self, broker_id: int, incarnation: str) -> None:
+        """A broker's periodic sign of life. A new incarnation (Ray restarted the broker,
+        or it is back after being declared dead) gets its replicas handed out again."""
+        self._start_heartbeats()
+        if str(broker_id) not in self.state["brokers"]:
+            return
+        self._last_heartbeat_s[broker_id] = time.monotonic()
+        if self._incarnations.get(broker_id) != incarnation or broker_id in self._dead:
+            async with self._mutex():
+                self._incarnations[broker_id] = incarnation
+                self._dead.discard(broker_id)
+                logger.info("controller: broker %s is (back) up", broker_id)
                 try:
-                    handle = self._broker(broker_id)
-                    incarnation = await asyncio.wait_for(handle.heartbeat.remote(), self.heartbeat_interval_s)
-                except Exception:  # noqa: BLE001 - any failure to answer is a missed heartbeat
-                    self._misses[broker_id] = self._misses.get(broker_id, 0) + 1
-                    self._broker_handles.pop(broker_id, None)
-                    continue
-                self._misses[broker_id] = 0
-                if self._incarnations.get(broker_id) != incarnation:
-                    # Ray restarted the broker (or the controller): hand it its replicas again.
-                    self._incarnations[broker_id] = incarnation
-                    try:
-                        await self._ensure_on_broker(broker_id)
-                    except Exception:  # noqa: BLE001 - retried on the next beat
-                        self._incarnations.pop(broker_id, None)
+                    await self._ensure_on_broker(broker_id)
+                except Exception:  # noqa: BLE001 - retried on its next heartbeat
+                    self._incarnations.pop(broker_id, None)
+                    return
+                # Partitions left without a leader may have one again.
+                for topic, topic_state in list(self.state["topics"].items()):
+                    for partition, partition_state in enumerate(topic_state["partitions"]):
+                        if partition_state["leader"] < 0 and broker_id in partition_state["replicas"]:
+                            await self._elect(topic, partition)
+
+    async def _heartbeat_loop(self) -> None:
+        last_rebalance_s = time.monotonic()
+        while True:
+            await asyncio.sleep(LIVENESS_CHECK_INTERVAL_S)
+            try:
+                now = time.monotonic()
+                for broker_id in [int(key) for key in self.state["brokers"]]:
+                    silent_s = now - self._last_heartbeat_s.get(broker_id, now)
+                    if silent_s > 2 * LIVENESS_CHECK_INTERVAL_S:
+                        self._nudge(broker_id)
+                    if broker_id not in self._dead and silent_s > self.session_timeout_s:
+                        await self._fail_broker(broker_id)
+                if now - last_rebalance_s >= self.leader_rebalance_interval_s:
+                    last_rebalance_s = now
+                    await self._rebalance_preferred_leaders()
+            except Exception as error:  # noqa: BLE001 - the loop must survive anything
+                logger.error("controller: liveness check failed: %r", error)
+
+    def _nudge(self, broker_id: int) -> None:
+        """Poke a silent broker: a broker Ray restarted starts heartbeating on any call."""
+        try:
+            self._broker(broker_id).heartbeat.remote()
+        except Exception:  # noqa: BLE001 - no such actor (yet): nothing to nudge
+            self._broker_handles.pop(broker_id, None)
+
+    async def _fail_broker(self, broker_id: int) -> None:
+        """Declare ``broker_id`` dead: move its leaderships and drop it from every ISR."""
+        async with self._mutex():
+            self._dead.add(broker_id)
+            self._incarnations.pop(broker_id, None)
+            self._broker_handles.pop(broker_id, None)
+            logger.warning("controller: broker %s missed its session; electing new leaders", broker_id)
+            for topic, topic_state in list(self.state["topics"].items()):
+                for partition, partition_state in enumerate(topic_state["partitions"]):
+                    if broker_id == partition_state["leader"]:
+                        await self._elect(topic, partition, exclude={broker_id})
+                    elif broker_id in partition_state["isr"]:
+                        isr = [b for b in partition_state["isr"] if b != broker_id]
+                        self.store.apply({"type": "change_isr", "topic": topic, "partition": partition, "isr": isr})
+                        await self._push_state(topic, partition)
+
+    async def _elect(self, topic: str, partition: int, exclude: set[int] = frozenset(),
+                     preferred: int | None = None) -> None:
+        """Choose a leader for ``topic``/``partition`` and bump its epoch (caller holds
+        the mutex). Candidates are alive ISR members; outside the ISR only with
+        unclean.leader.election.enable. No candidate: the partition goes offline."""
+        topic_state = self.state["topics"][topic]
+        partition_state = topic_state["partitions"][partition]
+        alive = set(self._alive()) - set(exclude)
+        isr = [b for b in partition_state["isr"] if b in alive]
+        candidates = isr
+        if not candidates and LogConfig.from_dict(topic_state["config"]).unclean_leader_election_enable:
+            candidates = [b for b in partition_state["replicas"] if b in alive]
+            isr = candidates[:1]
+        if preferred is not None and preferred in candidates:
+            leader = preferred
+        else:
+            leader = next((b for b in partition_state["replicas"] if b in candidates), -1)
+        self.store.apply({"type": "change_leader", "topic": topic, "partition": partition, "leader": leader,
+                          "leader_epoch": partition_state["leader_epoch"] + 1, "isr": isr or partition_state["isr"]})
+        logger.warning("controller: %s-%s leader is now %s at epoch %s", topic, partition, leader,
+                       partition_state["leader_epoch"])
+        await self._push_state(topic, partition)
+
+    async def _push_state(self, topic: str, partition: int) -> None:
+        """Tell every alive replica of the partition its leader, epoch and ISR."""
+        partition_state = self.state["topics"][topic]["partitions"][partition]
+        view = self._partition_view(partition_state)
+        calls = []
+        for broker_id in partition_state["replicas"]:
+            if broker_id in self._dead:
+                continue
+            try:
+                handle = ray.get_actor(names.replica(topic, partition, broker_id), namespace=self.namespace)
+            except ValueError:
+                continue
+            calls.append(handle.apply_state.remote(view))
+        results = await asyncio.gather(*calls, return_exceptions=True)
+        for result in results:
+            if isinstance(result, Exception):
+                logger.warning("controller: telling a replica of %s-%s its state failed: %r", topic, partition, result)
+
+    @staticmethod
+    def _partition_view(partition_state: dict) -> dict:
+        return {key: partition_state[key] for key in ("leader", "leader_epoch", "replicas", "isr")}
+
+    async def _rebalance_preferred_leaders(self) -> None:
+        """Make each partition's first replica its leader again once it is in sync."""
+        async with self._mutex():
+            alive = set(self._alive())
+            for topic, topic_state in list(self.state["topics"].items()):
+                for partition, partition_state in enumerate(topic_state["partitions"]):
+                    preferred = partition_state["replicas"][0]
+                    if (partition_state["leader"] != preferred and preferred in partition_state["isr"]
+                            and preferred in alive):
+                        await self._elect(topic, partition, preferred=preferred)
+
+    async def alter_isr(self, topic: str, partition: int, leader_id: int, leader_epoch: int,
+                        isr: list[int]) -> list[int] | None:
+        """A leader's request to change its ISR; None if it is not the current leader at
+        that epoch (it has been deposed)."""
+        async with self._mutex():
+            topic_state = self.state["topics"].get(topic)
+            if topic_state is None or partition >= len(topic_state["partitions"]):
+                return None
+            partition_state = topic_state["partitions"][partition]
+            if partition_state["leader"] != leader_id or partition_state["leader_epoch"] != leader_epoch:
+                return None
+            # Only live replicas may join: a dead broker's replica must not be counted on.
+            isr = sorted({b for b in isr if b in partition_state["replicas"] and b not in self._dead} | {leader_id})
+            if isr != sorted(partition_state["isr"]):
+                self.store.apply({"type": "change_isr", "topic": topic, "partition": partition, "isr": isr})
+                logger.info("controller: %s-%s ISR is now %s", topic, partition, isr)
+            return isr
+
+    async def replica_restarted(self, topic: str, partition: int, broker_id: int) -> dict | None:
+        """A replica Ray restarted asks for its role. A restarted leader is re-elected at a
+        new epoch (so everyone re-synchronises against it), preferring itself."""
+        self._start_heartbeats()
+        async with self._mutex():
+            topic_state = self.state["topics"].get(topic)
+            if topic_state is None or partition >= len(topic_state["partitions"]):
+                return None
+            partition_state = topic_state["partitions"][partition]
+            if partition_state["leader"] == broker_id or partition_state["leader"] < 0:
+                await self._elect(topic, partition, preferred=broker_id)
+            return self._partition_view(topic_state["partitions"][partition])
 
     # -- topics ----------------------------------------------------------------------
 
@@ -175,14 +322,10 @@ class Controller:
         async with self._mutex():
             if topic in self.state["topics"]:
                 raise TopicExistsError(f"topic {topic!r} already exists")
-            broker_ids = [broker["broker_id"] for broker in self.brokers() if broker["alive"]]
+            broker_ids = self._alive()
             if replication_factor > len(broker_ids):
                 raise InvalidTopicError(
                     f"replication_factor {replication_factor} is more than the {len(broker_ids)} live brokers"
-                )
-            if replication_factor > 1:
-                raise InvalidTopicError(
-                    f"replication_factor {replication_factor}: this rafka version serves replication factor 1 only"
                 )
             assignments = _assign(broker_ids, 0, partitions, replication_factor)
             self.store.apply({
@@ -253,7 +396,7 @@ class Controller:
             validate_count("partitions", total)
             if total <= current:
                 raise InvalidTopicError(f"topic {topic!r} has {current} partitions; a new count must be more, got {total}")
-            broker_ids = [broker["broker_id"] for broker in self.brokers() if broker["alive"]]
+            broker_ids = self._alive()
             replication_factor = len(topic_state["partitions"][0]["replicas"])
             if replication_factor > len(broker_ids):
                 raise ClusterError(f"only {len(broker_ids)} live brokers for replication factor {replication_factor}")

@@ -1,16 +1,23 @@
 """PartitionReplica: one replica of one partition, owning one ``storage.Log``.
 
-As leader it appends produced batches (assigning offsets), answers long-poll fetches up
-to the high watermark, and lists offsets. Replication factor 1 makes the high watermark
-the log end offset; the replication issue adds followers and ISR on top of this class.
+Roles, set by the controller (``become_leader``, ``set_leader``) and by the leader's
+handshake (``become_follower``), always with a leader epoch that only grows:
 
-Concurrency: the actor is async (so a long-polling fetch never blocks a produce) and runs
-every coroutine on one event-loop thread. Log calls are synchronous and never awaited in
-the middle, so offset assignment is atomic: the event loop is the per-partition lock.
-Ray may start a caller's calls out of order, so order within a producer comes from its
-sequence numbers: a batch whose sequence is ahead waits for its predecessors (bounded by
-``sequence_wait_s``), a retried batch already appended is answered from the producer's
-recent batches instead of being appended twice.
+* **leader** — appends produced batches (assigning offsets), replicates them to the
+  followers (``replication.LeaderReplication``), advances the high watermark to the
+  minimum log end offset of the in-sync replicas, answers acks=all produces once the high
+  watermark passes them, and serves consumer fetches and offset lookups below it;
+* **follower** — appends what its leader sends (``replicate``), after truncating to
+  where its history and the leader's diverge; it serves no clients (``NotLeaderError``);
+* **unknown** — after Ray restarted the actor, until the controller says which.
+
+Requests carry the leader epoch the sender believes in; a stale one is refused, which
+fences a deposed leader.
+
+Concurrency: the actor is async (a long-polling fetch never blocks a produce) and runs
+every coroutine on one event-loop thread. Log calls are synchronous and never split by an
+``await``, so offset assignment is atomic: the event loop is the per-partition lock.
+Order within a producer comes from its sequence numbers (``producer_state``).
 
 Errors raised here are ``rafka`` errors; the client unwraps them from Ray's wrapper.
 """
@@ -18,29 +25,30 @@ Errors raised here are ``rafka`` errors; the client unwraps them from Ray's wrap
 from __future__ import annotations
 
 import asyncio
-import collections
 import dataclasses
 import json
+import logging
 import os
+import shutil
 import time
+import warnings
 
-from rafka.errors import InvalidProducerEpochError, NotLeaderError, OutOfOrderSequenceError
+import ray
+
+from rafka.actors import names
+from rafka.actors.producer_state import ProducerStates
+from rafka.actors.replication import FollowerEpochError, LeaderReplication, truncation_offset
+from rafka.errors import NotEnoughReplicasError, NotLeaderError, RequestTimeoutError
 from rafka.storage import Log, LogConfig
-from rafka.storage.batch import NO_PRODUCER_ID, decode_stream, encode_stream
+from rafka.storage.batch import NO_PRODUCER_ID, check_frame, decode_stream, encode_stream
+from rafka.storage.checkpoint import write_atomically
 
 CONFIG_FILE = "topic-config.json"
-RECENT_BATCHES_PER_PRODUCER = 5  # as Kafka: enough for max_in_flight=5 retries
-PRODUCER_STATE_SEGMENTS = 2  # segments scanned for producer state on open
 MAINTENANCE_INTERVAL_S = 5.0
 EARLIEST = -2
 LATEST = -1
-
-
-@dataclasses.dataclass
-class _ProducerState:
-    epoch: int
-    next_sequence: int
-    recent: collections.deque  # of (base_sequence, base_offset, log_append_time_ms)
+LEADER, FOLLOWER, UNKNOWN = "leader", "follower", "unknown"
+logger = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,10 +64,13 @@ class FetchResponse:
 
 
 class PartitionReplica:
-    def __init__(self, topic: str, partition: int, broker_id: int, directory: str,
-                 config: dict[str, str], leader_epoch: int, sequence_wait_s: float = 30.0) -> None:
+    def __init__(self, topic: str, partition: int, broker_id: int, directory: str, config: dict[str, str],
+                 state: dict, namespace: str, replica_lag_time_max_ms: int = 30_000,
+                 sequence_wait_s: float = 30.0) -> None:
         self.topic, self.partition, self.broker_id = topic, partition, broker_id
         self.directory = directory
+        self.namespace = namespace
+        self.lag_time_max_s = replica_lag_time_max_ms / 1000
         os.makedirs(directory, exist_ok=True)
         # After a restart by Ray the constructor arguments are the original ones; the
         # config on disk is the latest the controller sent.
@@ -67,142 +78,194 @@ class PartitionReplica:
         config = stored if stored is not None else config
         _write_config(directory, config)
         self.log = Log(directory, LogConfig.from_dict(config))
-        self.leader_epoch = leader_epoch
-        self.is_leader = True
-        self.sequence_wait_s = sequence_wait_s
-        self._producers: dict[int, _ProducerState] = self._producer_states_from_log()
+        self.producers = ProducerStates(self.describe(), sequence_wait_s)
+        self.producers.rebuild(self.log)
+        self.role, self.leader_epoch, self.leader_id = UNKNOWN, -1, -1
+        self.replication: LeaderReplication | None = None
         self._appended = asyncio.Event()
-        self._sequence_advanced: asyncio.Condition | None = None
-        self._maintenance: asyncio.Task | None = None
-        self._sync_high_watermark()
+        self._high_watermark_moved = asyncio.Event()
+        self._background: asyncio.Task | None = None
+        self._handshaken_epoch = -1
+        with warnings.catch_warnings():  # Ray warns about its own use of a deprecated API here
+            warnings.simplefilter("ignore")
+            reconstructed = ray.get_runtime_context().was_current_actor_reconstructed
+        # A restarted actor's constructor state is stale: it waits for the controller.
+        self._initial_state = None if reconstructed else state
 
-    def _producer_states_from_log(self) -> dict[int, _ProducerState]:
-        """Each producer's next sequence and recent batches, from the batch headers of
-        the newest segments: after a restart, retries are still recognised as duplicates
-        and sequences still ordered. Producers silent for longer are forgotten (they are
-        then accepted as new), as Kafka expires idle producer ids."""
-        states: dict[int, _ProducerState] = {}
-        for segment in self.log.segments()[-PRODUCER_STATE_SEGMENTS:]:
-            for _position, header in segment.headers():
-                if header.producer_id == NO_PRODUCER_ID:
-                    continue
-                state = states.get(header.producer_id)
-                if state is None or header.producer_epoch > state.epoch:
-                    state = states[header.producer_id] = _ProducerState(
-                        header.producer_epoch, 0, collections.deque(maxlen=RECENT_BATCHES_PER_PRODUCER))
-                state.next_sequence = header.base_sequence + header.last_offset_delta + 1
-                state.recent.append((header.base_sequence, header.base_offset, -1))
-        return states
+    def describe(self) -> str:
+        return f"{self.topic}-{self.partition}@broker-{self.broker_id}"
 
-    def _name(self) -> str:
-        return f"{self.topic}-{self.partition}"
+    async def _ensure_started(self) -> None:
+        if self._background is not None:
+            return
+        self._background = asyncio.get_running_loop().create_task(self._maintain())
+        if self._initial_state is not None:
+            await self.apply_state(self._initial_state)
+        else:
+            asyncio.get_running_loop().create_task(self._ask_controller())
 
-    def _sync_high_watermark(self) -> None:
-        # With a single replica every appended record is fully replicated.
-        self.log.set_high_watermark(self.log.log_end_offset)
-
-    def _ensure_background(self) -> None:
-        if self._maintenance is None:
-            self._maintenance = asyncio.get_running_loop().create_task(self._maintain())
+    async def _ask_controller(self) -> None:
+        """After a restart: learn this partition's leader and epoch from the controller."""
+        while self.role == UNKNOWN:
+            try:
+                controller = ray.get_actor(names.CONTROLLER, namespace=self.namespace)
+                state = await controller.replica_restarted.remote(self.topic, self.partition, self.broker_id)
+                if state is not None and self.role == UNKNOWN:
+                    await self.apply_state(state)
+                return
+            except Exception as error:  # noqa: BLE001 - the controller may be restarting too
+                logger.warning("%s: asking the controller for its role failed: %r", self.describe(), error)
+                await asyncio.sleep(0.5)
 
     async def ready(self) -> dict:
-        self._ensure_background()
+        await self._ensure_started()
         return self.status()
 
     def status(self) -> dict:
         return {
-            "topic": self.topic,
-            "partition": self.partition,
-            "broker_id": self.broker_id,
-            "leader_epoch": self.leader_epoch,
-            "log_start_offset": self.log.log_start_offset,
-            "log_end_offset": self.log.log_end_offset,
-            "high_watermark": self.log.high_watermark,
-            "size_bytes": self.log.size_bytes,
-            "segments": self.log.segment_count,
-            "recovery": dataclasses.asdict(self.log.last_recovery),
+            "topic": self.topic, "partition": self.partition, "broker_id": self.broker_id,
+            "role": self.role, "leader_epoch": self.leader_epoch, "leader_id": self.leader_id,
+            "isr": sorted(self.replication.isr) if self.replication else None,
+            "log_start_offset": self.log.log_start_offset, "log_end_offset": self.log.log_end_offset,
+            "high_watermark": self.log.high_watermark, "size_bytes": self.log.size_bytes,
+            "segments": self.log.segment_count, "recovery": dataclasses.asdict(self.log.last_recovery),
         }
+
+    # -- roles ---------------------------------------------------------------------
+
+    async def apply_state(self, state: dict) -> None:
+        """Take the role the controller assigned: {leader, leader_epoch, replicas, isr}."""
+        if state["leader_epoch"] < self.leader_epoch:
+            return
+        if state["leader"] == self.broker_id:
+            await self.become_leader(state["leader_epoch"], state["replicas"], state["isr"])
+        else:
+            await self.set_leader(state["leader_epoch"], state["leader"])
+
+    async def become_leader(self, epoch: int, replicas: list[int], isr: list[int]) -> None:
+        if epoch < self.leader_epoch:
+            return
+        if epoch == self.leader_epoch and self.role == LEADER and self.replication is not None:
+            # The controller changed the ISR (it removed a dead broker): adopt it.
+            self.replication.isr = set(isr) | {self.broker_id}
+            self.replication.update_high_watermark()
+            self._signal_high_watermark()
+            return
+        self._stop_leading()
+        self.role, self.leader_epoch, self.leader_id = LEADER, epoch, self.broker_id
+        # A new epoch starts at the current log end; followers truncate against this.
+        self.log.leader_epochs.assign(epoch, self.log.log_end_offset)
+        self.producers.rebuild(self.log)
+        self.replication = LeaderReplication(self, epoch, replicas, isr, self.lag_time_max_s, self._signal_high_watermark)
+        self.replication.start()
+        self.replication.update_high_watermark()
+        logger.info("%s: leader at epoch %s, ISR %s", self.describe(), epoch, isr)
+
+    async def set_leader(self, epoch: int, leader_id: int) -> None:
+        """The controller's word that ``leader_id`` leads at ``epoch``: stop serving
+        clients and wait for the leader's handshake."""
+        if epoch < self.leader_epoch or (epoch == self.leader_epoch and self.role == FOLLOWER):
+            return
+        self._stop_leading()
+        self.role, self.leader_epoch, self.leader_id = FOLLOWER, epoch, leader_id
+        self._handshaken_epoch = -1
+
+    async def become_follower(self, epoch: int, leader_id: int, leader_epochs: list, leader_end_offset: int,
+                              leader_start_offset: int) -> int:
+        """The leader's handshake: truncate to where our histories diverge (KIP-101),
+        follow ``leader_id`` at ``epoch``, and return our log end offset."""
+        await self._ensure_started()
+        if epoch < self.leader_epoch:
+            raise NotLeaderError(f"{self.describe()} knows leader epoch {self.leader_epoch}; {epoch} is stale")
+        self._stop_leading()
+        self.role, self.leader_epoch, self.leader_id = FOLLOWER, epoch, leader_id
+        target = truncation_offset(self.log.leader_epochs, self.log.log_end_offset, leader_epochs, leader_end_offset)
+        if target < self.log.log_end_offset:
+            logger.warning("%s: truncating from %s to %s for leader %s epoch %s", self.describe(),
+                           self.log.log_end_offset, target, leader_id, epoch)
+            self.log.truncate_to(target)
+        if self.log.log_end_offset < leader_start_offset or self.log.log_start_offset > leader_end_offset:
+            self.log.truncate_fully_and_start_at(leader_start_offset)
+        self._handshaken_epoch = epoch
+        return self.log.log_end_offset
+
+    async def replicate(self, frames, epoch: int, leader_id: int, leader_high_watermark: int) -> int:
+        """Append the leader's frames (bytes, or an object ref to them, resolved by Ray)
+        and take its high watermark; return our log end offset."""
+        if epoch < self.leader_epoch:
+            raise NotLeaderError(f"{self.describe()} knows leader epoch {self.leader_epoch}; {epoch} is stale")
+        if self.role != FOLLOWER or epoch != self.leader_epoch or getattr(self, "_handshaken_epoch", -1) != epoch:
+            raise FollowerEpochError(f"{self.describe()} has not accepted leader {leader_id} at epoch {epoch}")
+        if frames:
+            self._append_new_frames(frames)
+        self.log.set_high_watermark(min(leader_high_watermark, self.log.log_end_offset))
+        return self.log.log_end_offset
+
+    def _append_new_frames(self, frames: bytes) -> None:
+        # A resend of frames we already hold (the answer to the last call was lost) is
+        # skipped up to our log end offset.
+        import pyarrow as pa
+
+        buffer = pa.py_buffer(frames)
+        position, end_offset = 0, self.log.log_end_offset
+        while position < buffer.size:
+            header, reason = check_frame(buffer, position, buffer.size, verify_crc=False)
+            if header is None or header.base_offset >= end_offset:
+                break
+            position += header.frame_bytes
+        if position < buffer.size:
+            self.log.append_frames(buffer.slice(position))
+
+    def _stop_leading(self) -> None:
+        if self.replication is not None:
+            self.replication.stop()
+            self.replication = None
+
+    def _signal_high_watermark(self) -> None:
+        self._high_watermark_moved.set()
+        self._high_watermark_moved = asyncio.Event()
+        self._appended.set()
+        self._appended = asyncio.Event()
 
     # -- produce -------------------------------------------------------------------
 
     async def produce(self, payload: bytes, codec: str = "uncompressed", leader_epoch: int = -1,
-                      producer_id: int = NO_PRODUCER_ID, producer_epoch: int = -1,
-                      base_sequence: int = -1) -> tuple[int, int]:
+                      producer_id: int = NO_PRODUCER_ID, producer_epoch: int = -1, base_sequence: int = -1,
+                      acks: int = 1, timeout_ms: int = 30_000) -> tuple[int, int]:
         """Append the batch in ``payload`` (an IPC stream from the producer); return
-        (base offset, log append time or -1)."""
-        self._ensure_background()
+        (base offset, log append time or -1) once ``acks`` are satisfied: 0 or 1 after
+        the leader's append, -1 ("all") once every in-sync replica has it."""
+        await self._ensure_started()
         self._check_leader(leader_epoch)
+        if acks == -1:
+            self._check_enough_replicas()
         if producer_id == NO_PRODUCER_ID:
-            return self._append(payload, codec, producer_id, producer_epoch, base_sequence)
-        state = await self._wait_for_turn(producer_id, producer_epoch, base_sequence)
-        if state is not None and base_sequence < state.next_sequence:
-            for sequence, base_offset, append_time in state.recent:
-                if sequence == base_sequence:
-                    return base_offset, append_time  # a retry of a batch we already have
-            raise OutOfOrderSequenceError(
-                f"{self._name()}: sequence {base_sequence} of producer {producer_id} is older than the "
-                f"{RECENT_BATCHES_PER_PRODUCER} batches remembered (next expected {state.next_sequence})"
-            )
-        batches = decode_stream(payload)
-        record_count = sum(batch.num_rows for batch in batches)
-        try:
-            result = self._append_batches(batches, codec, producer_id, producer_epoch, base_sequence)
-        finally:
-            # A rejected batch is final for the producer: later sequences must not wait on it.
-            state = self._producers.get(producer_id)
-            if state is None or producer_epoch > state.epoch:
-                state = self._producers[producer_id] = _ProducerState(producer_epoch, base_sequence, collections.deque(maxlen=RECENT_BATCHES_PER_PRODUCER))
-            state.next_sequence = base_sequence + record_count
-            condition = self._condition()
-            async with condition:
-                condition.notify_all()
-        state.recent.append((base_sequence, *result))
+            result = self._append(decode_stream(payload), codec, producer_id, producer_epoch, base_sequence)
+            end_offset = self.log.log_end_offset
+        else:
+            duplicate = await self.producers.wait_for_turn(producer_id, producer_epoch, base_sequence)
+            self._check_leader(leader_epoch)  # leadership may have moved while waiting
+            end_offset = self.log.log_end_offset  # for a duplicate: everything up to now
+            if duplicate is not None:
+                result = duplicate
+            else:
+                batches = decode_stream(payload)
+                record_count = sum(batch.num_rows for batch in batches)
+                try:
+                    result = self._append(batches, codec, producer_id, producer_epoch, base_sequence)
+                    end_offset = self.log.log_end_offset
+                except Exception:
+                    # Rejected for good: later sequences must not wait on this one.
+                    self.producers.record(producer_id, producer_epoch, base_sequence, record_count, -1, -1)
+                    raise
+                finally:
+                    await self.producers.notify()
+                self.producers.record(producer_id, producer_epoch, base_sequence, record_count, *result)
+        if acks == -1:
+            await self._wait_for_replication(end_offset, leader_epoch, timeout_ms)
         return result
 
-    def _condition(self) -> asyncio.Condition:
-        if self._sequence_advanced is None:
-            self._sequence_advanced = asyncio.Condition()
-        return self._sequence_advanced
-
-    async def _wait_for_turn(self, producer_id: int, producer_epoch: int, base_sequence: int) -> _ProducerState | None:
-        condition = self._condition()
-        deadline = time.monotonic() + self.sequence_wait_s
-        async with condition:
-            while True:
-                state = self._producers.get(producer_id)
-                remaining = deadline - time.monotonic()
-                if state is None or producer_epoch > state.epoch:
-                    # A producer (or epoch) not seen before starts at sequence 0; a later
-                    # first sequence waits for 0 to arrive, and is accepted if it never
-                    # does (the producer's history was lost or expired).
-                    if base_sequence <= 0 or remaining <= 0:
-                        return None
-                    await self._wait(condition, remaining)
-                    continue
-                if producer_epoch < state.epoch:
-                    raise InvalidProducerEpochError(
-                        f"{self._name()}: producer {producer_id} epoch {producer_epoch} is older than {state.epoch}"
-                    )
-                if base_sequence <= state.next_sequence:
-                    return state
-                if remaining <= 0:
-                    raise OutOfOrderSequenceError(
-                        f"{self._name()}: producer {producer_id} sent sequence {base_sequence} but the partition "
-                        f"expects {state.next_sequence}; the batches between never arrived"
-                    )
-                await self._wait(condition, remaining)
-
-    @staticmethod
-    async def _wait(condition: asyncio.Condition, timeout_s: float) -> None:
-        try:
-            await asyncio.wait_for(condition.wait(), timeout_s)
-        except asyncio.TimeoutError:
-            pass
-
-    def _append(self, payload: bytes, codec: str, producer_id: int, producer_epoch: int, base_sequence: int):
-        return self._append_batches(decode_stream(payload), codec, producer_id, producer_epoch, base_sequence)
-
-    def _append_batches(self, batches, codec, producer_id, producer_epoch, base_sequence) -> tuple[int, int]:
+    def _append(self, batches, codec, producer_id, producer_epoch, base_sequence) -> tuple[int, int]:
         first_offset, append_time = -1, -1
         for batch in batches:
             info = self.log.append(batch, leader_epoch=self.leader_epoch, producer_id=producer_id,
@@ -210,16 +273,43 @@ class PartitionReplica:
                                    producer_codec=codec)
             if first_offset < 0:
                 first_offset, append_time = info.first_offset, info.log_append_time_ms
-        self._sync_high_watermark()
-        self._appended.set()
-        self._appended = asyncio.Event()
+        if self.replication is not None:
+            self.replication.appended()
+            self.replication.update_high_watermark()
         return first_offset, append_time
 
+    async def _wait_for_replication(self, target: int, leader_epoch: int, timeout_ms: int) -> None:
+        """Wait until the high watermark reaches ``target`` (the end of the batch)."""
+        deadline = time.monotonic() + timeout_ms / 1000
+        while self.log.high_watermark < target:
+            self._check_leader(leader_epoch)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise RequestTimeoutError(
+                    f"{self.describe()}: not replicated to the ISR within {timeout_ms} ms (high watermark "
+                    f"{self.log.high_watermark}, needed {target})"
+                )
+            moved = self._high_watermark_moved
+            try:
+                await asyncio.wait_for(moved.wait(), min(remaining, 0.5))
+            except asyncio.TimeoutError:
+                pass
+        self._check_leader(leader_epoch)
+        self._check_enough_replicas(after_append=True)
+
+    def _check_enough_replicas(self, after_append: bool = False) -> None:
+        isr = self.replication.isr if self.replication else {self.broker_id}
+        if len(isr) < self.log.config.min_insync_replicas:
+            raise NotEnoughReplicasError(
+                f"{self.describe()}: in-sync replicas {sorted(isr)} are fewer than min.insync.replicas="
+                f"{self.log.config.min_insync_replicas}" + (" (after the append)" if after_append else "")
+            )
+
     def _check_leader(self, leader_epoch: int) -> None:
-        if not self.is_leader or (leader_epoch >= 0 and leader_epoch != self.leader_epoch):
+        if self.role != LEADER or (leader_epoch >= 0 and leader_epoch != self.leader_epoch):
             raise NotLeaderError(
-                f"broker {self.broker_id} is not the leader of {self._name()} at epoch {leader_epoch} "
-                f"(its epoch is {self.leader_epoch})"
+                f"broker {self.broker_id} is not the leader of {self.topic}-{self.partition} at epoch "
+                f"{leader_epoch} (it is {self.role} at epoch {self.leader_epoch})"
             )
 
     # -- fetch ---------------------------------------------------------------------
@@ -229,7 +319,8 @@ class PartitionReplica:
         """Records from ``offset`` below the high watermark: waits up to ``max_wait_ms``
         for at least ``min_bytes`` of them. ``OffsetOutOfRangeError`` if ``offset`` is
         outside [log start, log end]."""
-        self._ensure_background()
+        await self._ensure_started()
+        self._check_leader(-1)
         deadline = time.monotonic() + max_wait_ms / 1000
         while True:
             appended = self._appended
@@ -242,6 +333,7 @@ class PartitionReplica:
                 await asyncio.wait_for(appended.wait(), remaining)
             except asyncio.TimeoutError:
                 pass
+            self._check_leader(-1)
         return FetchResponse(
             records=encode_stream(result.batches) if result.batches else None,
             record_count=result.record_count,
@@ -254,6 +346,8 @@ class PartitionReplica:
     async def list_offset(self, timestamp_ms: int) -> tuple[int, int]:
         """(offset, timestamp) for ``EARLIEST`` (-2), ``LATEST`` (-1), or the first record
         at or after ``timestamp_ms``; (-1, -1) when no record is that recent."""
+        await self._ensure_started()
+        self._check_leader(-1)
         if timestamp_ms == EARLIEST:
             return self.log.log_start_offset, -1
         if timestamp_ms == LATEST:
@@ -269,25 +363,25 @@ class PartitionReplica:
         self.log.update_config(LogConfig.from_dict(config))
         _write_config(self.directory, config)
 
-    async def delete_records_before(self, offset: int) -> int:
-        return self.log.delete_records_before(min(offset, self.log.high_watermark))
-
     async def close(self, delete: bool = False) -> None:
-        if self._maintenance is not None:
-            self._maintenance.cancel()
+        self._stop_leading()
+        if self._background is not None:
+            self._background.cancel()
         self.log.close()
         if delete:
-            import shutil
-
             shutil.rmtree(self.directory, ignore_errors=True)
 
     async def _maintain(self) -> None:
         """Retention, compaction and time-based flush, every few seconds."""
         while True:
             await asyncio.sleep(MAINTENANCE_INTERVAL_S)
-            self.log.flush_if_due()
-            self.log.enforce_retention()
-            self.log.compact()
+            try:
+                self.log.flush_if_due()
+                self.log.enforce_retention()
+                self.log.compact()
+                self.log.checkpoint()
+            except Exception as error:  # noqa: BLE001 - maintenance must not kill the replica
+                logger.error("%s: maintenance failed: %r", self.describe(), error)
 
 
 def _read_config(directory: str) -> dict[str, str] | None:
@@ -299,6 +393,4 @@ def _read_config(directory: str) -> dict[str, str] | None:
 
 
 def _write_config(directory: str, config: dict[str, str]) -> None:
-    from rafka.storage.checkpoint import write_atomically
-
     write_atomically(os.path.join(directory, CONFIG_FILE), json.dumps(config, sort_keys=True))

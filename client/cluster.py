@@ -41,10 +41,17 @@ class Cluster:
 
     @classmethod
     def start(cls, data_dir: str | None = None, brokers: int | None = None, address: str | None = None,
-              namespace: str = names.DEFAULT_NAMESPACE, **ray_init_kwargs: Any) -> "Cluster":
+              namespace: str = names.DEFAULT_NAMESPACE, *, broker_session_timeout_ms: int = 6000,
+              replica_lag_time_max_ms: int = 30_000, leader_rebalance_interval_s: float = 10.0,
+              **ray_init_kwargs: Any) -> "Cluster":
         """Start a rafka cluster: a controller and ``brokers`` brokers on this node
         (default 1), or with ``address`` one broker per alive Ray node of that cluster
-        (then ``brokers`` is ignored). Broker i keeps its data in ``data_dir/broker-i``."""
+        (then ``brokers`` is ignored). Broker i keeps its data in ``data_dir/broker-i``.
+
+        ``broker_session_timeout_ms``: how long a broker may miss heartbeats before its
+        leaderships move. ``replica_lag_time_max_ms``: how long a follower may lag before
+        it leaves the ISR. ``leader_rebalance_interval_s``: how often preferred leaders
+        are restored."""
         if brokers is not None and (isinstance(brokers, bool) or not isinstance(brokers, int) or brokers < 1):
             raise ValueError(f"brokers must be a positive int, got {brokers!r}")
         data_dir = os.path.abspath(data_dir or DEFAULT_DATA_DIR)
@@ -65,9 +72,10 @@ class Cluster:
             .options(name=names.CONTROLLER, namespace=namespace, lifetime="detached", num_cpus=0,
                      max_restarts=-1, max_concurrency=1000,
                      scheduling_strategy=NodeAffinitySchedulingStrategy(head_node, soft=True))
-            .remote(data_dir, namespace)
+            .remote(data_dir, namespace, broker_session_timeout_ms, replica_lag_time_max_ms, leader_rebalance_interval_s)
         )
         cluster = cls(namespace, controller, owns_actors=True, owns_ray=owns_ray)
+        cluster._data_dir = data_dir
         try:
             if address is None:
                 placements = [(broker_id, head_node, os.path.join(data_dir, f"broker-{broker_id}"))
@@ -80,6 +88,16 @@ class Cluster:
             cluster.shutdown()
             raise
         return cluster
+
+    def add_broker(self, node_id: str, broker_id: int | None = None) -> int:
+        """Start a broker on Ray node ``node_id`` (a node that joined later, or one that
+        replaced a lost machine: give the lost broker's id to take over its data dir)."""
+        if broker_id is None:
+            broker_id = max((b["broker_id"] for b in self.brokers()), default=-1) + 1
+        data_dir = getattr(self, "_data_dir", None) or os.path.dirname(self.brokers()[0]["data_dir"])
+        _kill(names.broker(broker_id), self.namespace)
+        self._start_brokers([(broker_id, node_id, os.path.join(data_dir, f"broker-{broker_id}"))])
+        return broker_id
 
     def _start_brokers(self, placements: list[tuple[int, str, str]]) -> None:
         handles = []
@@ -164,7 +182,7 @@ class Cluster:
 
     def brokers(self) -> list[dict]:
         """Each broker's id, node, data dir and whether it answers heartbeats."""
-        return rpc.get(self.controller.brokers.remote())
+        return rpc.call_with_retries(self.controller.brokers)
 
 
 def _ensure_ray(address: str | None, namespace: str, init_kwargs: dict) -> bool:

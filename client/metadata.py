@@ -28,7 +28,7 @@ class Metadata:
         self._lock = threading.Lock()
 
     def refresh(self, topics: list[str]) -> None:
-        answer = rpc.get(self.controller.metadata.remote(list(topics)))
+        answer = rpc.call_with_retries(self.controller.metadata, list(topics))
         with self._lock:
             for topic, partitions in answer.items():
                 if partitions is None:

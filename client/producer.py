@@ -195,7 +195,7 @@ class Producer:
         self.config = ProducerConfig.build(**options)
         self._metadata = cluster.metadata
         self._controller = cluster.controller
-        self._producer_id = rpc.get(self._controller.allocate_producer_id.remote())
+        self._producer_id = rpc.call_with_retries(self._controller.allocate_producer_id)
         self._producer_epoch = 0
         self._partitioner = Partitioner()
         self._key_hashes = self._partitioner.key_hashes
@@ -463,7 +463,8 @@ class Producer:
             payload = encode_stream([batch.table], PRODUCE_SCHEMA, self.config.compression_type)
             leader, epoch = self._metadata.leader(batch.topic, batch.partition)
             ref = leader.produce.remote(payload, self.config.compression_type, epoch, self._producer_id,
-                                        self._producer_epoch, batch.sequence)
+                                        self._producer_epoch, batch.sequence, self.config.acks,
+                                        self.config.request_timeout_ms)
         except Exception as error:  # noqa: BLE001 - delivered to the batch's futures
             self._finish_attempt(batch, error)
             return

@@ -3,6 +3,7 @@ rafka's. Every client call to an actor goes through ``get``."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import ray
@@ -32,6 +33,21 @@ def unwrap(error: BaseException) -> BaseException:
     if isinstance(error, GetTimeoutError):
         return RequestTimeoutError(f"no answer in time: {error}")
     return error
+
+
+def call_with_retries(method: Any, *args: Any, timeout_s: float = 60.0) -> Any:
+    """``method.remote(*args)`` and wait, retrying retriable errors (an actor restarting,
+    a leader moving) with backoff until ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    backoff_s = 0.1
+    while True:
+        try:
+            return get(method.remote(*args))
+        except RafkaError as error:
+            if not error.retriable or time.monotonic() + backoff_s > deadline:
+                raise
+        time.sleep(backoff_s)
+        backoff_s = min(backoff_s * 2, 1.0)
 
 
 def get(refs: Any, timeout_s: float | None = None) -> Any:

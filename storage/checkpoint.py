@@ -81,7 +81,8 @@ class LeaderEpochCache:
     acknowledged records and diverging after a leader change.
     """
 
-    def __init__(self, path: str, entries: list[tuple[int, int]] | None = None) -> None:
+    def __init__(self, path: str | None, entries: list[tuple[int, int]] | None = None) -> None:
+        """``path`` None keeps the history in memory only (a copy of another replica's)."""
         self.path = path
         self._epochs: list[int] = []
         self._start_offsets: list[int] = []
@@ -160,6 +161,8 @@ class LeaderEpochCache:
         self.save()
 
     def save(self) -> None:
+        if self.path is None:
+            return
         lines = [str(CHECKPOINT_VERSION), str(len(self._epochs))]
         lines += [f"{epoch} {start}" for epoch, start in zip(self._epochs, self._start_offsets)]
         write_atomically(self.path, "\n".join(lines) + "\n")

@@ -1,0 +1,223 @@
+"""Replication between the replicas of one partition (Kafka's ISR protocol, pushed).
+
+Leader side (``LeaderReplication``): one loop per follower keeps exactly one call in
+flight to it — first a ``become_follower`` handshake at the current leader epoch, then
+``replicate`` calls carrying the stored frames from the follower's log end offset (so a
+lagging or restarted follower catches up by the same path) and the leader's high
+watermark. Frames for the same range are ``ray.put`` once and shared by the followers;
+each follower writes its own copy before answering. The answers give each follower's log
+end offset, from which the leader advances the high watermark to the minimum over the
+in-sync replicas (ISR) and decides ISR changes:
+
+* a follower that has not caught up with the leader's log end offset for
+  ``replica_lag_time_max_ms`` leaves the ISR;
+* a follower outside the ISR whose log end offset reaches the high watermark rejoins.
+
+ISR changes go through the controller (which persists them, checking the leader epoch)
+before the leader acts on them, so the ISR the controller would elect from is never
+smaller than the one the leader used to acknowledge writes.
+
+Follower side (``truncation_offset``): on a handshake the follower compares its leader
+epoch history with the leader's and truncates to where they diverge (KIP-101/KIP-279),
+never blindly to its own high watermark.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+from typing import TYPE_CHECKING, Callable
+
+import ray
+
+from rafka.actors import names
+from rafka.errors import NotLeaderError, RafkaError
+from rafka.storage.checkpoint import UNDEFINED_EPOCH, LeaderEpochCache
+
+if TYPE_CHECKING:
+    from rafka.actors.replica import PartitionReplica
+
+REPLICA_FETCH_MAX_BYTES = 8 * 1024 * 1024
+IDLE_HEARTBEAT_S = 0.25
+RETRY_BACKOFF_S = 0.2
+ISR_CHECK_INTERVAL_S = 0.25
+logger = logging.getLogger(__name__)
+
+
+class FollowerEpochError(RafkaError):
+    """The follower has not yet accepted this leader at this epoch: handshake first."""
+
+    retriable = True
+
+
+def truncation_offset(local: LeaderEpochCache, local_end_offset: int, leader_entries: list[tuple[int, int]],
+                      leader_end_offset: int) -> int:
+    """Where a follower with history ``local`` must truncate to agree with a leader whose
+    history is ``leader_entries`` (KIP-279: the end of the last epoch both share)."""
+    latest = local.latest_epoch
+    if latest == UNDEFINED_EPOCH or local_end_offset == 0:
+        return local_end_offset
+    leader = LeaderEpochCache(None, leader_entries)
+    epoch, end_offset = leader.end_offset_for(latest, leader_end_offset)
+    if epoch == UNDEFINED_EPOCH:
+        return 0  # nothing of ours is in the leader's history
+    if epoch != latest:
+        # The leader never had our latest epoch: keep only what precedes our first
+        # epoch after the one we share.
+        _, local_end = local.end_offset_for(epoch, local_end_offset)
+        end_offset = min(end_offset, local_end)
+    return min(end_offset, local_end_offset)
+
+
+@dataclasses.dataclass
+class FollowerState:
+    broker_id: int
+    log_end_offset: int = -1
+    last_caught_up_s: float = 0.0
+    handshaken: bool = False
+
+
+class LeaderReplication:
+    """The leader's view of its followers, for one leader epoch."""
+
+    def __init__(self, replica: "PartitionReplica", epoch: int, replicas: list[int], isr: list[int],
+                 lag_time_max_s: float, on_high_watermark: Callable[[], None]) -> None:
+        self.replica = replica
+        self.epoch = epoch
+        self.replicas = list(replicas)
+        self.isr = set(isr)
+        self.lag_time_max_s = lag_time_max_s
+        self.on_high_watermark = on_high_watermark
+        now = time.monotonic()
+        self.followers = {b: FollowerState(b, last_caught_up_s=now) for b in replicas if b != replica.broker_id}
+        self._tasks: list[asyncio.Task] = []
+        self._data = asyncio.Event()
+        self._shared_frames: tuple[int, int, ray.ObjectRef] | None = None
+        self._isr_change_in_flight = False
+        self.stopped = False
+
+    def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(self._follow(state)) for state in self.followers.values()]
+        self._tasks.append(loop.create_task(self._watch_isr()))
+
+    def stop(self) -> None:
+        self.stopped = True
+        for task in self._tasks:
+            task.cancel()
+
+    def appended(self) -> None:
+        """New records in the leader's log: wake the follower loops."""
+        self._data.set()
+
+    # -- follower loops ------------------------------------------------------------
+
+    async def _follow(self, state: FollowerState) -> None:
+        replica = self.replica
+        name = names.replica(replica.topic, replica.partition, state.broker_id)
+        handle = None
+        while not self.stopped:
+            try:
+                if handle is None:
+                    handle = ray.get_actor(name, namespace=replica.namespace)
+                log = replica.log
+                if not state.handshaken:
+                    state.log_end_offset = await handle.become_follower.remote(
+                        self.epoch, replica.broker_id, log.leader_epochs.entries(), log.log_end_offset,
+                        log.log_start_offset)
+                    state.handshaken = True
+                    self._progress(state, log.log_end_offset)
+                    continue
+                leader_end = log.log_end_offset
+                frames = None
+                if state.log_end_offset < leader_end:
+                    frames = self._frames_from(state.log_end_offset)
+                else:
+                    self._data.clear()
+                    try:
+                        await asyncio.wait_for(self._data.wait(), IDLE_HEARTBEAT_S)
+                        continue
+                    except asyncio.TimeoutError:
+                        pass  # send a heartbeat with the high watermark
+                state.log_end_offset = await handle.replicate.remote(
+                    frames, self.epoch, replica.broker_id, log.high_watermark)
+                self._progress(state, leader_end)
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # noqa: BLE001 - a follower's trouble must not stop the leader
+                cause = getattr(error, "cause", error)
+                if isinstance(cause, FollowerEpochError):
+                    state.handshaken = False
+                    continue
+                if isinstance(cause, NotLeaderError):
+                    # The follower knows a newer epoch: this leader is stale.
+                    logger.warning("%s: follower %s fenced leader epoch %s", replica.describe(), state.broker_id, self.epoch)
+                    self.stopped = True
+                    return
+                handle = None
+                state.handshaken = False
+                await asyncio.sleep(RETRY_BACKOFF_S)
+
+    def _frames_from(self, offset: int) -> ray.ObjectRef | bytes:
+        shared = self._shared_frames
+        if shared is not None and shared[0] == offset:
+            return shared[2]
+        buffer, next_offset = self.replica.log.read_frames(offset, max_bytes=REPLICA_FETCH_MAX_BYTES)
+        # Put once, send the reference to every follower at the same offset.
+        ref = ray.put(buffer.to_pybytes())
+        self._shared_frames = (offset, next_offset, ref)
+        return ref
+
+    def _progress(self, state: FollowerState, leader_end_at_send: int) -> None:
+        if state.log_end_offset >= leader_end_at_send:
+            state.last_caught_up_s = time.monotonic()
+        self.update_high_watermark()
+        # Rejoin once caught up to the high watermark and into this leader's epoch.
+        log = self.replica.log
+        epoch_start = dict(log.leader_epochs.entries()).get(self.epoch, log.log_end_offset)
+        if state.broker_id not in self.isr and state.log_end_offset >= max(log.high_watermark, epoch_start):
+            self._request_isr(self.isr | {state.broker_id})
+
+    # -- high watermark and ISR ------------------------------------------------------
+
+    def update_high_watermark(self) -> None:
+        log = self.replica.log
+        ends = [log.log_end_offset] + [
+            self.followers[b].log_end_offset for b in self.isr if b in self.followers
+        ]
+        high_watermark = min(ends)
+        if high_watermark > log.high_watermark:
+            log.set_high_watermark(high_watermark)
+            self.on_high_watermark()
+
+    async def _watch_isr(self) -> None:
+        while not self.stopped:
+            await asyncio.sleep(ISR_CHECK_INTERVAL_S)
+            now = time.monotonic()
+            lagging = {b for b in self.isr if b in self.followers
+                       and now - self.followers[b].last_caught_up_s > self.lag_time_max_s}
+            if lagging:
+                self._request_isr(self.isr - lagging)
+
+    def _request_isr(self, isr: set[int]) -> None:
+        if self._isr_change_in_flight or isr == self.isr or self.stopped:
+            return
+        self._isr_change_in_flight = True
+        asyncio.get_running_loop().create_task(self._alter_isr(isr))
+
+    async def _alter_isr(self, isr: set[int]) -> None:
+        replica = self.replica
+        try:
+            controller = ray.get_actor(names.CONTROLLER, namespace=replica.namespace)
+            accepted = await controller.alter_isr.remote(replica.topic, replica.partition, replica.broker_id,
+                                                         self.epoch, sorted(isr))
+            if accepted is not None and not self.stopped:
+                self.isr = set(accepted)
+                self.update_high_watermark()
+                self.on_high_watermark()  # acks=all waiters re-check the ISR size
+        except Exception as error:  # noqa: BLE001 - retried on the next check
+            logger.warning("%s: ISR change to %s failed: %r", replica.describe(), sorted(isr), error)
+        finally:
+            self._isr_change_in_flight = False

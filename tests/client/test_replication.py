@@ -1,0 +1,160 @@
+"""Replication on one machine: three brokers, replicas on distinct brokers, ISR, acks=all,
+leader failover and fencing. (Whole Ray nodes are killed in tests/faults.)"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+import ray
+
+import rafka
+from rafka.actors import names
+
+TP = rafka.TopicPartition
+
+
+@pytest.fixture(scope="module")
+def replicated(ray_instance, tmp_path_factory):
+    cluster = rafka.Cluster.start(data_dir=str(tmp_path_factory.mktemp("replicated")), brokers=3,
+                                  namespace="rafka-test-replication", broker_session_timeout_ms=3000,
+                                  replica_lag_time_max_ms=2000, leader_rebalance_interval_s=2)
+    yield cluster
+    cluster.shutdown()
+
+
+def replica(cluster, topic: str, partition: int, broker_id: int):
+    return ray.get_actor(names.replica(topic, partition, broker_id), namespace=cluster.namespace)
+
+
+def partition_state(cluster, topic: str, partition: int = 0) -> dict:
+    return cluster.admin().describe_topic(topic)["partitions"][partition]
+
+
+def wait_until(predicate, timeout_s: float = 30.0, interval_s: float = 0.2):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval_s)
+    raise AssertionError(f"condition not met within {timeout_s} s")
+
+
+def consume_values(cluster, topic: str, partitions: int, expected: int, timeout_s: float = 60) -> list[bytes]:
+    consumer = cluster.consumer(auto_offset_reset="earliest")
+    consumer.assign([TP(topic, p) for p in range(partitions)])
+    values, deadline = [], time.monotonic() + timeout_s
+    while len(values) < expected and time.monotonic() < deadline:
+        values += [record.value for record in consumer.poll(timeout_s=0.5, max_records=100_000)]
+    consumer.close()
+    return values
+
+
+def test_replicas_of_a_partition_live_on_distinct_brokers(replicated, topic):
+    description = replicated.admin().create_topic(topic, partitions=6, replication_factor=3)
+    for partition in description["partitions"]:
+        assert sorted(partition["replicas"]) == [0, 1, 2]
+        assert partition["leader"] == partition["replicas"][0] and sorted(partition["isr"]) == [0, 1, 2]
+    assert len({p["leader"] for p in description["partitions"]}) == 3
+
+
+def test_acks_all_reaches_every_in_sync_replica(replicated, topic):
+    replicated.admin().create_topic(topic, partitions=1, replication_factor=3, config={"min.insync.replicas": "2"})
+    with replicated.producer(acks="all") as producer:
+        offsets = [producer.send(topic, b"r%d" % i).result(timeout=30).offset for i in range(300)]
+    assert offsets == list(range(300))
+    for broker_id in (0, 1, 2):
+        status = ray.get(replica(replicated, topic, 0, broker_id).status.remote())
+        assert status["log_end_offset"] == 300, status
+    wait_until(lambda: all(ray.get(replica(replicated, topic, 0, b).status.remote())["high_watermark"] == 300
+                           for b in (0, 1, 2)))
+    assert consume_values(replicated, topic, 1, 300) == [b"r%d" % i for i in range(300)]
+
+
+def test_lagging_follower_leaves_the_isr_and_min_insync_refuses_acks_all(replicated, topic):
+    admin = replicated.admin()
+    admin.create_topic(topic, partitions=1, replication_factor=2, config={"min.insync.replicas": "2"})
+    state = partition_state(replicated, topic)
+    follower = [b for b in state["replicas"] if b != state["leader"]][0]
+    ray.kill(replica(replicated, topic, 0, follower), no_restart=True)
+    wait_until(lambda: partition_state(replicated, topic)["isr"] == [state["leader"]])
+    with replicated.producer(acks="all", delivery_timeout_ms=2000, request_timeout_ms=1000) as producer:
+        with pytest.raises(rafka.NotEnoughReplicasError, match="min.insync.replicas=2"):
+            producer.send(topic, b"refused").result(timeout=30)
+    with replicated.producer(acks=1) as producer:
+        assert producer.send(topic, b"acks-1 is fine").result(timeout=30).offset == 0
+    # Restarting the broker hands it its replicas again; the new follower catches up
+    # from the leader and rejoins the ISR.
+    ray.kill(ray.get_actor(names.broker(follower), namespace=replicated.namespace), no_restart=False)
+    wait_until(lambda: sorted(partition_state(replicated, topic)["isr"]) == sorted(state["replicas"]), timeout_s=60)
+    with replicated.producer(acks="all") as producer:
+        assert producer.send(topic, b"accepted again").result(timeout=30).offset == 1
+    status = ray.get(replica(replicated, topic, 0, follower).status.remote())
+    assert status["log_end_offset"] == 2
+
+
+def test_killed_leader_loses_no_acknowledged_record_and_duplicates_none(replicated, topic):
+    replicated.admin().create_topic(topic, partitions=1, replication_factor=3, config={"min.insync.replicas": "2"})
+    first_leader = partition_state(replicated, topic)["leader"]
+    acknowledged: list[bytes] = []
+    failures: list[BaseException] = []
+    stop = threading.Event()
+
+    def produce() -> None:
+        with replicated.producer(acks="all", linger_ms=1, delivery_timeout_ms=60_000) as producer:
+            index = 0
+            while not stop.is_set() and index < 20_000:
+                value = b"seq-%06d" % index
+                producer.send(topic, value, callback=lambda m, e, v=value: acknowledged.append(v) if e is None else failures.append(e))
+                index += 1
+                if index % 200 == 0:
+                    time.sleep(0.01)
+
+    thread = threading.Thread(target=produce)
+    thread.start()
+    wait_until(lambda: len(acknowledged) > 1000)
+    ray.kill(replica(replicated, topic, 0, first_leader), no_restart=False)  # Ray restarts it
+    wait_until(lambda: partition_state(replicated, topic)["leader_epoch"] >= 1)
+    time.sleep(1.0)
+    stop.set()
+    thread.join(timeout=120)
+    assert not failures, failures[:3]
+    values = consume_values(replicated, topic, 1, len(acknowledged))
+    assert len(values) == len(set(values)), "a record was duplicated"
+    assert set(acknowledged) <= set(values), "an acknowledged record was lost"
+    assert values == sorted(values), "records were reordered"
+
+
+def test_stale_leader_is_fenced_by_epoch(replicated, topic):
+    replicated.admin().create_topic(topic, partitions=1, replication_factor=2)
+    state = partition_state(replicated, topic)
+    leader = replica(replicated, topic, 0, state["leader"])
+    with pytest.raises(rafka.NotLeaderError, match="epoch 7"):
+        try:
+            ray.get(leader.produce.remote(b"", "uncompressed", 7))
+        except ray.exceptions.RayTaskError as error:
+            raise error.cause from None
+    follower_id = [b for b in state["replicas"] if b != state["leader"]][0]
+    follower = replica(replicated, topic, 0, follower_id)
+    with pytest.raises(rafka.NotLeaderError, match="is follower"):
+        try:
+            ray.get(follower.fetch.remote(0))
+        except ray.exceptions.RayTaskError as error:
+            raise error.cause from None
+
+
+def test_controller_restart_keeps_the_cluster_serving(replicated, topic):
+    admin = replicated.admin()
+    admin.create_topic(topic, partitions=2, replication_factor=2)
+    with replicated.producer(acks="all") as producer:
+        producer.send(topic, b"before", partition=0).result(timeout=30)
+        ray.kill(replicated.controller, no_restart=False)
+        producer.send(topic, b"during", partition=0).result(timeout=30)  # leaders need no controller
+    wait_until(lambda: topic in admin.list_topics())
+    assert partition_state(replicated, topic)["isr"]
+    admin.create_topic(topic + "-after", partitions=1, replication_factor=3)
+    with replicated.producer(acks="all") as producer:
+        assert producer.send(topic + "-after", b"after").result(timeout=30).offset == 0
+    assert consume_values(replicated, topic, 2, 2) == [b"before", b"during"]
