@@ -27,6 +27,11 @@ from rafka.actors.replica import PartitionReplica
 
 META_FILE = "meta.json"
 HEARTBEAT_INTERVAL_S = 0.5
+READY_TIMEOUT_S = 60.0
+
+
+async def _await(ref):
+    return await ref
 
 
 def replica_directory(data_dir: str, topic: str, partition: int) -> str:
@@ -82,7 +87,8 @@ class Broker:
         log. Returns their status."""
         self._start_heartbeats()
         handles = [self._ensure(spec) for spec in specs]
-        results = await asyncio.gather(*(handle.ready.remote() for handle in handles), return_exceptions=True)
+        results = await asyncio.gather(*(asyncio.wait_for(_await(handle.ready.remote()), READY_TIMEOUT_S)
+                                         for handle in handles), return_exceptions=True)
         for index, result in enumerate(results):
             if isinstance(result, Exception):
                 # A replica actor registered under its name but dead for good (say it was

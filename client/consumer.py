@@ -91,6 +91,7 @@ class Consumer:
         self._metadata = cluster.metadata
         self._partitions: dict[TopicPartition, _PartitionState] = {}
         self._fetches: dict[ray.ObjectRef, tuple[TopicPartition, int, int]] = {}
+        self._fetch_sent_s: dict[ray.ObjectRef, float] = {}
         self._closed = False
 
     # -- assignment and positions ----------------------------------------------------
@@ -103,6 +104,7 @@ class Consumer:
                 raise OffsetOutOfRangeError(f"topic {tp.topic!r} has no partition {tp.partition}")
         self._partitions = {tp: self._partitions.get(tp) or _PartitionState() for tp in wanted}
         self._fetches = {ref: f for ref, f in self._fetches.items() if f[0] in self._partitions}
+        self._fetch_sent_s = {ref: t for ref, t in self._fetch_sent_s.items() if ref in self._fetches}
 
     def assignment(self) -> set[TopicPartition]:
         return set(self._partitions)
@@ -172,15 +174,16 @@ class Consumer:
         return {tp for tp, state in self._partitions.items() if state.paused}
 
     def _list_offset(self, tp: TopicPartition, spec: int) -> int:
-        for attempt in range(5):
+        deadline = time.monotonic() + self.config.request_timeout_ms / 1000
+        while True:
             try:
                 leader, _ = self._metadata.leader(tp.topic, tp.partition)
                 return rpc.get(leader.list_offset.remote(spec), timeout_s=self.config.request_timeout_ms / 1000)[0]
             except RafkaError as error:
-                if not error.retriable or attempt == 4:
+                if not error.retriable or time.monotonic() > deadline:
                     raise
                 self._metadata.invalidate(tp.topic)
-        raise AssertionError("unreachable")
+                time.sleep(RETRY_BACKOFF_S)
 
     def _reset_position(self, tp: TopicPartition, state: _PartitionState) -> None:
         policy = self.config.auto_offset_reset
@@ -271,6 +274,7 @@ class Consumer:
             ref = leader.fetch.remote(fetch_offset, self.config.max_partition_fetch_bytes,
                                       self.config.fetch_max_wait_ms, self.config.fetch_min_bytes)
             self._fetches[ref] = (tp, state.generation, fetch_offset)
+            self._fetch_sent_s[ref] = now
             state.in_flight = True
 
     def _receive(self, timeout_s: float) -> None:
@@ -278,10 +282,13 @@ class Consumer:
             time.sleep(min(timeout_s, RETRY_BACKOFF_S))
             return
         ready, _ = ray.wait(list(self._fetches), num_returns=1, timeout=timeout_s)
+        if not ready:
+            self._expire_fetches()
         if ready:
             ready, _ = ray.wait(list(self._fetches), num_returns=len(self._fetches), timeout=0)
         for ref in ready:
             tp, generation, fetch_offset = self._fetches.pop(ref)
+            self._fetch_sent_s.pop(ref, None)
             state = self._partitions.get(tp)
             if state is None or generation != state.generation:
                 continue  # unassigned or moved by seek meanwhile
@@ -303,6 +310,23 @@ class Consumer:
                 state.buffered.append([decode_stream(response.records), response.next_offset])
             elif response.next_offset > fetch_offset:
                 state.buffered.append([[], response.next_offset])
+
+    def _expire_fetches(self) -> None:
+        """Forget fetches unanswered for far longer than their long poll (the leader's
+        node may have died) so the partition is fetched again, from the new leader."""
+        limit_s = (self.config.fetch_max_wait_ms + self.config.request_timeout_ms) / 1000
+        now = time.monotonic()
+        for ref, sent_s in list(self._fetch_sent_s.items()):
+            if now - sent_s > limit_s:
+                del self._fetch_sent_s[ref]
+                entry = self._fetches.pop(ref, None)
+                if entry is None:
+                    continue
+                tp = entry[0]
+                state = self._partitions.get(tp)
+                if state is not None:
+                    state.in_flight = False
+                self._metadata.invalidate(tp.topic)
 
     def close(self) -> None:
         self._closed = True

@@ -99,7 +99,7 @@ class _Batch:
 
     __slots__ = ("topic", "partition", "values", "keys", "timestamps", "headers", "size_bytes", "created_s",
                  "table", "callbacks", "done", "base_offset", "log_append_time", "error", "sequence",
-                 "deadline_s", "attempts", "record_count")
+                 "deadline_s", "attempts", "record_count", "sent_s")
 
     def __init__(self, topic: str, partition: int, created_s: float, table: pa.RecordBatch | None = None) -> None:
         self.topic, self.partition = topic, partition
@@ -118,6 +118,7 @@ class _Batch:
         self.sequence = -1
         self.deadline_s = 0.0
         self.attempts = 0
+        self.sent_s = 0.0
         self.record_count = 0 if table is None else table.num_rows
 
     def to_arrow(self) -> pa.RecordBatch:
@@ -469,6 +470,7 @@ class Producer:
             self._finish_attempt(batch, error)
             return
         batch.attempts += 1
+        batch.sent_s = time.monotonic()
         self._in_flight[ref] = batch
         if self.config.acks == 0:
             self._complete(batch, -1, -1, None)
@@ -479,6 +481,17 @@ class Producer:
         ready, _ = ray.wait(list(self._in_flight), num_returns=len(self._in_flight), timeout=0)
         if not ready:
             ready, _ = ray.wait(list(self._in_flight), num_returns=1, timeout=min(self._linger_s, SENDER_IDLE_WAIT_S) or 0.001)
+        if not ready:
+            # A call to an actor on a node that died may never answer: give up on it
+            # after request_timeout_ms and retry (the sequence number makes that safe).
+            now = time.monotonic()
+            timeout_s = self.config.request_timeout_ms / 1000 + 1
+            for ref, batch in list(self._in_flight.items()):
+                if now - batch.sent_s > timeout_s:
+                    del self._in_flight[ref]
+                    self._finish_attempt(batch, RequestTimeoutError(
+                        f"produce to {batch.topic}-{batch.partition} got no answer in {timeout_s:.0f} s"))
+            return
         for ref in ready:
             batch = self._in_flight.pop(ref)
             try:

@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 import ray
-from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
+from ray.exceptions import GetTimeoutError, RayActorError, RayError, RayTaskError
 
 from rafka.errors import ClusterError, RafkaError, RequestTimeoutError
 
@@ -32,6 +32,10 @@ def unwrap(error: BaseException) -> BaseException:
         return ActorUnavailableError(f"a rafka actor is unavailable: {error}")
     if isinstance(error, GetTimeoutError):
         return RequestTimeoutError(f"no answer in time: {error}")
+    if isinstance(error, RayError):
+        # Unschedulable (its node is gone), owner died, and the like: another actor —
+        # a newly elected leader, a restarted controller — may answer instead.
+        return ActorUnavailableError(f"a rafka actor is unavailable: {error}")
     return error
 
 
@@ -54,5 +58,5 @@ def get(refs: Any, timeout_s: float | None = None) -> Any:
     """``ray.get`` that raises rafka errors."""
     try:
         return ray.get(refs, timeout=timeout_s)
-    except (RayTaskError, RayActorError, GetTimeoutError) as error:
+    except RayError as error:
         raise unwrap(error) from None
