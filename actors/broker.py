@@ -134,7 +134,30 @@ class Broker:
                 )
             )
         self._replicas[key] = handle
+        self._watch(key, handle)
         return handle
+
+    def _watch(self, key: tuple[str, int], handle: ray.actor.ActorHandle) -> None:
+        """Report the replica's death to the controller the moment Ray notices it, so a
+        dead leader is replaced without waiting for Ray to restart it."""
+        async def watch() -> None:
+            try:
+                await handle.watch.remote()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - any failure of the pending call means it died
+                if self._replicas.get(key) is not handle:
+                    return  # removed on purpose
+                try:
+                    controller = ray.get_actor(names.CONTROLLER, namespace=self.namespace)
+                    await controller.replica_failed.remote(key[0], key[1], self.broker_id)
+                except Exception:  # noqa: BLE001 - the controller's own checks remain
+                    pass
+                await asyncio.sleep(1.0)
+                if self._replicas.get(key) is handle:
+                    self._watch(key, handle)  # Ray restarts it; keep watching
+
+        asyncio.get_running_loop().create_task(watch())
 
     async def update_config(self, topic: str, config: dict[str, str]) -> None:
         await asyncio.gather(*(

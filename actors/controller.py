@@ -297,6 +297,23 @@ class Controller:
                 logger.info("controller: %s-%s ISR is now %s", topic, partition, isr)
             return isr
 
+    async def replica_failed(self, topic: str, partition: int, broker_id: int) -> None:
+        """A broker saw one of its replica actors die. A dead leader is replaced by another
+        in-sync replica at once (Ray restarting it takes seconds); a dead follower leaves
+        the ISR so acks=all does not wait for the lag timeout."""
+        async with self._mutex():
+            topic_state = self.state["topics"].get(topic)
+            if topic_state is None or partition >= len(topic_state["partitions"]):
+                return
+            partition_state = topic_state["partitions"][partition]
+            others = [b for b in partition_state["isr"] if b != broker_id and b not in self._dead]
+            if partition_state["leader"] == broker_id and others:
+                await self._elect(topic, partition, exclude={broker_id})
+            elif partition_state["leader"] != broker_id and broker_id in partition_state["isr"]:
+                isr = [b for b in partition_state["isr"] if b != broker_id]
+                self.store.apply({"type": "change_isr", "topic": topic, "partition": partition, "isr": isr})
+                await self._push_state(topic, partition)
+
     async def replica_restarted(self, topic: str, partition: int, broker_id: int) -> dict | None:
         """A replica Ray restarted asks for its role. A restarted leader is re-elected at a
         new epoch (so everyone re-synchronises against it), preferring itself."""

@@ -117,6 +117,11 @@ class PartitionReplica:
                 logger.warning("%s: asking the controller for its role failed: %r", self.describe(), error)
                 await asyncio.sleep(0.5)
 
+    async def watch(self) -> None:
+        """Never returns while the replica lives: the broker keeps one call pending so that
+        it learns of the actor's death (the call fails) at once."""
+        await asyncio.Event().wait()
+
     async def ready(self) -> dict:
         await self._ensure_started()
         return self.status()

@@ -158,3 +158,37 @@ def test_controller_restart_keeps_the_cluster_serving(replicated, topic):
     with replicated.producer(acks="all") as producer:
         assert producer.send(topic + "-after", b"after").result(timeout=30).offset == 0
     assert consume_values(replicated, topic, 2, 2) == [b"before", b"during"]
+
+
+def test_follower_with_a_divergent_tail_truncates_it_when_it_returns(replicated, topic):
+    """KIP-101: records only the old leader had (acks=1) are dropped when it comes back as
+    follower of a leader elected without them, instead of surviving as a forked log."""
+    admin = replicated.admin()
+    admin.create_topic(topic, partitions=1, replication_factor=2,
+                       config={"unclean.leader.election.enable": "true"})
+    state = partition_state(replicated, topic)
+    old_leader, follower = state["leader"], [b for b in state["replicas"] if b != state["leader"]][0]
+    with replicated.producer(acks="all") as producer:
+        for i in range(10):
+            producer.send(topic, b"common-%d" % i)
+    ray.kill(replica(replicated, topic, 0, follower), no_restart=True)
+    with replicated.producer(acks=1) as producer:
+        for i in range(5):
+            producer.send(topic, b"divergent-%d" % i)  # only the old leader has these
+    wait_until(lambda: partition_state(replicated, topic)["isr"] == [old_leader])
+    # The old leader's broker dies; the follower's broker restarts and, the ISR being
+    # gone, is elected uncleanly with only the common records.
+    old_broker_node = next(b["node_id"] for b in replicated.brokers() if b["broker_id"] == old_leader)
+    ray.kill(replica(replicated, topic, 0, old_leader), no_restart=True)
+    ray.kill(ray.get_actor(names.broker(old_leader), namespace=replicated.namespace), no_restart=True)
+    ray.kill(ray.get_actor(names.broker(follower), namespace=replicated.namespace), no_restart=False)
+    wait_until(lambda: partition_state(replicated, topic)["leader"] == follower, timeout_s=60)
+    with replicated.producer(acks=1) as producer:
+        for i in range(3):
+            producer.send(topic, b"new-%d" % i).result(timeout=60)
+    # The old leader's broker comes back: its replica truncates the divergent tail,
+    # catches up, rejoins the ISR, and (preferred) leads again.
+    replicated.add_broker(old_broker_node, broker_id=old_leader)
+    wait_until(lambda: partition_state(replicated, topic)["leader"] == old_leader, timeout_s=90)
+    values = consume_values(replicated, topic, 1, 13)
+    assert values == [b"common-%d" % i for i in range(10)] + [b"new-%d" % i for i in range(3)]
