@@ -215,7 +215,7 @@ class PartitionReplica:
         position, end_offset = 0, self.log.log_end_offset
         while position < buffer.size:
             header, reason = check_frame(buffer, position, buffer.size, verify_crc=False)
-            if header is None or header.base_offset >= end_offset:
+            if header is None or header.next_offset > end_offset:
                 break
             position += header.frame_bytes
         if position < buffer.size:

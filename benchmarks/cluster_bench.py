@@ -164,7 +164,7 @@ def main() -> int:
 
     namespace = "rafka-bench"
     data_dir = tempfile.mkdtemp(prefix="rafka-bench-")
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", namespace=namespace)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="ERROR", namespace=namespace)
     cluster = rafka.Cluster.start(data_dir=data_dir, brokers=1, namespace=namespace)
     results: dict = {
         "date": datetime.datetime.now().isoformat(timespec="seconds"),

@@ -63,7 +63,7 @@ def main() -> int:
     parser.add_argument("--json")
     args = parser.parse_args()
     namespace = "rafka-replication-bench"
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", namespace=namespace)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="ERROR", namespace=namespace)
     cluster = rafka.Cluster.start(data_dir=tempfile.mkdtemp(prefix="rafka-repl-bench-"), brokers=3,
                                   namespace=namespace, broker_session_timeout_ms=2000,
                                   replica_lag_time_max_ms=10_000)

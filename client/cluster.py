@@ -45,8 +45,8 @@ class Cluster:
               replica_lag_time_max_ms: int = 30_000, leader_rebalance_interval_s: float = 10.0,
               **ray_init_kwargs: Any) -> "Cluster":
         """Start a rafka cluster: a controller and ``brokers`` brokers on this node
-        (default 1), or with ``address`` one broker per alive Ray node of that cluster
-        (then ``brokers`` is ignored). Broker i keeps its data in ``data_dir/broker-i``.
+        (default 1), or with ``address`` one broker per alive Ray node of that cluster (or
+        ``brokers`` spread over its nodes). Broker i keeps its data in ``data_dir/broker-i``.
 
         ``broker_session_timeout_ms``: how long a broker may miss heartbeats before its
         leaderships move. ``replica_lag_time_max_ms``: how long a follower may lag before
@@ -81,8 +81,11 @@ class Cluster:
                 placements = [(broker_id, head_node, os.path.join(data_dir, f"broker-{broker_id}"))
                               for broker_id in range(brokers or 1)]
             else:
+                # One broker per alive node, or `brokers` of them spread over the nodes.
                 nodes = sorted(node["NodeID"] for node in ray.nodes() if node["Alive"])
-                placements = [(index, node, os.path.join(data_dir, f"broker-{index}")) for index, node in enumerate(nodes)]
+                count = brokers or len(nodes)
+                placements = [(index, nodes[index % len(nodes)], os.path.join(data_dir, f"broker-{index}"))
+                              for index in range(count)]
             cluster._start_brokers(placements)
         except BaseException:
             cluster.shutdown()
@@ -191,7 +194,9 @@ def _ensure_ray(address: str | None, namespace: str, init_kwargs: dict) -> bool:
         return False
     init_kwargs.setdefault("logging_level", "WARNING")
     init_kwargs.setdefault("log_to_driver", True)
-    ray.init(address=address, namespace=namespace, **init_kwargs)
+    # "local" starts a fresh instance even when another Ray runs on this machine (plain
+    # ray.init() would join that one).
+    ray.init(address=address or "local", namespace=namespace, **init_kwargs)
     return address is None
 
 

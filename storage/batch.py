@@ -75,7 +75,7 @@ class BatchHeader:
 
     base_offset: int
     last_offset_delta: int
-    record_count: int
+    record_count: int  # 0 only for a batch compaction emptied (kept to mark a segment's end)
     max_timestamp_ms: int
     producer_id: int = NO_PRODUCER_ID
     producer_epoch: int = -1
@@ -137,7 +137,7 @@ def make_batch(
 def _column(name: str, data: Any, arrow_type: pa.DataType, count: int) -> pa.Array:
     try:
         column = pa.array(data, type=arrow_type)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError) as error:
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError) as error:
         raise InvalidRecordError(f"{name} must be a sequence of {arrow_type}: {error}") from None
     if len(column) != count:
         raise InvalidRecordError(f"{name} has {len(column)} entries for {count} records")
@@ -266,7 +266,7 @@ def check_frame(buffer: pa.Buffer, position: int, end: int, verify_crc: bool) ->
     if magic != FRAME_MAGIC:
         return None, f"frame magic {magic} is not {FRAME_MAGIC}"
     header = parse_header(buffer, position)
-    if header.record_count < 1 or header.last_offset_delta < header.record_count - 1:
+    if header.record_count < 0 or header.last_offset_delta < max(header.record_count - 1, 0):
         return None, f"frame counts are impossible (count {header.record_count}, last delta {header.last_offset_delta})"
     if header.attributes & ATTRIBUTE_CODEC_MASK not in CODEC_NAMES:
         return None, f"frame codec {header.attributes & ATTRIBUTE_CODEC_MASK} is unknown"

@@ -86,9 +86,11 @@ def _clean_segment(log: "Log", index: int, segment: Segment, latest_offsets: pa.
     pieces: list = []
     records_removed = tombstones_removed = 0
     changed = False
+    last_position = max((position for position, _ in segment.headers()), default=-1)
     for position, header in segment.headers():
         batch = decode_body(buffer, position, header)
-        kept = pc.is_in(batch.column(0), value_set=latest_offsets)
+        # Records without a key cannot be compacted (a log switched from delete): drop them.
+        kept = pc.and_(pc.is_in(batch.column(0), value_set=latest_offsets), pc.is_valid(batch.column(2)))
         tombstones = pc.is_null(batch.column(3))
         horizon_ms = header.delete_horizon_ms
         if horizon_ms != -1 and now_ms >= horizon_ms:
@@ -103,14 +105,16 @@ def _clean_segment(log: "Log", index: int, segment: Segment, latest_offsets: pa.
             pieces.append(buffer.slice(position, header.frame_bytes))
             continue
         changed = True
-        if kept_count == 0:
+        if kept_count == 0 and position != last_position:
             continue
+        # A segment's last batch stays, empty if need be, so the segment still ends
+        # where it did: later truncation must never hand out an offset twice.
         filtered = batch.filter(kept)
         body = encode_body(filtered, header.codec)
         new_header = dataclasses.replace(
             header,
             record_count=kept_count,
-            max_timestamp_ms=pc.max(filtered.column(1)).as_py(),
+            max_timestamp_ms=pc.max(filtered.column(1)).as_py() if kept_count else header.max_timestamp_ms,
             delete_horizon_ms=horizon_ms,
         )
         frame_header, _ = encode_frame(new_header, body)

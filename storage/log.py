@@ -177,20 +177,30 @@ class Log:
         # before: load its indexes only. Every segment from the first that holds an offset
         # at or above the recovery point (or fails to load) is validated frame by frame.
         indexes_rebuilt = 0
+        bytes_dropped = batches_dropped = segments_deleted = 0
         first_to_recover = len(self._segments)
         for index, segment in enumerate(self._segments):
             if segment.base_offset > recovery_point:
                 first_to_recover = index
                 break
+            wholly_trusted = index + 1 < len(self._segments) and self._segments[index + 1].base_offset <= recovery_point
             try:
                 indexes_rebuilt += segment.load()
             except StorageError:
-                first_to_recover = index
-                break
+                if not wholly_trusted:
+                    first_to_recover = index
+                    break
+                # Corruption in data fsynced and validated before (a disk fault): cut
+                # this segment at the bad frame and report it, but keep the segments after
+                # it, which hold good records of their own (the log gets a gap).
+                dropped, frames = segment.recover(self._segments[index - 1].next_offset if index else 0)
+                bytes_dropped += dropped
+                batches_dropped += frames
+                indexes_rebuilt += 1
+                continue
             if segment.next_offset > recovery_point:
                 first_to_recover = index
                 break
-        bytes_dropped = batches_dropped = segments_deleted = 0
         expected_offset = self._segments[first_to_recover - 1].next_offset if first_to_recover else 0
         recovered = 0
         for index in range(first_to_recover, len(self._segments)):
@@ -217,6 +227,13 @@ class Log:
         epochs = LeaderEpochCache.load(self._path(checkpoint.LEADER_EPOCH_FILE))
         if epochs is None:
             epochs = self._rebuild_epochs()
+        else:
+            # Batches validated just now may carry epochs the checkpoint never saw (a crash
+            # between writing a batch and saving the history).
+            for segment in self._segments[first_to_recover:]:
+                for _position, header in segment.headers():
+                    if header.leader_epoch > epochs.latest_epoch:
+                        epochs.assign(header.leader_epoch, header.base_offset)
         self._epochs = epochs
         self._epochs.truncate_from_end(end)
         self._epochs.truncate_from_start(self._log_start_offset)
@@ -249,6 +266,10 @@ class Log:
         ``producer_codec``, the codec the batch arrived with). Raises ``InvalidRecordError`` (schema, empty, null key on a compacted
         log) or ``RecordTooLargeError`` before anything is written."""
         self._check_open()
+        for name, value, bits in (("leader_epoch", leader_epoch, 32), ("producer_id", producer_id, 64),
+                                  ("producer_epoch", producer_epoch, 16), ("base_sequence", base_sequence, 32)):
+            if isinstance(value, bool) or not isinstance(value, int) or not -(1 << (bits - 1)) <= value < 1 << (bits - 1):
+                raise InvalidRecordError(f"{name} must be a {bits}-bit int, got {value!r}")
         timestamps, keys, values, headers = producer_columns(batch)
         count = len(values)
         if count == 0:
@@ -301,6 +322,12 @@ class Log:
         names the frame."""
         self._check_open()
         buffer = frames if isinstance(frames, pa.Buffer) else pa.py_buffer(frames)
+        first, _ = check_frame(buffer, 0, buffer.size, verify_crc=False)
+        if (first is not None and self.size_bytes == 0 and first.base_offset < self.log_end_offset
+                <= first.last_offset):
+            # An empty log set to start inside the leader's first batch (the leader's log
+            # start is mid-batch): start at the batch instead, as Kafka's fetcher does.
+            self.truncate_fully_and_start_at(first.base_offset)
         headers: list[tuple[int, BatchHeader]] = []
         position, expected_offset = 0, self.log_end_offset
         while position < buffer.size:
@@ -328,9 +355,11 @@ class Log:
 
     def _write(self, frame_header: bytes, body, header: BatchHeader) -> None:
         self._maybe_roll(header)
-        self._segments[-1].append(frame_header, body, header)
+        # History first (as Kafka): an entry without its batch is dropped on open, a
+        # batch without its entry would give wrong truncation answers.
         if header.leader_epoch > self._epochs.latest_epoch:
             self._epochs.assign(header.leader_epoch, header.base_offset)
+        self._segments[-1].append(frame_header, body, header)
         self._unflushed_messages += header.record_count
         if self.config.flush_messages != NEVER and self._unflushed_messages >= self.config.flush_messages:
             self.flush()
@@ -339,6 +368,15 @@ class Log:
 
     def _maybe_roll(self, header: BatchHeader) -> None:
         active = self._segments[-1]
+        if header.last_offset - active.base_offset > MAX_RELATIVE_OFFSET:
+            # A follower's batch far past our end (the leader's log has a huge gap): it
+            # needs a segment of its own based at it.
+            if active.empty:
+                self._segments.pop().delete()
+                self._base_offsets.pop()
+            self._segments.append(self._new_segment(header.base_offset, self.clock.now_ms()))
+            self._base_offsets.append(header.base_offset)
+            return
         if active.empty:
             return
         now_ms = self.clock.now_ms()
@@ -450,10 +488,11 @@ class Log:
         """Remove every batch holding an offset >= ``offset``; return the new log end
         offset (below ``offset`` if ``offset`` fell inside a batch: batches are whole)."""
         self._check_open()
+        _require_offset("truncate_to", offset)
         if offset >= self.log_end_offset:
             return self.log_end_offset
         if offset <= self._log_start_offset:
-            self.truncate_fully_and_start_at(offset if offset >= 0 else 0)
+            self.truncate_fully_and_start_at(offset)
             return self.log_end_offset
         keep = bisect.bisect_right(self._base_offsets, offset) - 1
         if self._segments[keep].base_offset == offset and keep > 0:
@@ -462,17 +501,24 @@ class Log:
             segment.delete()
         del self._segments[keep + 1 :], self._base_offsets[keep + 1 :]
         self._segments[-1].truncate_to(offset)
-        self._after_truncation()
+        if self.log_end_offset < self._log_start_offset:
+            # Whole batches went, down below the log start: nothing readable is left.
+            self.truncate_fully_and_start_at(self._log_start_offset)
+        else:
+            self._after_truncation()
         return self.log_end_offset
 
     def truncate_fully_and_start_at(self, offset: int) -> None:
         """Delete every record and restart the log empty at ``offset``."""
         self._check_open()
+        _require_offset("truncate_fully_and_start_at", offset)
         for segment in self._segments:
             segment.delete()
         self._segments = [self._new_segment(offset, self.clock.now_ms())]
         self._base_offsets = [offset]
         self._log_start_offset = offset
+        self._high_watermark = offset
+        self._recovery_point = offset
         self._epochs.clear()
         self._after_truncation()
 
@@ -485,20 +531,22 @@ class Log:
 
     def set_high_watermark(self, offset: int) -> None:
         """Record the high watermark the replication protocol computed (clamped to the log)."""
+        _require_offset("high watermark", offset)
         self._high_watermark = min(max(offset, self._log_start_offset), self.log_end_offset)
 
     def delete_records_before(self, offset: int) -> int:
         """Move the log start offset up to ``offset`` (Kafka's DeleteRecords) and delete
         segments wholly below it; return the new log start offset."""
         self._check_open()
-        if offset > self.log_end_offset:
+        _require_offset("delete_records_before", offset)
+        if offset > self._high_watermark:
             raise OffsetOutOfRangeError(
-                f"cannot delete records before {offset}: past the log end offset {self.log_end_offset}"
+                f"cannot delete records before {offset}: past the high watermark {self._high_watermark} "
+                "(records not yet replicated are never deleted)"
             )
         if offset <= self._log_start_offset:
             return self._log_start_offset
         self._log_start_offset = offset
-        self._high_watermark = max(self._high_watermark, offset)
         while len(self._segments) > 1 and self._segments[1].base_offset <= offset:
             self._delete_first_segment()
         if self._segments[0].next_offset <= offset and not self._segments[0].empty:
@@ -507,6 +555,10 @@ class Log:
         self._epochs.truncate_from_start(offset)
         self.checkpoint()
         return offset
+
+    def _segment_end(self, index: int) -> int:
+        """The offset after segment ``index``: the next segment's base, or the LEO."""
+        return self._base_offsets[index + 1] if index + 1 < len(self._segments) else self.log_end_offset
 
     def _delete_first_segment(self) -> int:
         segment = self._segments.pop(0)
@@ -522,16 +574,20 @@ class Log:
         if not self.config.delete:
             return RetentionResult()
         now_ms = self.clock.now_ms()
+        # Only segments wholly below the high watermark may go: records not yet
+        # replicated are never deleted (as in Kafka).
+        deletable = 0
+        while deletable < len(self._segments) and not self._segments[deletable].empty and (
+                self._segment_end(deletable) <= self._high_watermark):
+            deletable += 1
         doomed = 0
         if self.config.retention_ms != NEVER:
-            while doomed < len(self._segments) and not self._segments[doomed].empty and \
-                    now_ms - self._segments[doomed].max_timestamp_ms > self.config.retention_ms:
+            while doomed < deletable and now_ms - self._segments[doomed].max_timestamp_ms > self.config.retention_ms:
                 doomed += 1
         if self.config.retention_bytes != NEVER:
             excess = self.size_bytes - self.config.retention_bytes
             by_size = 0
-            while by_size < len(self._segments) and excess - self._segments[by_size].size_bytes >= 0 \
-                    and not self._segments[by_size].empty:
+            while by_size < deletable and excess - self._segments[by_size].size_bytes >= 0:
                 excess -= self._segments[by_size].size_bytes
                 by_size += 1
             doomed = max(doomed, by_size)
@@ -541,7 +597,6 @@ class Log:
             self.roll()  # the log keeps an active segment at its end offset
         deleted_bytes = sum(self._delete_first_segment() for _ in range(doomed))
         self._log_start_offset = max(self._log_start_offset, self._base_offsets[0])
-        self._high_watermark = max(self._high_watermark, self._log_start_offset)
         self._epochs.truncate_from_start(self._log_start_offset)
         self.checkpoint()
         return RetentionResult(doomed, deleted_bytes)
@@ -605,6 +660,11 @@ class Log:
         """Swap in a rewritten segment with the same base offset (the cleaner's hook)."""
         assert segment.base_offset == self._base_offsets[index]
         self._segments[index] = segment
+
+
+def _require_offset(name: str, offset: object) -> None:
+    if isinstance(offset, bool) or not isinstance(offset, (int, np.integer)) or offset < 0:
+        raise TypeError(f"{name} needs a non-negative int offset, got {offset!r}")
 
 
 def _slice(batch: pa.RecordBatch, header: BatchHeader, start_offset: int, end_offset: int) -> pa.RecordBatch:

@@ -24,6 +24,7 @@ import mmap
 import os
 from typing import Iterator
 
+import numpy as np
 import pyarrow as pa
 
 from rafka.errors import CorruptIndexError, CorruptRecordError
@@ -54,6 +55,11 @@ class Segment:
         self.time_index = TimeIndex(stem + TIME_INDEX_SUFFIX, base_offset, index_max_bytes)
         self._fd = os.open(self.log_path, os.O_RDWR | os.O_CREAT, 0o644)
         self.size_bytes = os.fstat(self._fd).st_size
+        if self.size_bytes == 0:
+            # A new segment starts with empty indexes (a missing one means "rebuild").
+            for path in (self.offset_index.path, self.time_index.path):
+                if not os.path.exists(path):
+                    open(path, "ab").close()
         self.next_offset = base_offset
         self.max_timestamp_ms = NO_TIMESTAMP
         self.created_ms = created_ms
@@ -203,7 +209,9 @@ class Segment:
             self._map = None
             os.ftruncate(self._fd, position)
             self.size_bytes = position
-            self.unflushed = True
+        # What was validated may never have reached the disk: fsync it (and the rebuilt
+        # indexes) before the log moves its recovery point past it.
+        self.unflushed = True
         return dropped_bytes, dropped_batches
 
     def truncate_to(self, offset: int) -> int:
@@ -219,7 +227,13 @@ class Segment:
         try:
             copied = 0
             while copied < position:
-                copied += os.copy_file_range(self._fd, destination, position - copied, copied, copied)
+                try:
+                    step = os.copy_file_range(self._fd, destination, position - copied, copied, copied)
+                except OSError:
+                    step = os.pwrite(destination, os.pread(self._fd, min(position - copied, 1 << 24), copied), copied)
+                if step <= 0:
+                    raise CorruptRecordError(f"segment {self.log_path} ended while copying its first {position} bytes")
+                copied += step
             os.fsync(destination)
         finally:
             os.close(destination)
@@ -270,8 +284,12 @@ def _body_matches(buffer: pa.Buffer, position: int, header: BatchHeader) -> bool
         return False
     if batch.num_rows != header.record_count:
         return False
-    offsets = batch.column(0)
-    return offsets[0].as_py() >= header.base_offset and offsets[-1].as_py() <= header.last_offset
+    if batch.num_rows == 0:
+        return True
+    offsets = batch.column(0).to_numpy()
+    if offsets[0] < header.base_offset or offsets[-1] > header.last_offset:
+        return False
+    return bool(np.all(offsets[1:] > offsets[:-1]))
 
 
 def _count_frames(buffer: pa.Buffer, position: int, end: int) -> int:

@@ -19,7 +19,8 @@ import rafka
 def ray_instance():
     started = not ray.is_initialized()
     if started:
-        ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING", namespace="rafka-tests")
+        # address="local": a fresh instance even if another Ray runs on this machine.
+        ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING", namespace="rafka-tests")
     yield
     if started:
         ray.shutdown()

@@ -113,3 +113,30 @@ def test_min_compaction_lag_protects_recent_segments(tmp_path):
     assert log.compact().segments_cleaned == 0
     clock.advance(5000)
     assert log.compact().records_removed == 2
+
+
+def test_compaction_keeps_each_segment_ending_where_it_did(tmp_path):
+    """Emptied batches at a segment's end stay as empty frames: a later truncation cannot
+    hand out an offset twice."""
+    clock = ManualClock()
+    log = open_compacted(str(tmp_path), clock, 1024)
+    for value in range(4):
+        log.append(make_batch([b"%d" % value], keys=[b"k"], timestamps_ms=clock.now_ms()))
+    log.append(make_batch([b"x"], keys=[b"other"], timestamps_ms=clock.now_ms()))
+    ends_before = [segment.next_offset for segment in log.segments()]
+    log.compact()
+    assert [segment.next_offset for segment in log.segments()] == ends_before
+    assert log.truncate_to(2) == 2
+    assert log.append(make_batch([b"new"], keys=[b"k"])).first_offset == 2
+
+
+def test_compaction_drops_records_without_keys(tmp_path):
+    clock = ManualClock()
+    plain = Log(str(tmp_path), LogConfig.from_dict({"segment.bytes": "1024"}), clock)
+    plain.append(make_batch([b"keyless"], timestamps_ms=clock.now_ms()))
+    plain.append(make_batch([b"keyed"], keys=[b"k"], timestamps_ms=clock.now_ms()))
+    plain.append(make_batch([b"active"], keys=[b"a"], timestamps_ms=clock.now_ms()))
+    plain.close()
+    log = open_compacted(str(tmp_path), clock, 1024)
+    log.compact()
+    assert [value for _, _, value in contents(log)] == [b"keyed", b"active"]

@@ -227,13 +227,14 @@ def test_delete_records_before_moves_log_start_and_drops_segments(open_log):
     for start in range(0, 100, 10):
         log.append(batch_of(10, start=start, value_bytes=30))
     segments_before = log.segment_count
+    log.set_high_watermark(100)
     assert log.delete_records_before(55) == 55
     assert log.log_start_offset == 55
     assert log.segment_count < segments_before
     assert offsets_of(log.read(55, max_bytes=10**9)) == list(range(55, 100))
     with pytest.raises(OffsetOutOfRangeError, match="offset 54"):
         log.read(54)
-    with pytest.raises(OffsetOutOfRangeError, match="past the log end offset"):
+    with pytest.raises(OffsetOutOfRangeError, match="past the high watermark 100"):
         log.delete_records_before(101)
     log.close()
     assert open_log(segment_bytes=2048).log_start_offset == 55
@@ -242,6 +243,7 @@ def test_delete_records_before_moves_log_start_and_drops_segments(open_log):
 def test_delete_records_up_to_log_end_leaves_an_empty_log_at_that_offset(open_log):
     log = open_log()
     log.append(batch_of(10))
+    log.set_high_watermark(10)
     log.delete_records_before(10)
     assert (log.log_start_offset, log.log_end_offset, log.size_bytes) == (10, 10, 0)
     assert log.append(batch_of(1)).first_offset == 10
@@ -295,3 +297,66 @@ def test_large_batches_read_back_intact(open_log):
     batch = make_batch([values[i * 100 : (i + 1) * 100] for i in range(10_000)], timestamps_ms=1)
     log.append(batch)
     assert log.read(0).batches[0].column("value").equals(batch.column("value"))
+
+
+def test_delete_records_above_the_high_watermark_is_refused(open_log):
+    log = open_log()
+    log.append(batch_of(10))
+    log.set_high_watermark(3)
+    with pytest.raises(OffsetOutOfRangeError, match="past the high watermark 3"):
+        log.delete_records_before(8)
+    assert (log.log_start_offset, log.high_watermark) == (0, 3)
+
+
+def test_truncating_a_batch_that_holds_the_log_start_leaves_a_consistent_empty_log(open_log):
+    log = open_log()
+    log.append(batch_of(10))
+    log.set_high_watermark(10)
+    log.delete_records_before(5)
+    assert log.truncate_to(7) == 5
+    assert (log.log_start_offset, log.log_end_offset, log.high_watermark) == (5, 5, 5)
+    assert log.append(batch_of(1)).first_offset == 5
+
+
+def test_offsets_must_be_non_negative_ints(open_log):
+    log = open_log()
+    log.append(batch_of(10))
+    for call in (lambda: log.delete_records_before(5.5), lambda: log.set_high_watermark(2.5),
+                 lambda: log.truncate_to(None), lambda: log.truncate_fully_and_start_at(-5)):
+        with pytest.raises(TypeError, match="non-negative int offset"):
+            call()
+    assert log.log_end_offset == 10
+
+
+def test_producer_fields_out_of_range_are_named(open_log):
+    log = open_log()
+    with pytest.raises(InvalidRecordError, match="producer_epoch must be a 16-bit int, got 40000"):
+        log.append(batch_of(1), producer_epoch=40000)
+    with pytest.raises(InvalidRecordError, match="leader_epoch"):
+        log.append(batch_of(1), leader_epoch=2**31)
+    with pytest.raises(InvalidRecordError, match="timestamps_ms"):
+        make_batch([b"a"], timestamps_ms=[2**70])
+
+
+def test_follower_starting_inside_the_leaders_first_batch_starts_at_that_batch(open_log, tmp_path):
+    leader = open_log(tmp_path / "leader")
+    follower = open_log(tmp_path / "follower")
+    leader.append(batch_of(10))
+    leader.set_high_watermark(10)
+    leader.delete_records_before(5)
+    follower.truncate_fully_and_start_at(leader.log_start_offset)
+    frames, _ = leader.read_frames(5)
+    follower.append_frames(frames)
+    assert follower.log_end_offset == 10 and follower.log_start_offset == 0
+
+
+def test_follower_frames_far_ahead_get_a_segment_of_their_own(open_log, tmp_path):
+    leader = open_log(tmp_path / "leader")
+    far = 2**32 + 10
+    leader.truncate_fully_and_start_at(far)
+    leader.append(batch_of(3))
+    follower = open_log(tmp_path / "follower")
+    follower.append(batch_of(2))
+    follower.append_frames(leader.read_frames(far)[0])
+    assert offsets_of(follower.read(far)) == [far, far + 1, far + 2]
+    assert follower.segment_base_offsets == [0, far]

@@ -176,3 +176,21 @@ def test_corruption_below_the_recovery_point_is_reported_on_read(open_log, tmp_p
     with pytest.raises(CorruptRecordError, match="CRC mismatch"):
         reopened.read(10, verify_crc=True)
     assert offsets_of(reopened.read(0, max_bytes=1)) == list(range(10))
+
+
+def test_corruption_below_the_recovery_point_keeps_the_later_segments(open_log, tmp_path):
+    log = open_log(segment_bytes=2048)
+    for start in range(0, 200, 10):
+        log.append(batch_of(10, start=start, value_bytes=30))
+    last_frame = max(position for position, _ in log.segments()[0].headers())
+    log.close()
+    path = tmp_path / "log" / SEGMENT
+    data = bytearray(path.read_bytes())
+    data[last_frame + 8] ^= 0xFF  # the magic byte of the first (fsynced) segment's last frame
+    path.write_bytes(bytes(data))
+    reopened = open_log(segment_bytes=2048)
+    assert reopened.last_recovery.segments_deleted == 0
+    assert reopened.last_recovery.batches_dropped == 1
+    assert reopened.log_end_offset == 200
+    offsets = offsets_of(reopened.read(0, max_bytes=10**9))
+    assert offsets[-1] == 199 and len(offsets) == 190

@@ -34,6 +34,7 @@ def test_retention_ms_deletes_whole_expired_segments_only(open_log, clock):
         clock.advance(1000)
     bases = log.segment_base_offsets
     assert len(bases) >= 3
+    log.set_high_watermark(log.log_end_offset)
     assert log.enforce_retention().segments_deleted == 0
     # Expire exactly the first segment: its newest record is 10 s + 1 ms old.
     newest_in_first = log.segments()[0].max_timestamp_ms
@@ -47,6 +48,7 @@ def test_retention_ms_deletes_whole_expired_segments_only(open_log, clock):
 def test_retention_ms_expiring_everything_keeps_the_log_end(open_log, clock):
     log = open_log(retention_ms=1000)
     log.append(batch_of(10, timestamp_ms=clock.now_ms()))
+    log.set_high_watermark(10)
     clock.advance(1001)
     assert log.enforce_retention().segments_deleted == 1
     assert (log.log_start_offset, log.log_end_offset) == (10, 10)
@@ -60,6 +62,7 @@ def test_retention_bytes_keeps_the_newest_segments_within_the_limit(open_log, cl
     sizes = [segment.size_bytes for segment in log.segments()]
     limit = sum(sizes[-3:])
     log.update_config(log.config.updated({"retention.bytes": str(limit)}))
+    log.set_high_watermark(log.log_end_offset)
     result = log.enforce_retention()
     assert result.segments_deleted == len(sizes) - 3
     assert result.bytes_deleted == sum(sizes[:-3])
@@ -100,3 +103,14 @@ def test_default_flush_policy_leaves_flushing_to_the_owner(open_log, clock):
     assert log.recovery_point == 0
     log.flush()
     assert log.recovery_point == 10
+
+
+def test_retention_never_deletes_records_above_the_high_watermark(open_log, clock):
+    log = open_log(segment_bytes=2048, retention_ms=1000)
+    for start in range(0, 100, 10):
+        log.append(batch_of(10, start=start, value_bytes=30, timestamp_ms=clock.now_ms()))
+    log.set_high_watermark(25)
+    clock.advance(10_000)
+    log.enforce_retention()
+    assert log.log_start_offset <= 25
+    assert log.read(log.log_start_offset, max_bytes=10**9).record_count == 100 - log.log_start_offset
