@@ -1,16 +1,336 @@
-"""The ``rafka`` command line. Later issues add the cluster, topic and bench commands."""
+"""The ``rafka`` command line: a persistent cluster, topics, and data in and out.
+
+Every command prints errors as one line on stderr and exits non-zero (1 for a bad
+request, 2 for bad usage), never with a traceback. Connection: ``--address`` (or
+``RAY_ADDRESS``, or what ``rafka up`` recorded) and ``--namespace`` (default ``rafka``).
+"""
 
 from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+import time
+from typing import Any, Callable
 
 import click
 
 import rafka
+from rafka.cli import connection
+from rafka.errors import RafkaError
+
+CONTEXT = {"help_option_names": ["-h", "--help"]}
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def fails_cleanly(command: Callable) -> Callable:
+    """Turn rafka's (and bad input's) exceptions into one readable line and exit 1."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except (RafkaError, ValueError, TypeError, OSError) as error:
+            name = type(error).__name__
+            click.echo(f"rafka: error: {error} ({name})", err=True)
+            sys.exit(1)
+
+    return wrapper
+
+
+def address_options(command: Callable) -> Callable:
+    command = click.option("--namespace", default=connection.DEFAULT_NAMESPACE, show_default=True,
+                           help="Ray namespace of the rafka cluster.")(command)
+    return click.option("--address", default=None, help="Ray address (default: RAY_ADDRESS or `rafka up`'s).")(command)
+
+
+def parse_configs(pairs: tuple[str, ...]) -> dict[str, str]:
+    configs = {}
+    for pair in pairs:
+        key, separator, value = pair.partition("=")
+        if not separator or not key:
+            raise ValueError(f"--config takes key=value, got {pair!r}")
+        configs[key.strip()] = value.strip()
+    return configs
+
+
+@click.group(context_settings=CONTEXT)
 @click.version_option(rafka.__version__, prog_name="rafka")
 def cli() -> None:
     """rafka: an event streaming platform in Python on Ray."""
+
+
+# -- cluster lifecycle -------------------------------------------------------------
+
+@cli.command()
+@click.option("--brokers", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--data-dir", default=None, help="Where brokers keep their logs (default ~/.rafka/data).")
+@click.option("--num-cpus", type=int, default=None, help="CPUs of a Ray head that `up` starts.")
+@address_options
+@fails_cleanly
+def up(brokers: int, data_dir: str | None, num_cpus: int | None, address: str | None, namespace: str) -> None:
+    """Start a persistent rafka cluster (and a local Ray head, unless --address is given)."""
+    address = address or os.environ.get("RAY_ADDRESS")
+    state = connection.read_state()
+    if state is not None and address is None:
+        try:
+            connection.connect(state["address"], state["namespace"])
+            click.echo(f"rafka is already running at {state['address']} (namespace {state['namespace']}); nothing changed")
+            return
+        except RafkaError:
+            connection.clear_state()  # stale: that cluster is gone
+            import ray
+
+            ray.shutdown()
+    started = {"address": address, "started_ray": False}
+    if address is None:
+        started = connection.start_ray_head(num_cpus)
+    if started.get("ray_auth_mode"):
+        os.environ["RAY_AUTH_MODE"] = started["ray_auth_mode"]
+    import ray  # after RAY_AUTH_MODE is settled: Ray reads it once
+
+    try:
+        ray.init(address=started["address"], namespace=namespace, logging_level="ERROR", log_to_driver=False)
+        try:
+            rafka.Cluster.connect(namespace=namespace)
+        except RafkaError:
+            pass
+        else:
+            click.echo(f"rafka is already running at {started['address']} (namespace {namespace}); nothing changed")
+            return
+        data_dir = os.path.abspath(data_dir or os.path.join(connection.home(), "data"))
+        cluster = rafka.Cluster.start(data_dir=data_dir, brokers=brokers, address=started["address"], namespace=namespace)
+        connection.write_state({**started, "namespace": namespace, "data_dir": data_dir})
+        click.echo(f"rafka is up: {len(cluster.brokers())} broker(s), Ray at {started['address']}, data in {data_dir}")
+    except BaseException:
+        if started.get("started_ray"):
+            connection.stop_ray_head(started)
+        raise
+
+
+@cli.command()
+@address_options
+@fails_cleanly
+def down(address: str | None, namespace: str) -> None:
+    """Stop the rafka cluster, and the Ray head if `rafka up` started it. Data stays."""
+    state = connection.read_state()
+    cluster = connection.connect(address, namespace)
+    import ray  # after connect() settled Ray's authentication mode
+    brokers = len(cluster.brokers())
+    cluster.shutdown(stop_cluster=True)
+    ray.shutdown()
+    message = f"rafka is down ({brokers} broker(s) stopped)"
+    if state is not None and state.get("started_ray") and (address is None or address == state["address"]):
+        connection.stop_ray_head(state)
+        message += f"; stopped the Ray head at {state['address']}"
+    connection.clear_state()
+    click.echo(message)
+
+
+@cli.command()
+@address_options
+@fails_cleanly
+def status(address: str | None, namespace: str) -> None:
+    """Brokers, topics and partitions (leader, ISR, under-replicated)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    cluster = connection.connect(address, namespace)
+    console = Console()
+    brokers = Table(title="brokers")
+    for column in ("id", "alive", "node", "data dir"):
+        brokers.add_column(column)
+    for broker in cluster.brokers():
+        brokers.add_row(str(broker["broker_id"]), "yes" if broker["alive"] else "NO", broker["node_id"][:12], broker["data_dir"])
+    console.print(brokers)
+    admin = cluster.admin()
+    partitions = Table(title="partitions")
+    for column in ("topic", "partition", "leader", "epoch", "replicas", "isr", "under-replicated"):
+        partitions.add_column(column)
+    for topic in admin.list_topics():
+        for partition in admin.describe_topic(topic)["partitions"]:
+            under = len(partition["isr"]) < len(partition["replicas"])
+            partitions.add_row(topic, str(partition["partition"]), str(partition["leader"]),
+                               str(partition["leader_epoch"]), ",".join(map(str, partition["replicas"])),
+                               ",".join(map(str, partition["isr"])), "YES" if under else "")
+    console.print(partitions)
+
+
+# -- topics --------------------------------------------------------------------------
+
+@cli.group(context_settings=CONTEXT)
+def topics() -> None:
+    """Create, list, describe, alter and delete topics."""
+
+
+@topics.command("create")
+@click.argument("topic")
+@click.option("--partitions", type=int, default=1, show_default=True)
+@click.option("--replication-factor", type=int, default=1, show_default=True)
+@click.option("--config", "configs", multiple=True, metavar="KEY=VALUE", help="A topic config, e.g. retention.ms=60000.")
+@address_options
+@fails_cleanly
+def topics_create(topic: str, partitions: int, replication_factor: int, configs: tuple[str, ...],
+                  address: str | None, namespace: str) -> None:
+    config = parse_configs(configs)
+    cluster = connection.connect(address, namespace)
+    cluster.admin().create_topic(topic, partitions=partitions, replication_factor=replication_factor, config=config)
+    click.echo(f"created topic {topic} with {partitions} partition(s), replication factor {replication_factor}")
+
+
+@topics.command("list")
+@address_options
+@fails_cleanly
+def topics_list(address: str | None, namespace: str) -> None:
+    for topic in connection.connect(address, namespace).admin().list_topics():
+        click.echo(topic)
+
+
+@topics.command("describe")
+@click.argument("topic")
+@address_options
+@fails_cleanly
+def topics_describe(topic: str, address: str | None, namespace: str) -> None:
+    admin = connection.connect(address, namespace).admin()
+    description = admin.describe_topic(topic)
+    ends = admin.list_offsets(topic, "latest")
+    starts = admin.list_offsets(topic, "earliest")
+    overrides = description["config"]
+    click.echo(f"topic {topic}  partitions {len(description['partitions'])}  "
+               f"configs {', '.join(f'{k}={v}' for k, v in sorted(overrides.items())) or '(defaults)'}")
+    for partition in description["partitions"]:
+        number = partition["partition"]
+        click.echo(f"  partition {number}  leader {partition['leader']}  epoch {partition['leader_epoch']}  "
+                   f"replicas {partition['replicas']}  isr {partition['isr']}  "
+                   f"offsets {starts[number]}..{ends[number]}")
+
+
+@topics.command("alter")
+@click.argument("topic")
+@click.option("--config", "configs", multiple=True, metavar="KEY=VALUE", help="Set a config (KEY= resets it).")
+@click.option("--partitions", type=int, default=None, help="Grow the topic to this many partitions.")
+@address_options
+@fails_cleanly
+def topics_alter(topic: str, configs: tuple[str, ...], partitions: int | None, address: str | None, namespace: str) -> None:
+    changes = {key: (value if value != "" else None) for key, value in parse_configs(configs).items()}
+    admin = connection.connect(address, namespace).admin()
+    if changes:
+        admin.alter_configs(topic, changes)
+    if partitions is not None:
+        admin.create_partitions(topic, partitions)
+    click.echo(f"altered topic {topic}")
+
+
+@topics.command("delete")
+@click.argument("topic")
+@address_options
+@fails_cleanly
+def topics_delete(topic: str, address: str | None, namespace: str) -> None:
+    connection.connect(address, namespace).admin().delete_topic(topic)
+    click.echo(f"deleted topic {topic}")
+
+
+# -- data ----------------------------------------------------------------------------
+
+@cli.command()
+@click.argument("topic")
+@click.option("--file", "source", type=click.File("rb"), default="-", help="Read lines from this file (default stdin).")
+@click.option("--key-separator", default=None, help="Split each line into KEY<sep>VALUE.")
+@click.option("--json", "json_lines", is_flag=True, help="Lines are JSON objects: {\"key\", \"value\", \"partition\", \"headers\"}.")
+@click.option("--acks", type=click.Choice(["0", "1", "all"]), default="all", show_default=True)
+@click.option("--partition", type=int, default=None, help="Send every record to this partition.")
+@address_options
+@fails_cleanly
+def produce(topic: str, source, key_separator: str | None, json_lines: bool, acks: str, partition: int | None,
+            address: str | None, namespace: str) -> None:
+    """Send each line of stdin (or --file) as a record."""
+    cluster = connection.connect(address, namespace)
+    separator = key_separator.encode() if key_separator else None
+    count = 0
+    with cluster.producer(acks=acks if acks == "all" else int(acks)) as producer:
+        producer.partitions_for(topic)  # an unknown topic fails before any input is read
+        for number, line in enumerate(source, start=1):
+            line = line.rstrip(b"\r\n")
+            key, target, headers = None, partition, None
+            if json_lines:
+                try:
+                    record = json.loads(line)
+                except ValueError as error:
+                    raise ValueError(f"line {number} is not JSON: {error}") from None
+                if not isinstance(record, dict) or "value" not in record:
+                    raise ValueError(f"line {number}: a JSON record needs a \"value\" field")
+                value = _encode(record["value"])
+                key = _encode(record.get("key"))
+                target = record.get("partition", partition)
+                headers = [(str(k), _encode(v)) for k, v in (record.get("headers") or {}).items()] or None
+            elif separator is not None:
+                if separator not in line:
+                    raise ValueError(f"line {number} has no key separator {key_separator!r}")
+                key, value = line.split(separator, 1)
+            else:
+                value = line
+            producer.send(topic, value, key=key, partition=target, headers=headers)
+            count += 1
+        producer.flush()
+    click.echo(f"produced {count} record(s) to {topic}", err=True)
+
+
+def _encode(value: Any) -> bytes | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value.encode()
+    return json.dumps(value).encode()
+
+
+@cli.command()
+@click.argument("topic")
+@click.option("--from-beginning", is_flag=True, help="Start at the earliest offset (default: the end).")
+@click.option("--partition", "partitions", type=int, multiple=True, help="Read only this partition (repeatable).")
+@click.option("--offset", type=int, default=None, help="Start at this offset (with --partition).")
+@click.option("--max-messages", type=int, default=None, help="Stop after this many records.")
+@click.option("--timeout-s", type=float, default=None, help="Stop after this long without a record.")
+@click.option("--format", "output", type=click.Choice(["raw", "json"]), default="raw", show_default=True)
+@address_options
+@fails_cleanly
+def consume(topic: str, from_beginning: bool, partitions: tuple[int, ...], offset: int | None,
+            max_messages: int | None, timeout_s: float | None, output: str, address: str | None, namespace: str) -> None:
+    """Print records of TOPIC: raw values one per line, or JSON with key, partition, offset, timestamp."""
+    cluster = connection.connect(address, namespace)
+    consumer = cluster.consumer(auto_offset_reset="earliest" if from_beginning else "latest")
+    chosen = list(partitions) or consumer.partitions_for_topic(topic)
+    assigned = [rafka.TopicPartition(topic, p) for p in chosen]
+    consumer.assign(assigned)
+    if offset is not None:
+        if len(assigned) != 1:
+            raise ValueError("--offset needs exactly one --partition")
+        consumer.seek(assigned[0], offset)
+    count, last_record_s = 0, time.monotonic()
+    stdout = click.get_binary_stream("stdout")
+    while max_messages is None or count < max_messages:
+        records = consumer.poll(timeout_s=0.5, max_records=(max_messages - count) if max_messages else 10_000)
+        for record in records:
+            if output == "json":
+                line = json.dumps({"topic": record.topic, "partition": record.partition, "offset": record.offset,
+                                   "timestamp": record.timestamp, "key": _decode(record.key),
+                                   "value": _decode(record.value),
+                                   "headers": {k: _decode(v) for k, v in record.headers} if record.headers else None})
+                stdout.write(line.encode() + b"\n")
+            else:
+                stdout.write((record.value or b"") + b"\n")
+        stdout.flush()
+        count += len(records)
+        if records:
+            last_record_s = time.monotonic()
+        elif timeout_s is not None and time.monotonic() - last_record_s >= timeout_s:
+            break
+    consumer.close()
+
+
+def _decode(data: bytes | None) -> str | None:
+    if data is None:
+        return None
+    return data.decode("utf-8", errors="backslashreplace")
 
 
 def main() -> None:

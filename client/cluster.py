@@ -131,13 +131,14 @@ class Cluster:
             raise ClusterError(f"no rafka cluster is running in Ray namespace {namespace!r}") from None
         return cls(namespace, controller, owns_actors=False, owns_ray=owns_ray)
 
-    def shutdown(self) -> None:
-        """Flush and stop the rafka actors if this handle started them, then Ray if this
-        handle started Ray. Data stays in the data directory for the next start."""
+    def shutdown(self, stop_cluster: bool | None = None) -> None:
+        """Flush and stop the rafka actors if this handle started them (or if
+        ``stop_cluster`` is true: ``rafka down`` stops a cluster it connected to), then Ray
+        if this handle started Ray. Data stays in the data directory for the next start."""
         if self._closed:
             return
         self._closed = True
-        if self._owns_actors:
+        if self._owns_actors if stop_cluster is None else stop_cluster:
             try:
                 rpc.get(self.controller.shutdown.remote(), timeout_s=60)
             except Exception:  # noqa: BLE001 - shutting down what is left matters more
