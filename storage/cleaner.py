@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from rafka.storage.batch import BatchHeader, decode_body, encode_body, encode_frame
+from rafka.storage.batch import decode_body, encode_body, encode_frame
 from rafka.storage.segment import Segment
 
 if TYPE_CHECKING:

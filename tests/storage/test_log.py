@@ -7,7 +7,7 @@ import pyarrow as pa
 import pytest
 
 from rafka.errors import InvalidRecordError, OffsetOutOfRangeError, RecordTooLargeError, StorageError
-from rafka.storage import PRODUCE_SCHEMA, RECORD_SCHEMA, Log, make_batch
+from rafka.storage import PRODUCE_SCHEMA, RECORD_SCHEMA, make_batch
 from storage_helpers import batch_of, offsets_of, values_of
 
 
