@@ -453,9 +453,6 @@ class Controller:
         await asyncio.gather(*(self._broker(int(b)).stop.remote() for b in self.state["brokers"]), return_exceptions=True)
         self.store.close()
 
-    def ping(self) -> str:
-        return "ok"
-
 
 def _assign(broker_ids: list[int], first_partition: int, count: int, replication_factor: int) -> list[list[int]]:
     ordered = sorted(broker_ids)

@@ -33,6 +33,7 @@ import shutil
 import time
 import warnings
 
+import pyarrow as pa
 import ray
 
 from rafka.actors import names
@@ -209,8 +210,6 @@ class PartitionReplica:
     def _append_new_frames(self, frames: bytes) -> None:
         # A resend of frames we already hold (the answer to the last call was lost) is
         # skipped up to our log end offset.
-        import pyarrow as pa
-
         buffer = pa.py_buffer(frames)
         position, end_offset = 0, self.log.log_end_offset
         while position < buffer.size:

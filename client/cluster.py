@@ -143,13 +143,13 @@ class Cluster:
                 rpc.get(self.controller.shutdown.remote(), timeout_s=60)
             except Exception:  # noqa: BLE001 - shutting down what is left matters more
                 pass
-            for state in self.brokers_safe():
+            for state in self._broker_ids_if_reachable():
                 _kill(names.broker(state), self.namespace)
             _kill(names.CONTROLLER, self.namespace)
         if self._owns_ray:
             ray.shutdown()
 
-    def brokers_safe(self) -> list[int]:
+    def _broker_ids_if_reachable(self) -> list[int]:
         try:
             return [broker["broker_id"] for broker in rpc.get(self.controller.brokers.remote(), timeout_s=10)]
         except Exception:  # noqa: BLE001

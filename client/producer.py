@@ -254,12 +254,8 @@ class Producer:
         size = RECORD_OVERHEAD_BYTES + (len(value) if value is not None else 0) + (len(key) if key is not None else 0)
         if headers is not None:
             headers = _check_headers(headers)
-            size += sum(len(name) + len(data) for name, data in headers)
-            if size > self._max_request_size:
-                raise RecordTooLargeError(
-                    f"record of {size} bytes for {topic!r} is over max_request_size={self._max_request_size}"
-                )
-        elif size > self._max_request_size:
+            size += sum(len(name) + len(data or b"") for name, data in headers)
+        if size > self._max_request_size:
             raise RecordTooLargeError(
                 f"record of {size} bytes for {topic!r} is over max_request_size={self._max_request_size}"
             )
