@@ -124,3 +124,48 @@ class RequestTimeoutError(RafkaError):
 
 class ClusterError(RafkaError):
     """No cluster is running, a broker is unreachable, or a request timed out."""
+
+
+class GroupError(RafkaError):
+    """A consumer-group request the coordinator refused."""
+
+
+class UnknownMemberIdError(GroupError):
+    """The coordinator does not know this member (its session expired, it left, or the
+    coordinator lost it): the consumer drops its partitions and joins again."""
+
+
+class FencedInstanceIdError(GroupError):
+    """Another consumer joined with the same ``group_instance_id`` (static membership)
+    and took this one's place."""
+
+
+class InconsistentGroupProtocolError(GroupError):
+    """A member asked for a partition assignor other than the one the group uses."""
+
+
+class CommitFailedError(GroupError):
+    """An offset commit was refused: the partition is not assigned to this member, or a
+    consumer outside the group committed while the group has active members."""
+
+
+class GroupNotEmptyError(GroupError):
+    """The operation (delete, reset offsets) needs a group with no active members."""
+
+
+class GroupNotFoundError(GroupError, KeyError):
+    """No consumer group by that name."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class HandlerError(RafkaError):
+    """A ConsumerPool's handler kept failing on a record and the pool stopped (its
+    ``on_error`` policy is "stop"). ``topic``, ``partition`` and ``offset`` name the
+    record (the first of the batch in batches mode); ``report`` has the traceback."""
+
+    def __init__(self, message: str, topic: str = "", partition: int = -1, offset: int = -1,
+                 report: dict | None = None) -> None:
+        super().__init__(message)
+        self.topic, self.partition, self.offset, self.report = topic, partition, offset, report or {}

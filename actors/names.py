@@ -13,3 +13,11 @@ def broker(broker_id: int) -> str:
 def replica(topic: str, partition: int, broker_id: int) -> str:
     # Topic names cannot contain ':' (see controller.validate_topic_name).
     return f"replica:{topic}:{partition}:{broker_id}"
+
+
+OFFSETS_TOPIC = "__consumer_offsets"
+
+
+def group_coordinator(index: int) -> str:
+    """Coordinator ``index`` owns partition ``index`` of ``__consumer_offsets``."""
+    return f"group-coordinator-{index}"

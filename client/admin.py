@@ -1,4 +1,5 @@
-"""Admin: create, list, describe, alter and delete topics.
+"""Admin: create, list, describe, alter and delete topics; list, describe (with lag),
+delete and reset the offsets of consumer groups.
 
 Arguments are validated here, before any remote call, with errors that name the bad
 value; the controller validates again (it is the authority) for other callers.
@@ -8,9 +9,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from rafka.actors import names
 from rafka.actors.controller import validate_config, validate_count, validate_topic_name
+from rafka.actors.coordinator import coordinator_handle, coordinator_index
 from rafka.client import rpc
-from rafka.errors import RafkaError
+from rafka.errors import GroupNotFoundError, RafkaError
 
 if TYPE_CHECKING:
     from rafka.client.cluster import Cluster
@@ -89,3 +92,109 @@ class Admin:
                         raise
                     metadata.invalidate(topic)
         return offsets
+
+    # -- consumer groups -------------------------------------------------------------
+
+    def _coordinator_count(self) -> int:
+        partitions = self._call(self._controller.metadata, [names.OFFSETS_TOPIC])[names.OFFSETS_TOPIC]
+        return len(partitions) if partitions else 0
+
+    def _coordinator_call(self, group_id: str, method: str, *args: Any) -> Any:
+        if not isinstance(group_id, str) or not group_id:
+            raise TypeError(f"group_id must be a non-empty str, got {group_id!r}")
+        count = self._coordinator_count()
+        if count == 0:
+            raise GroupNotFoundError(f"unknown consumer group {group_id!r} (no group has ever been used)")
+        index = coordinator_index(group_id, count)
+        return rpc.call_with_retries(getattr(coordinator_handle(self._cluster.namespace, index), method), group_id, *args)
+
+    def list_groups(self) -> list[dict]:
+        """Every consumer group: its id, state (Empty, Stable, Reconciling), member
+        count and assignor."""
+        groups = []
+        for index in range(self._coordinator_count()):
+            groups.extend(rpc.call_with_retries(coordinator_handle(self._cluster.namespace, index).list_groups))
+        return sorted(groups, key=lambda group: group["group_id"])
+
+    def describe_group(self, group_id: str) -> dict:
+        """State, members (id, instance id, client id, assigned partitions) and, per
+        partition the group subscribes to or has committed: the owner, committed offset,
+        log end offset (the high watermark) and lag (None where nothing is committed)."""
+        description = self._coordinator_call(group_id, "describe_group")
+        owners = {tuple(tp): member["member_id"] for member in description["members"] for tp in member["assignment"]}
+        committed = {tuple(tp): entry["offset"] for tp, entry in description["offsets"].items()}
+        topics = {tp[0] for tp in committed} | {tp[0] for member in description["members"] for tp in member["target"]}
+        partitions = []
+        for topic in sorted(topics):
+            try:
+                ends = self.list_offsets(topic, "latest")
+            except RafkaError:
+                ends = {}  # a deleted topic: its offsets remain until the group is deleted
+            for partition in sorted(set(ends) | {p for t, p in committed if t == topic}):
+                offset, end = committed.get((topic, partition)), ends.get(partition)
+                partitions.append({
+                    "topic": topic, "partition": partition, "member_id": owners.get((topic, partition)),
+                    "committed_offset": offset, "log_end_offset": end,
+                    "lag": None if offset is None or end is None else max(0, end - offset),
+                })
+        description["partitions"] = partitions
+        description["total_lag"] = sum(entry["lag"] or 0 for entry in partitions)
+        del description["offsets"]
+        return description
+
+    def delete_group(self, group_id: str) -> None:
+        """Delete a group with no active members, and its committed offsets."""
+        self._coordinator_call(group_id, "delete_group")
+
+    def reset_offsets(self, group_id: str, topic: str, *, to: str | int | None = None,
+                      timestamp_ms: int | None = None, shift_by: int | None = None,
+                      partitions: list[int] | None = None, dry_run: bool = False) -> dict[int, int]:
+        """Set the committed offsets of ``group_id`` on ``topic`` (all partitions, or
+        ``partitions``) for a group with no active members. Exactly one of: ``to``
+        ("earliest", "latest" or an offset), ``timestamp_ms`` (the first offset at or
+        after it; latest where none), ``shift_by`` (committed offset + N, or from the
+        earliest when nothing is committed). Results are clamped to the log's range.
+        Returns {partition: new offset}; ``dry_run`` computes without committing."""
+        validate_topic_name(topic)
+        chosen = [name for name, value in (("to", to), ("timestamp_ms", timestamp_ms), ("shift_by", shift_by))
+                  if value is not None]
+        if len(chosen) != 1:
+            raise ValueError(f"reset_offsets takes exactly one of to, timestamp_ms, shift_by; got {chosen or 'none'}")
+        if to is not None and to not in ("earliest", "latest") and (isinstance(to, bool) or not isinstance(to, int) or to < 0):
+            raise ValueError(f"to must be 'earliest', 'latest' or a non-negative offset, got {to!r}")
+        for name, value in (("timestamp_ms", timestamp_ms), ("shift_by", shift_by)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+                raise ValueError(f"{name} must be an int, got {value!r}")
+        earliest, latest = self.list_offsets(topic, "earliest"), self.list_offsets(topic, "latest")
+        wanted = sorted(earliest) if partitions is None else list(partitions)
+        for partition in wanted:
+            if partition not in earliest:
+                raise ValueError(f"topic {topic!r} has no partition {partition!r} (it has {len(earliest)})")
+        if to == "earliest":
+            targets = {p: earliest[p] for p in wanted}
+        elif to == "latest":
+            targets = {p: latest[p] for p in wanted}
+        elif to is not None:
+            targets = {p: to for p in wanted}
+        elif timestamp_ms is not None:
+            found = self.list_offsets(topic, timestamp_ms)
+            targets = {p: found[p] if found[p] >= 0 else latest[p] for p in wanted}
+        else:
+            committed = {}
+            try:
+                described = self.describe_group(group_id)
+                committed = {e["partition"]: e["committed_offset"] for e in described["partitions"] if e["topic"] == topic}
+            except GroupNotFoundError:
+                pass
+            targets = {p: (committed[p] if committed.get(p) is not None else earliest[p]) + shift_by for p in wanted}
+        targets = {p: min(max(offset, earliest[p]), latest[p]) for p, offset in targets.items()}
+        if not dry_run:
+            entries = [[topic, p, offset, ""] for p, offset in sorted(targets.items())]
+            count = self._coordinator_count()
+            if count == 0:
+                from rafka.actors.coordinator import offsets_topic_partitions
+
+                count = offsets_topic_partitions(self._controller)
+            handle = coordinator_handle(self._cluster.namespace, coordinator_index(group_id, count))
+            rpc.call_with_retries(handle.commit, group_id, None, entries)
+        return targets

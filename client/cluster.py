@@ -184,6 +184,12 @@ class Cluster:
 
         return Consumer(self, **config)
 
+    def consumer_pool(self, topics: Any = None, group_id: str = "", handler: Any = None, **options: Any):
+        """Consumer actors in group ``group_id`` running ``handler`` (see client/pool.py)."""
+        from rafka.client.pool import ConsumerPool
+
+        return ConsumerPool(self, topics, group_id, handler, **options)
+
     def brokers(self) -> list[dict]:
         """Each broker's id, node, data dir and whether it answers heartbeats."""
         return rpc.call_with_retries(self.controller.brokers)

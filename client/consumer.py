@@ -10,8 +10,18 @@ batches themselves, which is the fast path.
 Positions: a partition's position is the offset of the next record ``poll`` will return.
 It starts where ``seek`` puts it, or per ``auto_offset_reset`` (earliest, latest, or
 "none" → ``NoOffsetForPartitionError``); the same policy applies when the position falls
-out of the log's range (retention deleted it). Consumer groups and committed offsets are
-not part of this class yet: ``group_id`` is accepted for forward compatibility only.
+out of the log's range (retention deleted it). With a ``group_id`` a new partition starts
+at the group's committed offset when there is one.
+
+Consumer groups: ``subscribe(topics or pattern=...)`` joins ``group_id``; the group's
+coordinator assigns partitions (see actors/coordinator.py) and the assignment changes
+inside ``poll()``, where rebalance listeners run. ``commit()`` (synchronous, replicated
+before it returns), ``commit_async()`` (callbacks run inside a later ``poll()``) and
+auto-commit (``enable_auto_commit``, every ``auto_commit_interval_ms``, inside ``poll()``,
+of the positions already returned, and again before partitions are revoked and on
+``close()``) store offsets in ``__consumer_offsets``. Auto-commit gives at-least-once
+delivery when records are processed before the next ``poll()``: what was returned but
+not processed when the consumer dies is read again by the partition's next owner.
 
 Not thread-safe: one thread uses a consumer, as with Kafka's.
 """
@@ -22,6 +32,8 @@ import collections
 import dataclasses
 import functools
 import gc
+import logging
+import re
 import time
 from itertools import repeat
 from typing import Any, Iterable
@@ -29,10 +41,13 @@ from typing import Any, Iterable
 import pyarrow as pa
 import ray
 
+from rafka.actors.assignors import ASSIGNORS
 from rafka.actors.replica import EARLIEST, LATEST
 from rafka.client import rpc
+from rafka.client.group import ConsumerRebalanceListener, CoordinatorClient, GroupMembership
 from rafka.client.records import Record, TopicPartition
 from rafka.errors import (
+    CommitFailedError,
     InvalidConfigError,
     NoOffsetForPartitionError,
     OffsetOutOfRangeError,
@@ -43,6 +58,8 @@ from rafka.storage.batch import decode_stream
 RESETS = ("earliest", "latest", "none")
 _new_record = functools.partial(tuple.__new__, Record)  # Record(*row) without Python-level __new__
 RETRY_BACKOFF_S = 0.1
+MAX_PENDING_ASYNC_COMMITS = 64
+logger = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,6 +72,15 @@ class ConsumerConfig:
     max_poll_records: int = 500
     buffered_fetches_per_partition: int = 2
     request_timeout_ms: int = 30_000
+    # Consumer groups (Kafka's names and defaults).
+    enable_auto_commit: bool = True
+    auto_commit_interval_ms: int = 5_000
+    session_timeout_ms: int = 45_000
+    heartbeat_interval_ms: int = 3_000
+    max_poll_interval_ms: int = 300_000
+    group_instance_id: str | None = None
+    partition_assignment_strategy: str = "sticky"
+    client_id: str = ""
 
     @classmethod
     def build(cls, **options: Any) -> "ConsumerConfig":
@@ -62,15 +88,35 @@ class ConsumerConfig:
         for name, value in options.items():
             if name not in known:
                 raise InvalidConfigError(f"unknown consumer option {name!r}; known: {', '.join(sorted(known))}")
-            if name not in ("group_id", "auto_offset_reset") and (
-                isinstance(value, bool) or not isinstance(value, int) or value < 0
-            ):
+            if name in _OPTIONAL_STRINGS:
+                if value is not None and (not isinstance(value, str) or not value):
+                    raise InvalidConfigError(f"consumer option {name} must be a non-empty str or None, got {value!r}")
+            elif name in _STRINGS:
+                if not isinstance(value, str):
+                    raise InvalidConfigError(f"consumer option {name} must be a str, got {value!r}")
+            elif name == "enable_auto_commit":
+                if not isinstance(value, bool):
+                    raise InvalidConfigError(f"consumer option enable_auto_commit must be a bool, got {value!r}")
+            elif isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise InvalidConfigError(f"consumer option {name} must be a non-negative int, got {value!r}")
         if options.get("auto_offset_reset", "latest") not in RESETS:
             raise InvalidConfigError(
                 f"auto_offset_reset must be one of {', '.join(RESETS)}, got {options['auto_offset_reset']!r}"
             )
-        return cls(**options)
+        strategy = options.get("partition_assignment_strategy", "sticky")
+        if strategy not in ASSIGNORS:
+            raise InvalidConfigError(
+                f"partition_assignment_strategy must be one of {', '.join(ASSIGNORS)}, got {strategy!r}")
+        config = cls(**options)
+        if config.group_id is not None and not config.heartbeat_interval_ms < config.session_timeout_ms:
+            raise InvalidConfigError(
+                f"heartbeat_interval_ms ({config.heartbeat_interval_ms}) must be less than session_timeout_ms "
+                f"({config.session_timeout_ms})")
+        return config
+
+
+_OPTIONAL_STRINGS = ("group_id", "group_instance_id")
+_STRINGS = ("auto_offset_reset", "partition_assignment_strategy", "client_id")
 
 
 class _PartitionState:
@@ -93,11 +139,20 @@ class Consumer:
         self._fetches: dict[ray.ObjectRef, tuple[TopicPartition, int, int]] = {}
         self._fetch_sent_s: dict[ray.ObjectRef, float] = {}
         self._closed = False
+        config = self.config
+        self._coordinator = (CoordinatorClient(cluster.controller, cluster.namespace, config.group_id,
+                                               config.request_timeout_ms) if config.group_id else None)
+        self._membership: GroupMembership | None = None
+        self._listener: Any = ConsumerRebalanceListener()
+        self._async_commits: collections.deque = collections.deque()  # (ref, offsets, callback)
+        self._next_auto_commit_s = time.monotonic() + config.auto_commit_interval_ms / 1000
 
     # -- assignment and positions ----------------------------------------------------
 
     def assign(self, partitions: Iterable[TopicPartition | tuple[str, int]]) -> None:
         """Read exactly these partitions (replacing any earlier assignment)."""
+        if self._membership is not None:
+            raise RafkaError("this consumer is subscribed; assign() and subscribe() exclude each other (unsubscribe first)")
         wanted = [_topic_partition(tp) for tp in partitions]
         for tp in wanted:
             if not 0 <= tp.partition < self._metadata.partition_count(tp.topic):
@@ -108,6 +163,186 @@ class Consumer:
 
     def assignment(self) -> set[TopicPartition]:
         return set(self._partitions)
+
+    # -- consumer groups ---------------------------------------------------------------
+
+    def subscribe(self, topics: Iterable[str] | None = None, pattern: str | re.Pattern | None = None,
+                  listener: ConsumerRebalanceListener | None = None) -> None:
+        """Join ``group_id`` to consume ``topics`` (a list of names) or every topic whose
+        whole name matches the regular expression ``pattern``. Partitions arrive inside
+        ``poll()``; ``listener`` (a ``ConsumerRebalanceListener``) is told of each change."""
+        self._check_open()
+        if self._coordinator is None:
+            raise InvalidConfigError("subscribe() needs a group_id: cluster.consumer(group_id=...)")
+        if (topics is None) == (pattern is None):
+            raise ValueError("subscribe() takes either topics or pattern")
+        if topics is not None:
+            if isinstance(topics, str) or not all(isinstance(t, str) for t in topics):
+                raise TypeError(f"topics must be a list of topic names, got {topics!r}")
+            topics = sorted(set(topics))
+            for topic in topics:
+                self._metadata.partition_count(topic)  # TopicNotFoundError names an unknown one
+        else:
+            pattern = pattern.pattern if isinstance(pattern, re.Pattern) else pattern
+            if not isinstance(pattern, str):
+                raise TypeError(f"pattern must be a regular expression string, got {pattern!r}")
+            try:
+                re.compile(pattern)
+            except re.error as error:
+                raise ValueError(f"pattern {pattern!r} is not a valid regular expression: {error}") from None
+        if self._membership is None and self._partitions:
+            raise RafkaError("this consumer has assigned partitions; assign() and subscribe() exclude each other")
+        if listener is not None:
+            self._listener = listener
+        if self._membership is None:
+            self._membership = GroupMembership(self._coordinator, self.config)
+        self._membership.subscribe(topics or [], pattern)
+
+    def subscription(self) -> set[str] | str:
+        """The subscribed topic names (or the pattern); empty when not subscribed."""
+        if self._membership is None:
+            return set()
+        return self._membership._pattern or set(self._membership._topics)
+
+    def unsubscribe(self) -> None:
+        """Leave the group (committing first with auto-commit); partitions move at once."""
+        if self._membership is None:
+            return
+        self._revoke(set(self._partitions), lost=False)
+        self._membership.close(leave=True)
+        self._membership = None
+
+    @property
+    def member_id(self) -> str:
+        """This consumer's member id in its group ("" when not a member)."""
+        return self._membership.member_id if self._membership is not None else ""
+
+    def _group_work(self) -> None:
+        """Group duties done inside poll(): apply a new assignment, auto-commit, run the
+        callbacks of finished async commits."""
+        self._finish_async_commits(block=False)
+        if self._membership is not None:
+            self._membership.polled()
+            self._reconcile()
+        if self.config.enable_auto_commit and self._coordinator is not None and time.monotonic() >= self._next_auto_commit_s:
+            self._next_auto_commit_s = time.monotonic() + self.config.auto_commit_interval_ms / 1000
+            positions = self._positions()
+            if positions:
+                self.commit_async(positions, callback=_log_failed_auto_commit)
+
+    def _reconcile(self) -> None:
+        update = self._membership.take_update()
+        if update is None:
+            return
+        lost, assignment = update
+        current = set(self._partitions)
+        if lost:
+            self._revoke(current, lost=True)
+            current = set()
+        revoked = current - assignment
+        added = assignment - current
+        if revoked:
+            self._revoke(revoked, lost=False)
+        if added:
+            for tp in added:
+                self._partitions[tp] = _PartitionState()
+            self._init_positions()
+        self._membership.applied(self._partitions)
+        if added:
+            self._listener.on_partitions_assigned(set(added))
+
+    def _revoke(self, partitions: set[TopicPartition], lost: bool) -> None:
+        if not partitions:
+            return
+        try:
+            if lost:
+                self._listener.on_partitions_lost(set(partitions))
+            else:
+                if self.config.enable_auto_commit:
+                    positions = {tp: offset for tp, offset in self._positions().items() if tp in partitions}
+                    try:
+                        self.commit(positions)
+                    except CommitFailedError as error:
+                        logger.warning("auto-commit before revocation failed: %s", error)
+                self._listener.on_partitions_revoked(set(partitions))
+        finally:
+            for tp in partitions:
+                self._partitions.pop(tp, None)
+            self._fetches = {ref: f for ref, f in self._fetches.items() if f[0] in self._partitions}
+            self._fetch_sent_s = {ref: t for ref, t in self._fetch_sent_s.items() if ref in self._fetches}
+
+    def _positions(self) -> dict[TopicPartition, int]:
+        return {tp: state.position for tp, state in self._partitions.items() if state.position is not None}
+
+    def _offsets_to_commit(self, offsets: dict | None) -> list[list]:
+        if self._coordinator is None:
+            raise InvalidConfigError("committing offsets needs a group_id: cluster.consumer(group_id=...)")
+        if offsets is None:
+            offsets = self._positions()
+        if not isinstance(offsets, dict):
+            raise TypeError(f"offsets must be a dict of TopicPartition to offset, got {offsets!r}")
+        entries = []
+        for tp, offset in offsets.items():
+            tp = _topic_partition(tp)
+            metadata = ""
+            if isinstance(offset, tuple):
+                offset, metadata = offset
+            if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+                raise ValueError(f"offset to commit for {tp.topic}-{tp.partition} must be a non-negative int, got {offset!r}")
+            entries.append([tp.topic, tp.partition, offset, metadata])
+        return entries
+
+    def commit(self, offsets: dict[TopicPartition, int] | None = None) -> None:
+        """Commit ``offsets`` (default: the position of every assigned partition, i.e.
+        everything ``poll`` has returned) for the group, and wait until the commit is
+        replicated. Raises ``CommitFailedError`` for a partition this member no longer
+        holds. An offset is the next one to read, as in Kafka."""
+        entries = self._offsets_to_commit(offsets)
+        if entries:
+            self._coordinator.call("commit", self._membership.member_id if self._membership else None, entries)
+
+    def commit_async(self, offsets: dict[TopicPartition, int] | None = None, callback: Any = None) -> None:
+        """Send a commit without waiting; ``callback(offsets, error_or_None)`` runs inside
+        a later ``poll()`` (or ``close()``), in commit order."""
+        entries = self._offsets_to_commit(offsets)
+        if not entries:
+            return
+        while len(self._async_commits) >= MAX_PENDING_ASYNC_COMMITS:
+            self._finish_async_commits(block=True, count=1)
+        member_id = self._membership.member_id if self._membership else None
+        ref = self._coordinator.send("commit", member_id, entries)
+        committed = {TopicPartition(t, p): o for t, p, o, _ in entries}
+        self._async_commits.append((ref, committed, callback))
+
+    def _finish_async_commits(self, block: bool, count: int | None = None) -> None:
+        finished = 0
+        while self._async_commits and (count is None or finished < count):
+            ref, offsets, callback = self._async_commits[0]
+            if not block:
+                ready, _ = ray.wait([ref], timeout=0)
+                if not ready:
+                    return
+            self._async_commits.popleft()
+            finished += 1
+            error = None
+            try:
+                rpc.get(ref, timeout_s=self.config.request_timeout_ms / 1000)
+            except RafkaError as failure:
+                error = failure
+                if failure.retriable:
+                    self._coordinator.forget()
+            if callback is not None:
+                callback(offsets, error)
+            elif error is not None:
+                logger.warning("async commit of %s failed: %s", offsets, error)
+
+    def committed(self, partitions: Iterable[TopicPartition]) -> dict[TopicPartition, int | None]:
+        """The group's committed offset of each partition (None where there is none)."""
+        if self._coordinator is None:
+            raise InvalidConfigError("committed offsets need a group_id: cluster.consumer(group_id=...)")
+        wanted = [_topic_partition(tp) for tp in partitions]
+        found = self._coordinator.call("fetch_offsets", [list(tp) for tp in wanted])
+        return {tp: found.get((tp.topic, tp.partition)) for tp in wanted}
 
     def partitions_for_topic(self, topic: str) -> list[int]:
         return list(range(self._metadata.partition_count(topic)))
@@ -140,8 +375,26 @@ class Consumer:
         """The offset of the next record ``poll`` returns from ``tp``."""
         state = self._state(tp)
         if state.position is None:
-            self._reset_position(_topic_partition(tp), state)
+            self._init_positions()
         return state.position
+
+    def _init_positions(self) -> None:
+        """Give every partition without a position one: the group's committed offset
+        (one call for all of them), else per ``auto_offset_reset``."""
+        missing = [tp for tp, state in self._partitions.items() if state.position is None]
+        if not missing:
+            return
+        committed = {}
+        if self._coordinator is not None:
+            committed = self._coordinator.call("fetch_offsets", [list(tp) for tp in missing])
+        for tp in missing:
+            state = self._partitions[tp]
+            offset = committed.get((tp.topic, tp.partition))
+            if offset is not None:
+                state.position = offset
+                state.generation += 1
+            else:
+                self._reset_position(tp, state)
 
     def offsets_for_times(self, timestamps: dict[TopicPartition, int]) -> dict[TopicPartition, tuple[int, int] | None]:
         """Per partition, (offset, timestamp) of the first record at or after the given
@@ -203,7 +456,10 @@ class Consumer:
         limit = max_records if max_records is not None else 1 << 62
         deadline = time.monotonic() + timeout_s
         out: dict[TopicPartition, list[pa.RecordBatch]] = {}
+        grouped = self._coordinator is not None
         while True:
+            if grouped:
+                self._group_work()
             self._send_fetches()
             taken = self._drain(out, limit)
             if taken or time.monotonic() >= deadline:
@@ -255,13 +511,12 @@ class Consumer:
 
     def _send_fetches(self) -> None:
         now = time.monotonic()
+        self._init_positions()
         for tp, state in self._partitions.items():
             if state.paused or state.in_flight or state.retry_at > now:
                 continue
             if len(state.buffered) >= self.config.buffered_fetches_per_partition:
                 continue
-            if state.position is None:
-                self._reset_position(tp, state)
             fetch_offset = state.buffered[-1][1] if state.buffered else state.position
             try:
                 leader, _ = self._metadata.leader(tp.topic, tp.partition)
@@ -329,9 +584,24 @@ class Consumer:
                 self._metadata.invalidate(tp.topic)
 
     def close(self) -> None:
-        self._closed = True
-        self._fetches.clear()
-        self._partitions.clear()
+        """Leave the group (a static member keeps its place for ``session_timeout_ms``),
+        committing positions first with auto-commit, and stop."""
+        if self._closed:
+            return
+        try:
+            if self._coordinator is not None and self.config.enable_auto_commit and self._partitions:
+                try:
+                    self.commit()
+                except RafkaError as error:
+                    logger.warning("auto-commit on close failed: %s", error)
+            self._finish_async_commits(block=True)
+        finally:
+            if self._membership is not None:
+                self._membership.close(leave=self.config.group_instance_id is None)
+                self._membership = None
+            self._closed = True
+            self._fetches.clear()
+            self._partitions.clear()
 
     def _check_open(self) -> None:
         if self._closed:
@@ -342,6 +612,11 @@ class Consumer:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def _log_failed_auto_commit(offsets: dict, error: BaseException | None) -> None:
+    if error is not None:
+        logger.warning("auto-commit of %d partitions failed: %s", len(offsets), error)
 
 
 def _topic_partition(tp: TopicPartition | tuple[str, int]) -> TopicPartition:

@@ -1,0 +1,622 @@
+"""GroupCoordinator: consumer-group membership, server-side assignment, committed offsets.
+
+Placement. The internal topic ``__consumer_offsets`` has N partitions (fixed when it is
+first created: min(3, live brokers)); coordinator ``i`` is a named, detached async actor
+that owns partition ``i`` and every group with ``crc32(group_id) % N == i``. Coordinators
+are created on first use (``find_coordinator``) and restarted by Ray when they die
+(``max_restarts=-1``); a restarted coordinator reloads its partition before answering.
+
+Membership protocol (incremental, in the spirit of Kafka's KIP-848). A consumer calls
+``heartbeat`` in a loop, reporting the partitions it *owns* (has applied and not yet
+released). The coordinator keeps, per member:
+
+* ``target``: where the group's assignor wants partitions (recomputed whenever the
+  membership, a subscription, or a subscribed topic's partition count changes);
+* ``granted``: what it has told the member it may own, ``(granted ∩ target)`` plus any
+  target partition that no other member holds;
+* ``owned``: what the member last reported.
+
+A member *holds* ``granted ∪ owned``. A partition is granted to a member only when no
+other member holds it, so no partition ever has two owners: a moving partition is first
+revoked (dropped from the old owner's grant), then released (the old owner reports it
+no longer owns it, after committing), and only then granted to its new owner. The
+assignor choice ("range" or "sticky") decides only the targets.
+
+``heartbeat`` is a long poll: when the member already owns exactly its grant, the call
+waits up to ``wait_ms`` for the group to change, so a rebalance reaches members at once
+instead of at their next heartbeat interval.
+
+Liveness. A member whose heartbeat has not arrived for ``session_timeout_ms`` is
+removed (its partitions are free again); so is one that was asked to release a
+partition and has not within ``rebalance_timeout_ms`` (the consumer's
+``max_poll_interval_ms``). A static member (``group_instance_id``) that rejoins within
+its session timeout takes over its predecessor's grant and target: no other member's
+assignment changes. The consumer client also leaves the group itself when its user has
+not polled for ``max_poll_interval_ms``.
+
+Durability. Offset commits and group state are records in the coordinator's partition
+of ``__consumer_offsets`` (compacted; keys below), written with acks=all before the call
+returns. The group record is written whenever membership changes and before any grant
+that adds a partition to what a member holds, so a restarted coordinator never grants
+a partition that a member may still be consuming. Loaded members get a fresh session
+timeout to heartbeat again. Committed offsets survive coordinator crashes; a commit
+that raised may or may not have been stored.
+
+Record keys (msgpack): ``["o", group, topic, partition]`` → ``[offset, metadata,
+commit_time_ms]``; ``["g", group]`` → the group state; a None value is a tombstone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+import uuid
+import zlib
+from typing import Any
+
+import msgpack
+import ray
+from ray.exceptions import RayError
+
+from rafka.actors import names
+from rafka.actors.assignors import ASSIGNORS, assign
+from rafka.errors import (
+    CommitFailedError,
+    FencedInstanceIdError,
+    GroupNotEmptyError,
+    GroupNotFoundError,
+    InconsistentGroupProtocolError,
+    InvalidConfigError,
+    RafkaError,
+    TopicExistsError,
+    UnknownMemberIdError,
+)
+from rafka.storage.batch import decode_stream, encode_stream, make_batch
+
+logger = logging.getLogger(__name__)
+
+TopicPartition = tuple[str, int]
+MAX_COORDINATORS = 3
+SWEEP_INTERVAL_S = 0.1
+METADATA_REFRESH_S = 3.0
+WRITE_TIMEOUT_S = 30.0
+READ_CHUNK_BYTES = 4 * 1024 * 1024
+
+
+def coordinator_index(group_id: str, coordinators: int) -> int:
+    return zlib.crc32(group_id.encode("utf-8")) % coordinators
+
+
+def offsets_topic_partitions(controller: Any) -> int:
+    """N, the partition count of ``__consumer_offsets``, creating the topic if needed."""
+    from rafka.client import rpc
+
+    partitions = rpc.call_with_retries(controller.metadata, [names.OFFSETS_TOPIC])[names.OFFSETS_TOPIC]
+    if partitions is not None:
+        return len(partitions)
+    alive = sum(1 for broker in rpc.call_with_retries(controller.brokers) if broker.get("alive", True))
+    replication = max(1, min(MAX_COORDINATORS, alive))
+    config = {"cleanup.policy": "compact", "min.insync.replicas": str(2 if replication >= 3 else 1)}
+    try:
+        rpc.call_with_retries(controller.create_topic, names.OFFSETS_TOPIC, replication, replication, config)
+    except TopicExistsError:
+        pass  # another client created it first
+    return len(rpc.call_with_retries(controller.metadata, [names.OFFSETS_TOPIC])[names.OFFSETS_TOPIC])
+
+
+def find_coordinator(controller: Any, namespace: str, group_id: str, coordinators: int | None = None):
+    """Handle of the coordinator of ``group_id`` (started if it is not running)."""
+    count = coordinators or offsets_topic_partitions(controller)
+    return coordinator_handle(namespace, coordinator_index(group_id, count))
+
+
+def coordinator_handle(namespace: str, index: int, create: bool = True):
+    name = names.group_coordinator(index)
+    try:
+        return ray.get_actor(name, namespace=namespace)
+    except ValueError:
+        if not create:
+            return None
+    return (
+        ray.remote(GroupCoordinator)
+        .options(name=name, namespace=namespace, lifetime="detached", get_if_exists=True, num_cpus=0,
+                 max_restarts=-1, max_concurrency=10_000, scheduling_strategy="SPREAD")
+        .remote(index, namespace)
+    )
+
+
+class _Member:
+    __slots__ = ("member_id", "instance_id", "client_id", "topics", "pattern", "assignor", "session_timeout_ms",
+                 "rebalance_timeout_ms", "target", "granted", "owned", "epoch", "deadline", "release_deadline")
+
+    def __init__(self, member_id: str, request: dict) -> None:
+        self.member_id = member_id
+        self.instance_id: str | None = request.get("instance_id")
+        self.client_id: str = request.get("client_id") or ""
+        self.topics: frozenset[str] = frozenset(request.get("topics") or ())
+        self.pattern: str | None = request.get("pattern")
+        self.assignor: str = request.get("assignor") or "sticky"
+        self.session_timeout_ms: int = request["session_timeout_ms"]
+        self.rebalance_timeout_ms: int = request["rebalance_timeout_ms"]
+        self.target: set[TopicPartition] = set()
+        self.granted: set[TopicPartition] = set()
+        self.owned: set[TopicPartition] = set()
+        self.epoch = 0
+        self.deadline = time.monotonic() + self.session_timeout_ms / 1000
+        self.release_deadline: float | None = None
+
+    def held(self) -> set[TopicPartition]:
+        return self.granted | self.owned
+
+    def to_record(self) -> dict:
+        return {
+            "instance_id": self.instance_id, "client_id": self.client_id, "topics": sorted(self.topics),
+            "pattern": self.pattern, "assignor": self.assignor, "session_timeout_ms": self.session_timeout_ms,
+            "rebalance_timeout_ms": self.rebalance_timeout_ms, "epoch": self.epoch,
+            "target": sorted(self.target), "held": sorted(self.held()),
+        }
+
+    @classmethod
+    def from_record(cls, member_id: str, record: dict) -> "_Member":
+        member = cls(member_id, record)
+        member.epoch = record["epoch"]
+        member.target = {tuple(tp) for tp in record["target"]}
+        # Whatever it held may still be in use: keep it granted until it reports in.
+        member.granted = {tuple(tp) for tp in record["held"]}
+        return member
+
+
+class _Group:
+    def __init__(self, group_id: str) -> None:
+        self.group_id = group_id
+        self.epoch = 0
+        self.assignor: str | None = None
+        self.members: dict[str, _Member] = {}
+        self.instances: dict[str, str] = {}  # group_instance_id -> member id
+        self.offsets: dict[TopicPartition, tuple[int, str, int]] = {}
+        self.partition_counts: dict[str, int] = {}
+        self.lock = asyncio.Lock()
+        self.changed = asyncio.Event()
+
+    def notify(self) -> None:
+        """Wake every long-polling heartbeat of this group."""
+        self.changed.set()
+        self.changed = asyncio.Event()
+
+    def holder(self, tp: TopicPartition, other_than: str) -> str | None:
+        for member_id, member in self.members.items():
+            if member_id != other_than and tp in member.held():
+                return member_id
+        return None
+
+    def state(self) -> str:
+        if not self.members:
+            return "Empty"
+        stable = all(m.granted == m.target == m.owned for m in self.members.values())
+        return "Stable" if stable else "Reconciling"
+
+
+class GroupCoordinator:
+    def __init__(self, index: int, namespace: str) -> None:
+        self.index = index
+        self.namespace = namespace
+        self.groups: dict[str, _Group] = {}
+        self._loaded: asyncio.Event | None = None
+        self._load_error: BaseException | None = None
+        self._leader: Any = None
+        self._leader_epoch = -1
+        self._topic_counts: dict[str, int] = {}
+        self._topics_refreshed_s = 0.0
+        self._sweeper: asyncio.Task | None = None
+
+    # -- startup: reload this coordinator's partition ----------------------------------
+
+    async def _ready(self) -> None:
+        if self._loaded is None:
+            self._loaded = asyncio.Event()
+            asyncio.get_running_loop().create_task(self._load())
+        await self._loaded.wait()
+        if self._load_error is not None:
+            raise self._load_error
+
+    async def _load(self) -> None:
+        try:
+            offset = 0
+            records = 0
+            while True:
+                response = await self._call_leader("fetch", offset, READ_CHUNK_BYTES, 0, 1)
+                if response.records is not None:
+                    for batch in decode_stream(response.records):
+                        for key, value in zip(batch.column("key").to_pylist(), batch.column("value").to_pylist()):
+                            self._apply(msgpack.unpackb(key), None if value is None else msgpack.unpackb(value))
+                            records += 1
+                offset = max(offset, response.next_offset)
+                if offset >= response.high_watermark:
+                    break
+            logger.info("group coordinator %d loaded %d records, %d groups", self.index, records, len(self.groups))
+        except BaseException as error:  # noqa: BLE001 - reported to every caller
+            self._load_error = error
+            self._loaded.set()
+            self._loaded = None  # the next call tries again
+            return
+        self._load_error = None
+        self._loaded.set()
+        self._sweeper = asyncio.get_running_loop().create_task(self._sweep_loop())
+
+    def _apply(self, key: list, value: Any) -> None:
+        kind, group_id = key[0], key[1]
+        if kind == "o":
+            tp = (key[2], key[3])
+            if value is None:
+                group = self.groups.get(group_id)
+                if group is not None:
+                    group.offsets.pop(tp, None)
+            else:
+                self._group(group_id).offsets[tp] = (value[0], value[1], value[2])
+        elif kind == "g":
+            if value is None:
+                self.groups.pop(group_id, None)
+                return
+            group = self._group(group_id)
+            group.epoch = value["epoch"]
+            group.assignor = value["assignor"]
+            group.members = {mid: _Member.from_record(mid, record) for mid, record in value["members"].items()}
+            group.instances = {m.instance_id: mid for mid, m in group.members.items() if m.instance_id}
+
+    def _group(self, group_id: str) -> _Group:
+        group = self.groups.get(group_id)
+        if group is None:
+            group = self.groups[group_id] = _Group(group_id)
+        return group
+
+    # -- the offsets partition ---------------------------------------------------------
+
+    async def _call_leader(self, method: str, *args: Any) -> Any:
+        """Call the leader replica of this coordinator's partition, following leader
+        changes until ``WRITE_TIMEOUT_S``."""
+        from rafka.client.rpc import unwrap
+
+        deadline = time.monotonic() + WRITE_TIMEOUT_S
+        backoff_s = 0.05
+        while True:
+            try:
+                if self._leader is None:
+                    await self._find_leader()
+                if method == "produce":
+                    return await self._leader.produce.remote(*args, leader_epoch=self._leader_epoch, acks=-1)
+                return await getattr(self._leader, method).remote(*args)
+            except (RayError, RafkaError) as error:
+                error = unwrap(error) if isinstance(error, RayError) else error
+                if not getattr(error, "retriable", False) or time.monotonic() + backoff_s > deadline:
+                    raise error from None
+                self._leader = None
+            await asyncio.sleep(backoff_s)
+            backoff_s = min(backoff_s * 2, 1.0)
+
+    async def _find_leader(self) -> None:
+        from rafka.errors import LeaderNotAvailableError
+
+        controller = ray.get_actor(names.CONTROLLER, namespace=self.namespace)
+        partitions = (await controller.metadata.remote([names.OFFSETS_TOPIC]))[names.OFFSETS_TOPIC]
+        state = partitions[self.index]
+        if state["leader"] < 0:
+            raise LeaderNotAvailableError(f"{names.OFFSETS_TOPIC}-{self.index} has no leader")
+        try:
+            self._leader = ray.get_actor(names.replica(names.OFFSETS_TOPIC, self.index, state["leader"]),
+                                         namespace=self.namespace)
+        except ValueError:
+            raise LeaderNotAvailableError(f"the leader of {names.OFFSETS_TOPIC}-{self.index} is not running") from None
+        self._leader_epoch = state["leader_epoch"]
+
+    async def _write(self, entries: list[tuple[list, Any]]) -> None:
+        """Append (key, value) records with acks=all; returns once they are committed."""
+        keys = [msgpack.packb(key) for key, _ in entries]
+        values = [None if value is None else msgpack.packb(value) for _, value in entries]
+        payload = encode_stream([make_batch(values, keys)])
+        await self._call_leader("produce", payload)
+
+    async def _write_group(self, group: _Group) -> None:
+        if not group.members and group.assignor is None:
+            return
+        await self._write([(["g", group.group_id], {
+            "epoch": group.epoch, "assignor": group.assignor,
+            "members": {mid: member.to_record() for mid, member in group.members.items()},
+        })])
+
+    # -- membership --------------------------------------------------------------------
+
+    async def heartbeat(self, group_id: str, request: dict) -> dict:
+        """Join (``member_id`` empty), stay in, or report progress in ``group_id``.
+
+        ``request``: member_id, instance_id, client_id, topics or pattern, assignor,
+        session_timeout_ms, rebalance_timeout_ms, owned (list of [topic, partition]),
+        wait_ms. Returns member_id, epoch, and ``assignment``: the partitions the member
+        may own now. Raises ``UnknownMemberIdError`` (join again) or
+        ``FencedInstanceIdError``."""
+        await self._ready()
+        _validate_request(request)
+        group = self._group(group_id)
+        async with group.lock:
+            member = await self._admit(group, request)
+            member.deadline = time.monotonic() + member.session_timeout_ms / 1000
+            owned = {tuple(tp) for tp in request.get("owned") or ()}
+            released = member.owned - owned
+            member.owned = owned
+            if member.release_deadline is not None and not (member.owned - member.granted):
+                member.release_deadline = None
+            topics_changed = self._update_subscription(member, request)
+            if topics_changed:
+                await self._rebalance(group)
+            if released:
+                group.notify()  # a waiting member may now get what was released
+            response = await self._respond(group, member)
+        if _settled(member) and request.get("wait_ms", 0) > 0:
+            waited = group.changed
+            try:
+                await asyncio.wait_for(waited.wait(), request["wait_ms"] / 1000)
+            except asyncio.TimeoutError:
+                pass
+            async with group.lock:
+                if group.members.get(member.member_id) is not member:
+                    raise UnknownMemberIdError(f"member {member.member_id} left group {group_id!r} while waiting")
+                response = await self._respond(group, member)
+        return response
+
+    async def _admit(self, group: _Group, request: dict) -> _Member:
+        member_id = request.get("member_id") or ""
+        instance_id = request.get("instance_id")
+        assignor = request.get("assignor") or "sticky"
+        if member_id:
+            member = group.members.get(member_id)
+            if member is None:
+                if instance_id and instance_id in group.instances:
+                    raise FencedInstanceIdError(
+                        f"group {group.group_id!r}: instance {instance_id!r} is now member "
+                        f"{group.instances[instance_id]}, not {member_id}")
+                raise UnknownMemberIdError(f"group {group.group_id!r} has no member {member_id!r}")
+            return member
+        if group.members and group.assignor not in (None, assignor):
+            raise InconsistentGroupProtocolError(
+                f"group {group.group_id!r} uses the {group.assignor!r} assignor; this member asked for {assignor!r}")
+        member = _Member(uuid.uuid4().hex, request)
+        previous_id = group.instances.get(instance_id) if instance_id else None
+        if previous_id is not None:
+            # Static member back (a restart): it takes its predecessor's place and
+            # partitions; nobody else's assignment changes.
+            previous = group.members.pop(previous_id)
+            member.target, member.granted, member.epoch = previous.target, previous.granted, previous.epoch
+            group.members[member.member_id] = member
+            group.instances[instance_id] = member.member_id
+            self._update_subscription(member, request)
+            if member.topics != previous.topics or member.pattern != previous.pattern:
+                await self._rebalance(group)
+            else:
+                await self._write_group(group)
+            return member
+        group.members[member.member_id] = member
+        if instance_id:
+            group.instances[instance_id] = member.member_id
+        group.assignor = assignor
+        self._update_subscription(member, request)
+        await self._rebalance(group)
+        return member
+
+    def _update_subscription(self, member: _Member, request: dict) -> bool:
+        topics = frozenset(request.get("topics") or ())
+        pattern = request.get("pattern")
+        if topics == member.topics and pattern == member.pattern:
+            return False
+        member.topics, member.pattern = topics, pattern
+        return True
+
+    async def leave(self, group_id: str, member_id: str) -> None:
+        """A member leaves for good (a dynamic member's close): its partitions move now."""
+        await self._ready()
+        group = self.groups.get(group_id)
+        if group is None:
+            return
+        async with group.lock:
+            member = group.members.get(member_id)
+            if member is not None:
+                self._remove(group, member)
+                await self._rebalance(group)
+
+    def _remove(self, group: _Group, member: _Member) -> None:
+        group.members.pop(member.member_id, None)
+        if member.instance_id and group.instances.get(member.instance_id) == member.member_id:
+            del group.instances[member.instance_id]
+        if not group.members:
+            group.assignor = None
+
+    async def _rebalance(self, group: _Group) -> None:
+        """Recompute every member's target (a new group epoch), persist, wake members."""
+        group.epoch += 1
+        await self._refresh_topics(force=True)
+        group.partition_counts = self._subscribed_counts(group)
+        if group.members:
+            topics_by_member = {mid: self._member_topics(m) for mid, m in group.members.items()}
+            sort_keys = {mid: m.instance_id or mid for mid, m in group.members.items()}
+            previous = {mid: set(m.target) for mid, m in group.members.items()}
+            targets = assign(group.assignor or "sticky", topics_by_member, sort_keys, group.partition_counts, previous)
+            for mid, member in group.members.items():
+                member.target = targets[mid]
+        await self._write_group(group)
+        group.notify()
+
+    def _member_topics(self, member: _Member) -> frozenset[str]:
+        if member.pattern is None:
+            return frozenset(t for t in member.topics if t in self._topic_counts)
+        matcher = re.compile(member.pattern)
+        return frozenset(t for t in self._topic_counts if matcher.fullmatch(t))
+
+    def _subscribed_counts(self, group: _Group) -> dict[str, int]:
+        topics = set().union(*(self._member_topics(m) for m in group.members.values())) if group.members else set()
+        return {topic: self._topic_counts[topic] for topic in topics}
+
+    async def _refresh_topics(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._topics_refreshed_s < METADATA_REFRESH_S:
+            return
+        controller = ray.get_actor(names.CONTROLLER, namespace=self.namespace)
+        answer = await controller.metadata.remote(None)  # user topics only
+        self._topic_counts = {topic: len(partitions) for topic, partitions in answer.items() if partitions}
+        self._topics_refreshed_s = now
+
+    async def _respond(self, group: _Group, member: _Member) -> dict:
+        """Compute what ``member`` may own now; persist before growing what it holds."""
+        keep = member.granted & member.target
+        grants = {tp for tp in member.target - member.granted if group.holder(tp, member.member_id) is None}
+        new_grant = keep | grants
+        if new_grant != member.granted:
+            grows = not new_grant <= member.held()
+            member.granted = new_grant
+            member.epoch += 1
+            if member.owned - new_grant and member.release_deadline is None:
+                member.release_deadline = time.monotonic() + member.rebalance_timeout_ms / 1000
+            if grows:
+                await self._write_group(group)
+        return {"member_id": member.member_id, "epoch": member.epoch, "group_epoch": group.epoch,
+                "assignment": sorted(member.granted)}
+
+    # -- liveness ----------------------------------------------------------------------
+
+    async def _sweep_loop(self) -> None:
+        while True:
+            await asyncio.sleep(SWEEP_INTERVAL_S)
+            try:
+                await self._sweep()
+            except Exception as error:  # noqa: BLE001 - keep sweeping
+                logger.warning("group coordinator %d: sweep failed: %r", self.index, error)
+
+    async def _sweep(self) -> None:
+        now = time.monotonic()
+        for group in list(self.groups.values()):
+            expired = [m for m in group.members.values()
+                       if m.deadline < now or (m.release_deadline is not None and m.release_deadline < now)]
+            if expired:
+                async with group.lock:
+                    for member in expired:
+                        if group.members.get(member.member_id) is member:
+                            logger.info("group %r: removing member %s (%s)", group.group_id, member.member_id,
+                                        "session timeout" if member.deadline < now else "did not release in time")
+                            self._remove(group, member)
+                    await self._rebalance(group)
+        if any(g.members for g in self.groups.values()) and now - self._topics_refreshed_s >= METADATA_REFRESH_S:
+            await self._refresh_topics()
+            for group in list(self.groups.values()):
+                if group.members and self._subscribed_counts(group) != group.partition_counts:
+                    async with group.lock:
+                        await self._rebalance(group)
+
+    # -- offsets -----------------------------------------------------------------------
+
+    async def commit(self, group_id: str, member_id: str | None, offsets: list[list]) -> None:
+        """Store ``[topic, partition, offset, metadata]`` entries for ``group_id``.
+
+        A member may commit only partitions it holds; ``member_id`` None (a consumer
+        that assigns partitions itself, or an admin reset) only while the group has no
+        members. Returns once the commit is replicated (acks=all)."""
+        await self._ready()
+        entries = _validate_offsets(offsets)
+        group = self._group(group_id)
+        async with group.lock:
+            if member_id is None:
+                if group.members:
+                    raise GroupNotEmptyError(
+                        f"group {group_id!r} has {len(group.members)} active members; only they may commit "
+                        "(stop them first to reset offsets)")
+            else:
+                member = group.members.get(member_id)
+                if member is None:
+                    raise UnknownMemberIdError(f"group {group_id!r} has no member {member_id!r}; the commit was refused")
+                foreign = [tp for tp in entries if tp not in member.held()]
+                if foreign:
+                    topic, partition = foreign[0]
+                    raise CommitFailedError(
+                        f"group {group_id!r}: {topic}-{partition} is not assigned to member {member_id} "
+                        "(it was revoked); the commit was refused")
+            now_ms = time.time_ns() // 1_000_000
+            await self._write([(["o", group_id, tp[0], tp[1]], [offset, metadata, now_ms])
+                               for tp, (offset, metadata) in entries.items()])
+            for tp, (offset, metadata) in entries.items():
+                group.offsets[tp] = (offset, metadata, now_ms)
+
+    async def fetch_offsets(self, group_id: str, partitions: list[list] | None = None) -> dict:
+        """{(topic, partition): offset} committed by ``group_id`` (all, or these)."""
+        await self._ready()
+        group = self.groups.get(group_id)
+        if group is None:
+            return {}
+        if partitions is None:
+            return {tp: entry[0] for tp, entry in group.offsets.items()}
+        wanted = [tuple(tp) for tp in partitions]
+        return {tp: group.offsets[tp][0] for tp in wanted if tp in group.offsets}
+
+    # -- admin -------------------------------------------------------------------------
+
+    async def list_groups(self) -> list[dict]:
+        await self._ready()
+        return [{"group_id": g.group_id, "state": g.state(), "members": len(g.members), "assignor": g.assignor}
+                for g in sorted(self.groups.values(), key=lambda g: g.group_id)]
+
+    async def describe_group(self, group_id: str) -> dict:
+        await self._ready()
+        group = self.groups.get(group_id)
+        if group is None:
+            raise GroupNotFoundError(f"unknown consumer group {group_id!r}")
+        return {
+            "group_id": group_id, "state": group.state(), "assignor": group.assignor, "epoch": group.epoch,
+            "coordinator": self.index,
+            "members": [
+                {"member_id": mid, "instance_id": m.instance_id, "client_id": m.client_id,
+                 "topics": sorted(m.topics), "pattern": m.pattern, "epoch": m.epoch,
+                 "assignment": sorted(m.granted), "target": sorted(m.target)}
+                for mid, m in sorted(group.members.items(), key=lambda item: (item[1].instance_id or item[0]))
+            ],
+            "offsets": {tp: {"offset": o, "metadata": meta, "commit_time_ms": t}
+                        for tp, (o, meta, t) in sorted(group.offsets.items())},
+        }
+
+    async def delete_group(self, group_id: str) -> None:
+        """Forget ``group_id`` and its committed offsets (tombstones in the log)."""
+        await self._ready()
+        group = self.groups.get(group_id)
+        if group is None:
+            raise GroupNotFoundError(f"unknown consumer group {group_id!r}")
+        async with group.lock:
+            if group.members:
+                raise GroupNotEmptyError(
+                    f"group {group_id!r} has {len(group.members)} active members; stop them before deleting it")
+            tombstones = [(["o", group_id, tp[0], tp[1]], None) for tp in group.offsets]
+            await self._write(tombstones + [(["g", group_id], None)])
+            self.groups.pop(group_id, None)
+
+
+def _settled(member: _Member) -> bool:
+    return member.owned == member.granted
+
+
+def _validate_request(request: dict) -> None:
+    if not isinstance(request, dict):
+        raise TypeError(f"heartbeat request must be a dict, got {request!r}")
+    assignor = request.get("assignor") or "sticky"
+    if assignor not in ASSIGNORS:
+        raise InvalidConfigError(f"unknown partition assignor {assignor!r}; known: {', '.join(ASSIGNORS)}")
+    for name in ("session_timeout_ms", "rebalance_timeout_ms"):
+        value = request.get(name)
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise InvalidConfigError(f"{name} must be a positive int, got {value!r}")
+
+
+def _validate_offsets(offsets: list[list]) -> dict[TopicPartition, tuple[int, str]]:
+    entries = {}
+    for entry in offsets:
+        topic, partition, offset, metadata = entry
+        if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+            raise ValueError(f"committed offset for {topic}-{partition} must be a non-negative int, got {offset!r}")
+        if not isinstance(metadata, str):
+            raise TypeError(f"commit metadata for {topic}-{partition} must be a str, got {metadata!r}")
+        entries[(topic, partition)] = (offset, metadata)
+    return entries

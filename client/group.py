@@ -1,0 +1,230 @@
+"""The client side of consumer groups: reaching a group's coordinator, and the
+heartbeat thread that keeps a subscribed consumer in its group.
+
+``GroupMembership`` runs one daemon thread per subscribed consumer. The thread calls
+the coordinator's long-polling ``heartbeat`` (see actors/coordinator.py), reporting the
+partitions the consumer owns, and hands each new assignment to the consumer's own
+thread, which applies it inside ``poll()`` (rebalance listeners run there, never on the
+heartbeat thread). When the consumer has applied an assignment, the thread reports it
+at once, so a revoked partition is released to its next owner without waiting for a
+heartbeat interval.
+
+The thread leaves the group when the user has not called ``poll()`` for
+``max_poll_interval_ms`` (the partitions move to live members); the next ``poll()``
+reports them lost and joins again. A member the coordinator no longer knows (its session
+expired) gets the same treatment.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any, Iterable
+
+from rafka.actors.coordinator import coordinator_handle, coordinator_index, offsets_topic_partitions
+from rafka.client import rpc
+from rafka.client.records import TopicPartition
+from rafka.errors import FencedInstanceIdError, RafkaError, UnknownMemberIdError
+
+logger = logging.getLogger(__name__)
+
+RETRY_BACKOFF_S = 0.1
+
+
+class ConsumerRebalanceListener:
+    """Callbacks a subscribed consumer runs inside ``poll()`` when its partitions change.
+
+    ``on_partitions_revoked`` runs before a partition moves to another member, while
+    this consumer still holds it (commit here what you processed; with auto-commit the
+    consumer has already committed its positions). ``on_partitions_lost`` runs instead
+    when the partitions may already belong to someone else (this consumer's session
+    expired): committing them is refused. ``on_partitions_assigned`` runs after new
+    partitions arrive, with positions at their committed offsets."""
+
+    def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        pass
+
+    def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        pass
+
+    def on_partitions_lost(self, lost: set[TopicPartition]) -> None:
+        self.on_partitions_revoked(lost)
+
+
+class CoordinatorClient:
+    """Calls to one group's coordinator, following it when Ray restarts it."""
+
+    def __init__(self, controller: Any, namespace: str, group_id: str, request_timeout_ms: int) -> None:
+        self.group_id = group_id
+        self._controller = controller
+        self._namespace = namespace
+        self._timeout_s = request_timeout_ms / 1000
+        self._handle = None
+
+    def handle(self):
+        if self._handle is None:
+            count = offsets_topic_partitions(self._controller)
+            self._handle = coordinator_handle(self._namespace, coordinator_index(self.group_id, count))
+        return self._handle
+
+    def call(self, method: str, *args: Any, timeout_s: float | None = None) -> Any:
+        """``coordinator.method(group_id, *args)``, retrying retriable errors."""
+        deadline = time.monotonic() + (timeout_s if timeout_s is not None else self._timeout_s)
+        while True:
+            try:
+                return rpc.get(getattr(self.handle(), method).remote(self.group_id, *args),
+                               timeout_s=max(0.1, deadline - time.monotonic()))
+            except RafkaError as error:
+                if not error.retriable or time.monotonic() + RETRY_BACKOFF_S > deadline:
+                    raise
+                self.forget()
+            time.sleep(RETRY_BACKOFF_S)
+
+    def forget(self) -> None:
+        """Look the coordinator up again on the next call (it may have restarted)."""
+        self._handle = None
+
+    def send(self, method: str, *args: Any):
+        """``coordinator.method(group_id, *args)`` without waiting: the object ref."""
+        return getattr(self.handle(), method).remote(self.group_id, *args)
+
+
+class GroupMembership:
+    """Membership of one consumer in its group (see the module docstring)."""
+
+    def __init__(self, coordinator: CoordinatorClient, config: Any) -> None:
+        self.coordinator = coordinator
+        self.config = config
+        self.member_id = ""
+        self.epoch = 0
+        self._topics: list[str] = []
+        self._pattern: str | None = None
+        self._lock = threading.Lock()
+        self._assignment: frozenset[TopicPartition] | None = None  # newest, not yet applied
+        self._owned: frozenset[TopicPartition] = frozenset()
+        self._lost = False
+        self._error: BaseException | None = None
+        self._applied = threading.Event()
+        self._resume = threading.Event()
+        self._stopping = threading.Event()
+        self._last_poll_s = time.monotonic()
+        self._thread: threading.Thread | None = None
+
+    # -- called from the consumer's thread ---------------------------------------------
+
+    def subscribe(self, topics: Iterable[str], pattern: str | None) -> None:
+        with self._lock:
+            self._topics, self._pattern = sorted(topics), pattern
+        self._last_poll_s = time.monotonic()
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name=f"rafka-heartbeat-{self.coordinator.group_id}",
+                                            daemon=True)
+            self._thread.start()
+        self._applied.set()  # report the new subscription now
+
+    def polled(self) -> None:
+        self._last_poll_s = time.monotonic()
+        self._resume.set()
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+
+    def take_update(self) -> tuple[bool, frozenset[TopicPartition]] | None:
+        """(lost, assignment) when something changed since the last call, else None."""
+        with self._lock:
+            if not self._lost and (self._assignment is None or self._assignment == self._owned):
+                return None
+            lost, self._lost = self._lost, False
+            assignment = self._assignment if self._assignment is not None else frozenset()
+            if lost:
+                self._owned = frozenset()
+            return lost, assignment
+
+    def applied(self, owned: Iterable[TopicPartition]) -> None:
+        """The consumer now owns exactly ``owned``: tell the coordinator right away."""
+        with self._lock:
+            self._owned = frozenset(owned)
+        self._applied.set()
+
+    def close(self, leave: bool) -> None:
+        self._stopping.set()
+        self._applied.set()
+        self._resume.set()
+        if self._thread is not None:
+            self._thread.join(timeout=self.config.request_timeout_ms / 1000)
+        if leave and self.member_id:
+            try:
+                self.coordinator.call("leave", self.member_id, timeout_s=5.0)
+            except RafkaError as error:
+                logger.warning("group %r: leaving failed (the session timeout will remove this member): %s",
+                               self.coordinator.group_id, error)
+        self.member_id = ""
+
+    # -- the heartbeat thread ----------------------------------------------------------
+
+    def _run(self) -> None:
+        config = self.config
+        while not self._stopping.is_set():
+            if time.monotonic() - self._last_poll_s > config.max_poll_interval_ms / 1000:
+                self._leave_for_slow_poll()
+                continue
+            with self._lock:
+                pending = self._assignment is not None and self._assignment != self._owned
+            if pending:
+                # The consumer has not applied the last assignment yet: heartbeat when it
+                # has (or when the interval runs out, to stay alive), without long-polling.
+                self._applied.wait(config.heartbeat_interval_ms / 1000)
+            self._applied.clear()
+            if self._stopping.is_set():
+                return
+            with self._lock:
+                request = {
+                    "member_id": self.member_id, "instance_id": config.group_instance_id,
+                    "client_id": config.client_id, "topics": self._topics, "pattern": self._pattern,
+                    "assignor": config.partition_assignment_strategy,
+                    "session_timeout_ms": config.session_timeout_ms,
+                    "rebalance_timeout_ms": config.max_poll_interval_ms,
+                    "owned": sorted(self._owned), "wait_ms": 0 if pending else config.heartbeat_interval_ms,
+                }
+            try:
+                response = self.coordinator.call("heartbeat", request,
+                                                 timeout_s=request["wait_ms"] / 1000 + config.request_timeout_ms / 1000)
+            except UnknownMemberIdError as error:
+                logger.warning("group %r: %s; joining again", self.coordinator.group_id, error)
+                with self._lock:
+                    self.member_id, self._lost, self._assignment = "", True, frozenset()
+                continue
+            except FencedInstanceIdError as error:
+                self._error = error
+                return
+            except RafkaError as error:
+                # Not retriable by the client's rules (or retried until the timeout): keep
+                # trying, the coordinator or its partition may come back; surface it too.
+                logger.warning("group %r: heartbeat failed: %s", self.coordinator.group_id, error)
+                if not error.retriable:
+                    self._error = error
+                time.sleep(RETRY_BACKOFF_S)
+                continue
+            with self._lock:
+                if self._stopping.is_set():
+                    return
+                self.member_id, self.epoch = response["member_id"], response["epoch"]
+                self._assignment = frozenset(TopicPartition(t, p) for t, p in response["assignment"])
+
+    def _leave_for_slow_poll(self) -> None:
+        logger.warning(
+            "group %r: poll() was not called for more than max_poll_interval_ms=%d; leaving the group so its "
+            "partitions move (the next poll() joins again)", self.coordinator.group_id, self.config.max_poll_interval_ms)
+        member_id = self.member_id
+        with self._lock:
+            self.member_id, self._lost, self._assignment = "", True, frozenset()
+        if member_id:
+            try:
+                self.coordinator.call("leave", member_id)
+            except RafkaError as error:
+                logger.warning("group %r: leaving failed: %s", self.coordinator.group_id, error)
+        self._resume.clear()
+        while not self._stopping.is_set() and time.monotonic() - self._last_poll_s > self.config.max_poll_interval_ms / 1000:
+            self._resume.wait(1.0)
+            self._resume.clear()

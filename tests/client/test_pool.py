@@ -1,0 +1,193 @@
+"""ConsumerPool: consumer actors in one group running a handler, at-least-once through
+scaling, a killed actor, and handler failures under each error policy.
+
+Handlers record what they processed as lines in files under a shared directory (the
+actors run in other processes on this machine), so the tests can check that every
+produced record was handled at least once.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+import pytest
+import ray
+from ray import cloudpickle
+
+import rafka
+
+# The actors must unpickle this module's handlers without importing the test module.
+cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+FAST = {"session_timeout_ms": 3000, "heartbeat_interval_ms": 300, "auto_offset_reset": "earliest",
+        "actor_options": {"num_cpus": 0}}
+
+
+class Recorder:
+    """Writes "partition offset" per handled record to a file of its own."""
+
+    def __init__(self, directory: str, poison: bytes | None = None, delay_s: float = 0.0) -> None:
+        self.file = open(os.path.join(directory, f"worker-{os.getpid()}-{time.monotonic_ns()}"), "a")
+        self.poison = poison
+        self.delay_s = delay_s
+
+    def __call__(self, batch, tp):
+        if self.poison is not None and self.poison in batch.column("value").to_pylist():
+            raise ValueError(f"poison in {tp.topic}-{tp.partition}")
+        time.sleep(self.delay_s)
+        self.file.write("".join(f"{tp.partition} {offset}\n" for offset in batch.column("offset").to_pylist()))
+        self.file.flush()
+
+    def close(self):
+        self.file.close()
+
+
+def handled(directory: str) -> list[tuple[int, int]]:
+    seen = []
+    for name in os.listdir(directory):
+        with open(os.path.join(directory, name)) as handle:
+            seen.extend(tuple(map(int, line.split())) for line in handle if line.strip())
+    return seen
+
+
+def produce(cluster, topic, count, partitions, poison_at=None):
+    with cluster.producer(acks="all", linger_ms=5) as producer:
+        for index in range(count):
+            value = b"poison" if index == poison_at else b"value-%d" % index
+            producer.send(topic, value, partition=index % partitions)
+
+
+def expected(count, partitions):
+    ends = [len(range(p, count, partitions)) for p in range(partitions)]
+    return {(p, o) for p in range(partitions) for o in range(ends[p])}
+
+
+def wait_for(condition, timeout_s=60.0, what="condition"):
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
+
+
+def test_pool_scales_and_survives_a_killed_actor_without_skipping(cluster, topic, tmp_path):
+    cluster.admin().create_topic(topic, partitions=4)
+    produce(cluster, topic, 4000, 4)
+    pool = cluster.consumer_pool([topic], "pool-" + topic, Recorder, handler_args=(str(tmp_path),),
+                                 consumers=2, max_poll_records=200, **FAST)
+    try:
+        pool.wait_caught_up(timeout_s=90)
+        assert set(handled(tmp_path)) == expected(4000, 4)
+        wait_for(lambda: sorted(len(s["assignment"]) for s in pool.stats()) == [2, 2], what="2 + 2 partitions")
+
+        pool.scale(3)
+        wait_for(lambda: sorted(len(s["assignment"]) for s in pool.stats()) == [1, 1, 2], what="three members")
+        pool.scale(1)
+        wait_for(lambda: [len(s["assignment"]) for s in pool.stats()] == [4], what="one member with all")
+
+        # Kill the only actor for good while records keep coming: the pool replaces
+        # it, the new actor resumes from the committed offsets, nothing is skipped.
+        pool.scale(2)
+        wait_for(lambda: sorted(len(s["assignment"]) for s in pool.stats()) == [2, 2], what="two members")
+        produce(cluster, topic, 4000, 4)
+        victim = pool._workers[0]
+        victim_member = ray.get(victim.stats.remote())["member_id"]
+        ray.kill(victim, no_restart=True)
+        killed_s = time.monotonic()
+        members = lambda: {m["member_id"] for m in cluster.admin().describe_group("pool-" + topic)["members"]}  # noqa: E731
+        wait_for(lambda: victim_member not in members(), timeout_s=10, what="the dead member to leave")
+        assert time.monotonic() - killed_s < FAST["session_timeout_ms"] / 1000 + 1.5
+        pool.wait_caught_up(timeout_s=90)
+        assert set(handled(tmp_path)) == expected(8000, 4)
+        assert pool.size == 2 and victim not in pool._workers
+    finally:
+        pool.stop()
+    assert cluster.admin().describe_group("pool-" + topic)["state"] == "Empty"
+
+
+def test_skip_policy_reports_and_skips_only_the_failing_record(cluster, topic, tmp_path):
+    cluster.admin().create_topic(topic, partitions=2)
+    produce(cluster, topic, 400, 2, poison_at=101)  # partition 1, offset 50
+    pool = cluster.consumer_pool([topic], "pool-" + topic, Recorder, handler_args=(str(tmp_path), b"poison"),
+                                 on_error="skip", max_retries=1, retry_backoff_ms=10, **FAST)
+    try:
+        pool.wait_caught_up(timeout_s=60)
+        errors = pool.errors()
+    finally:
+        pool.stop()
+    assert set(handled(tmp_path)) == expected(400, 2) - {(1, 50)}
+    skipped = [e for e in errors if e["action"] == "skip" and e["offset"] == e["last_offset"]]
+    assert [(e["topic"], e["partition"], e["offset"]) for e in skipped] == [(topic, 1, 50)]
+    assert "poison" in skipped[0]["error"] and "Traceback" in skipped[0]["traceback"]
+
+
+def test_stop_policy_stops_the_pool_before_the_failing_record(cluster, topic, tmp_path):
+    cluster.admin().create_topic(topic, partitions=1)
+    produce(cluster, topic, 300, 1, poison_at=120)
+    pool = cluster.consumer_pool([topic], "pool-" + topic, Recorder, handler_args=(str(tmp_path), b"poison"),
+                                 mode="batches", on_error="stop", max_retries=2, retry_backoff_ms=10,
+                                 max_poll_records=50, **FAST)
+    with pytest.raises(rafka.HandlerError, match=f"{topic}-0 at offset 100") as failure:
+        pool.wait(timeout_s=60)
+    assert (failure.value.topic, failure.value.partition, failure.value.offset) == (topic, 0, 100)
+    assert failure.value.report["attempt"] == 3
+    committed = cluster.consumer(group_id="pool-" + topic).committed([rafka.TopicPartition(topic, 0)])
+    assert committed[rafka.TopicPartition(topic, 0)] == 100  # the failed batch is not committed
+    assert set(handled(tmp_path)) == {(0, o) for o in range(100)}
+
+
+def test_records_mode_with_a_function_handler_and_retry(cluster, topic, tmp_path):
+    cluster.admin().create_topic(topic, partitions=1)
+    produce(cluster, topic, 50, 1)
+    marker = tmp_path / "fail-once"
+    marker.write_text("")
+    out = tmp_path / "out"
+    out.mkdir()
+
+    def handle(record):
+        if record.offset == 7 and marker.exists():
+            marker.unlink()
+            raise RuntimeError("transient")
+        with open(out / f"w-{os.getpid()}", "a") as handle_file:
+            handle_file.write(f"{record.partition} {record.offset}\n")
+
+    pool = cluster.consumer_pool([topic], "pool-" + topic, handle, mode="records", on_error="retry",
+                                 retry_backoff_ms=10, **FAST)
+    try:
+        pool.wait_caught_up(timeout_s=60)
+        errors = pool.errors()
+    finally:
+        pool.stop()
+    assert set(handled(out)) == {(0, o) for o in range(50)}
+    assert [(e["offset"], e["action"]) for e in errors] == [(7, "retry")]
+
+
+def test_autoscale_grows_with_lag(cluster, topic, tmp_path):
+    cluster.admin().create_topic(topic, partitions=2)
+    produce(cluster, topic, 2000, 2)
+    pool = cluster.consumer_pool([topic], "pool-" + topic, Recorder, handler_args=(str(tmp_path), None, 0.2),
+                                 autoscale=(1, 3), lag_per_consumer=500, autoscale_interval_s=0.5,
+                                 max_poll_records=20, **FAST)
+    try:
+        assert pool.size == 1
+        wait_for(lambda: pool.size == 2, timeout_s=30, what="scale up to 2 (capped by 2 partitions)")
+        pool.wait_caught_up(timeout_s=120)
+        assert set(handled(tmp_path)) == expected(2000, 2)
+    finally:
+        pool.stop()
+
+
+def test_bad_pool_arguments_are_named(cluster, topic):
+    with pytest.raises(rafka.InvalidConfigError, match="'sometimes'"):
+        cluster.consumer_pool([topic], "g", print, on_error="sometimes")
+    with pytest.raises(rafka.InvalidConfigError, match="'rows'"):
+        cluster.consumer_pool([topic], "g", print, mode="rows")
+    with pytest.raises(TypeError, match="handler"):
+        cluster.consumer_pool([topic], "g", 42)
+    with pytest.raises(rafka.TopicNotFoundError, match="no-such-topic"):
+        cluster.consumer_pool(["no-such-topic"], "g", print)
+    with pytest.raises(rafka.InvalidConfigError, match="autoscale"):
+        cluster.consumer_pool([topic], "g", print, autoscale=(3, 1))
+    with pytest.raises(rafka.InvalidConfigError, match="fetch_max_wait"):
+        cluster.consumer_pool([topic], "g", print, fetch_max_wait=5)
