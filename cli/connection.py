@@ -75,12 +75,30 @@ def connect(address: str | None, namespace: str) -> Any:
 
     import rafka
 
+    _ray_messages_to_stderr()
     try:
         ray.init(address=address, namespace=namespace, logging_level="ERROR", log_to_driver=False,
                  configure_logging=True)
     except (ConnectionError, RuntimeError, ValueError) as error:
         raise ClusterError(f"cannot reach Ray at {address}: {error}") from None
     return rafka.Cluster.connect(namespace=namespace)
+
+
+def _ray_messages_to_stderr() -> None:
+    """Ray's driver prints raylet warnings ("N worker processes have been started...")
+    on stdout, which for `rafka consume` and `--format json` is the data. Send them to
+    stderr. This wraps a private Ray function; when it is gone, nothing changes."""
+    import ray._private.worker as ray_worker
+
+    original = getattr(ray_worker, "print_to_stdstream", None)
+    if original is None or getattr(original, "_rafka_to_stderr", False):
+        return
+
+    def to_stderr(data: dict, ignore_prefix: bool) -> None:
+        original({**data, "is_err": True}, ignore_prefix)
+
+    to_stderr._rafka_to_stderr = True
+    ray_worker.print_to_stdstream = to_stderr
 
 
 def use_auth_mode(address: str) -> None:

@@ -230,6 +230,103 @@ def topics_delete(topic: str, address: str | None, namespace: str) -> None:
     click.echo(f"deleted topic {topic}")
 
 
+# -- consumer groups -----------------------------------------------------------------
+
+@cli.group(context_settings=CONTEXT)
+def groups() -> None:
+    """List, describe (with lag), delete consumer groups and reset their offsets."""
+
+
+def _table(title: str, columns: tuple[str, ...], rows: list[tuple]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*("" if value is None else str(value) for value in row))
+    Console().print(table)
+
+
+@groups.command("list")
+@click.option("--format", "output", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@address_options
+@fails_cleanly
+def groups_list(output: str, address: str | None, namespace: str) -> None:
+    listed = connection.connect(address, namespace).admin().list_groups()
+    if output == "json":
+        click.echo(json.dumps(listed))
+        return
+    _table("consumer groups", ("group", "state", "members", "assignor"),
+           [(g["group_id"], g["state"], g["members"], g["assignor"] or "") for g in listed])
+
+
+@groups.command("describe")
+@click.argument("group")
+@click.option("--format", "output", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@address_options
+@fails_cleanly
+def groups_describe(group: str, output: str, address: str | None, namespace: str) -> None:
+    """Members, and per partition: owner, committed offset, log end offset, lag."""
+    description = connection.connect(address, namespace).admin().describe_group(group)
+    if output == "json":
+        click.echo(json.dumps(description))
+        return
+    click.echo(f"group {group}  state {description['state']}  assignor {description['assignor'] or '-'}  "
+               f"epoch {description['epoch']}  total lag {description['total_lag']}")
+    clients = {m["member_id"]: m["instance_id"] or m["client_id"] or m["member_id"][:12] for m in description["members"]}
+    _table("members", ("member", "instance id", "client id", "partitions"),
+           [(m["member_id"][:12], m["instance_id"], m["client_id"],
+             " ".join(f"{t}-{p}" for t, p in m["assignment"])) for m in description["members"]])
+    _table("partitions", ("topic", "partition", "owner", "committed", "log end", "lag"),
+           [(e["topic"], e["partition"], clients.get(e["member_id"], "-") if e["member_id"] else "-",
+             "-" if e["committed_offset"] is None else e["committed_offset"], e["log_end_offset"],
+             "-" if e["lag"] is None else e["lag"]) for e in description["partitions"]])
+
+
+@groups.command("delete")
+@click.argument("group")
+@address_options
+@fails_cleanly
+def groups_delete(group: str, address: str | None, namespace: str) -> None:
+    """Delete a group with no active members, and its committed offsets."""
+    connection.connect(address, namespace).admin().delete_group(group)
+    click.echo(f"deleted group {group}")
+
+
+@groups.command("reset-offsets")
+@click.argument("group")
+@click.option("--topic", required=True)
+@click.option("--partition", "partitions", type=int, multiple=True, help="Only this partition (repeatable).")
+@click.option("--to-earliest", is_flag=True)
+@click.option("--to-latest", is_flag=True)
+@click.option("--to-offset", type=int, default=None)
+@click.option("--to-timestamp-ms", type=int, default=None, help="The first offset at or after this time (ms).")
+@click.option("--shift-by", type=int, default=None, help="Move the committed offsets by N (may be negative).")
+@click.option("--dry-run", is_flag=True, help="Print the new offsets without committing them.")
+@address_options
+@fails_cleanly
+def groups_reset_offsets(group: str, topic: str, partitions: tuple[int, ...], to_earliest: bool, to_latest: bool,
+                         to_offset: int | None, to_timestamp_ms: int | None, shift_by: int | None, dry_run: bool,
+                         address: str | None, namespace: str) -> None:
+    """Set a group's committed offsets on TOPIC (the group must have no active members)."""
+    chosen = [flag for flag, value in (("--to-earliest", to_earliest), ("--to-latest", to_latest),
+                                       ("--to-offset", to_offset is not None),
+                                       ("--to-timestamp-ms", to_timestamp_ms is not None),
+                                       ("--shift-by", shift_by is not None)) if value]
+    if len(chosen) != 1:
+        raise ValueError(f"give exactly one of --to-earliest, --to-latest, --to-offset, --to-timestamp-ms, "
+                         f"--shift-by (got {', '.join(chosen) or 'none'})")
+    to = "earliest" if to_earliest else "latest" if to_latest else to_offset
+    offsets = connection.connect(address, namespace).admin().reset_offsets(
+        group, topic, to=to, timestamp_ms=to_timestamp_ms, shift_by=shift_by,
+        partitions=list(partitions) or None, dry_run=dry_run)
+    for partition, offset in sorted(offsets.items()):
+        click.echo(f"{topic} {partition} {offset}")
+    click.echo(f"{'would reset' if dry_run else 'reset'} {len(offsets)} partition(s) of group {group}", err=True)
+
+
 # -- data ----------------------------------------------------------------------------
 
 @cli.command()
@@ -291,40 +388,51 @@ def _encode(value: Any) -> bytes | None:
 @click.option("--max-messages", type=int, default=None, help="Stop after this many records.")
 @click.option("--timeout-s", type=float, default=None, help="Stop after this long without a record.")
 @click.option("--format", "output", type=click.Choice(["raw", "json"]), default="raw", show_default=True)
+@click.option("--group", default=None, help="Consume as a member of this consumer group (commits what it printed).")
 @address_options
 @fails_cleanly
 def consume(topic: str, from_beginning: bool, partitions: tuple[int, ...], offset: int | None,
-            max_messages: int | None, timeout_s: float | None, output: str, address: str | None, namespace: str) -> None:
-    """Print records of TOPIC: raw values one per line, or JSON with key, partition, offset, timestamp."""
+            max_messages: int | None, timeout_s: float | None, output: str, group: str | None,
+            address: str | None, namespace: str) -> None:
+    """Print records of TOPIC: raw values one per line, or JSON with key, partition, offset, timestamp.
+
+    With --group, partitions come from the group (unless --partition is given) and
+    start at the group's committed offsets (--from-beginning applies where there are
+    none); what was printed is committed on exit."""
     cluster = connection.connect(address, namespace)
-    consumer = cluster.consumer(auto_offset_reset="earliest" if from_beginning else "latest")
-    chosen = list(partitions) or consumer.partitions_for_topic(topic)
+    consumer = cluster.consumer(auto_offset_reset="earliest" if from_beginning else "latest", group_id=group)
+    chosen = list(partitions) or consumer.partitions_for_topic(topic)  # an unknown topic fails here
     assigned = [rafka.TopicPartition(topic, p) for p in chosen]
-    consumer.assign(assigned)
+    if offset is not None and len(partitions) != 1:
+        raise ValueError("--offset needs exactly one --partition")
+    if group is not None and not partitions:
+        consumer.subscribe([topic])
+    else:
+        consumer.assign(assigned)
     if offset is not None:
-        if len(assigned) != 1:
-            raise ValueError("--offset needs exactly one --partition")
         consumer.seek(assigned[0], offset)
     count, last_record_s = 0, time.monotonic()
     stdout = click.get_binary_stream("stdout")
-    while max_messages is None or count < max_messages:
-        records = consumer.poll(timeout_s=0.5, max_records=(max_messages - count) if max_messages else 10_000)
-        for record in records:
-            if output == "json":
-                line = json.dumps({"topic": record.topic, "partition": record.partition, "offset": record.offset,
-                                   "timestamp": record.timestamp, "key": _decode(record.key),
-                                   "value": _decode(record.value),
-                                   "headers": {k: _decode(v) for k, v in record.headers} if record.headers else None})
-                stdout.write(line.encode() + b"\n")
-            else:
-                stdout.write((record.value or b"") + b"\n")
-        stdout.flush()
-        count += len(records)
-        if records:
-            last_record_s = time.monotonic()
-        elif timeout_s is not None and time.monotonic() - last_record_s >= timeout_s:
-            break
-    consumer.close()
+    try:
+        while max_messages is None or count < max_messages:
+            records = consumer.poll(timeout_s=0.5, max_records=(max_messages - count) if max_messages else 10_000)
+            for record in records:
+                if output == "json":
+                    line = json.dumps({"topic": record.topic, "partition": record.partition, "offset": record.offset,
+                                       "timestamp": record.timestamp, "key": _decode(record.key),
+                                       "value": _decode(record.value),
+                                       "headers": {k: _decode(v) for k, v in record.headers} if record.headers else None})
+                    stdout.write(line.encode() + b"\n")
+                else:
+                    stdout.write((record.value or b"") + b"\n")
+            stdout.flush()
+            count += len(records)
+            if records:
+                last_record_s = time.monotonic()
+            elif timeout_s is not None and time.monotonic() - last_record_s >= timeout_s:
+                break
+    finally:
+        consumer.close()  # with --group: commits what was printed
 
 
 def _decode(data: bytes | None) -> str | None:

@@ -139,15 +139,25 @@ class Cluster:
             return
         self._closed = True
         if self._owns_actors if stop_cluster is None else stop_cluster:
+            # Group coordinators first: they write to replicas that are about to stop.
+            for index in range(self._coordinator_count_if_reachable()):
+                _kill(names.group_coordinator(index), self.namespace)
             try:
                 rpc.get(self.controller.shutdown.remote(), timeout_s=60)
             except Exception:  # noqa: BLE001 - shutting down what is left matters more
                 pass
-            for state in self._broker_ids_if_reachable():
-                _kill(names.broker(state), self.namespace)
+            for broker_id in self._broker_ids_if_reachable():
+                _kill(names.broker(broker_id), self.namespace)
             _kill(names.CONTROLLER, self.namespace)
         if self._owns_ray:
             ray.shutdown()
+
+    def _coordinator_count_if_reachable(self) -> int:
+        try:
+            partitions = rpc.get(self.controller.metadata.remote([names.OFFSETS_TOPIC]), timeout_s=10)
+            return len(partitions[names.OFFSETS_TOPIC] or ())
+        except Exception:  # noqa: BLE001
+            return 0
 
     def _broker_ids_if_reachable(self) -> list[int]:
         try:

@@ -65,6 +65,36 @@ def test_json_lines_input(rafka_cli):
     assert record["value"] == '{"n": 1}' and record["headers"] == {"h": "x"}
 
 
+def test_groups_consume_describe_reset_delete(rafka_cli):
+    rafka_cli("topics", "create", "orders", "--partitions", "2")
+    rafka_cli("produce", "orders", "--partition", "0", stdin="".join(f"o{i}\n" for i in range(5)))
+    rafka_cli("produce", "orders", "--partition", "1", stdin="".join(f"p{i}\n" for i in range(3)))
+    first = rafka_cli("consume", "orders", "--group", "billing", "--from-beginning", "--max-messages", "6")
+    assert len(first.stdout.splitlines()) == 6
+    # The group committed the 6 it printed; the next member reads only the other 2.
+    second = rafka_cli("consume", "orders", "--group", "billing", "--from-beginning", "--max-messages", "2")
+    assert len(second.stdout.splitlines()) == 2
+    assert sorted(first.stdout.splitlines() + second.stdout.splitlines()) == sorted(
+        [f"o{i}" for i in range(5)] + [f"p{i}" for i in range(3)])
+
+    listed = json.loads(rafka_cli("groups", "list", "--format", "json").stdout)
+    assert {"group_id": "billing", "state": "Empty", "members": 0, "assignor": None} in listed
+    assert "billing" in rafka_cli("groups", "list").stdout
+    described = json.loads(rafka_cli("groups", "describe", "billing", "--format", "json").stdout)
+    assert [(p["partition"], p["committed_offset"], p["log_end_offset"], p["lag"]) for p in described["partitions"]] \
+        == [(0, 5, 5, 0), (1, 3, 3, 0)]
+    table = rafka_cli("groups", "describe", "billing").stdout
+    assert "total lag 0" in table and "orders" in table
+
+    reset = rafka_cli("groups", "reset-offsets", "billing", "--topic", "orders", "--shift-by", "-2")
+    assert reset.stdout.splitlines() == ["orders 0 3", "orders 1 1"]
+    described = json.loads(rafka_cli("groups", "describe", "billing", "--format", "json").stdout)
+    assert described["total_lag"] == 4
+    assert "deleted group billing" in rafka_cli("groups", "delete", "billing").stdout
+    missing = rafka_cli("groups", "describe", "billing", check=False)
+    assert missing.returncode == 1 and "unknown consumer group 'billing'" in missing.stderr
+
+
 @pytest.mark.parametrize(
     ("args", "stdin", "message"),
     [
@@ -75,6 +105,11 @@ def test_json_lines_input(rafka_cli):
         (("produce", "missing"), "x\n", "unknown topic 'missing'"),
         (("consume", "missing", "--max-messages", "1"), None, "unknown topic 'missing'"),
         (("produce", "lines", "--json"), "not json\n", "line 1 is not JSON"),
+        (("groups", "describe", "nobody"), None, "unknown consumer group 'nobody'"),
+        (("groups", "delete", "nobody"), None, "unknown consumer group 'nobody'"),
+        (("groups", "reset-offsets", "g", "--topic", "lines"), None, "give exactly one of --to-earliest"),
+        (("groups", "reset-offsets", "g", "--topic", "missing", "--to-earliest"), None, "unknown topic 'missing'"),
+        (("consume", "lines", "--group", "g", "--offset", "3"), None, "--offset needs exactly one --partition"),
     ],
 )
 def test_errors_are_one_line_and_exit_nonzero(rafka_cli, args, stdin, message):
