@@ -58,6 +58,7 @@ class Broker:
         # Tells the controller's heartbeat that Ray restarted this broker.
         self.incarnation = uuid.uuid4().hex
         self._heartbeats: asyncio.Task | None = None
+        self._creating: dict[tuple[str, int], asyncio.Future] = {}
 
     def info(self) -> dict:
         return {"broker_id": self.broker_id, "node_id": self.node_id, "data_dir": self.data_dir,
@@ -86,7 +87,7 @@ class Broker:
         topic, partition, config, leader_epoch — and wait until every one has opened its
         log. Returns their status."""
         self._start_heartbeats()
-        handles = [self._ensure(spec) for spec in specs]
+        handles = [await self._ensure(spec) for spec in specs]
         results = await asyncio.gather(*(asyncio.wait_for(_await(handle.ready.remote()), READY_TIMEOUT_S)
                                          for handle in handles), return_exceptions=True)
         for index, result in enumerate(results):
@@ -97,14 +98,30 @@ class Broker:
                 ray.kill(handles[index], no_restart=True)
                 self._replicas.pop((spec["topic"], spec["partition"]), None)
                 await asyncio.sleep(0.5)
-                results[index] = await self._ensure(spec, fresh=True).ready.remote()
+                results[index] = await (await self._ensure(spec, fresh=True)).ready.remote()
         return list(results)
 
-    def _ensure(self, spec: dict, fresh: bool = False) -> ray.actor.ActorHandle:
+    async def _ensure(self, spec: dict, fresh: bool = False) -> ray.actor.ActorHandle:
         key = (spec["topic"], spec["partition"])
         handle = self._replicas.get(key)
         if handle is not None:
             return handle
+        # Creating a named actor waits for the GCS to register the name: on a busy
+        # machine that takes long enough, times a dozen replicas, to starve the
+        # heartbeat loop, so do it on a thread and keep this event loop free.
+        pending = self._creating.get(key)
+        if pending is not None:  # a concurrent call is creating it
+            return await asyncio.shield(pending)
+        pending = self._creating[key] = asyncio.ensure_future(asyncio.to_thread(self._find_or_create, spec, fresh))
+        try:
+            handle = await pending
+        finally:
+            del self._creating[key]
+        self._replicas[key] = handle
+        self._watch(key, handle)
+        return handle
+
+    def _find_or_create(self, spec: dict, fresh: bool) -> ray.actor.ActorHandle:
         name = names.replica(spec["topic"], spec["partition"], self.broker_id)
         try:
             if fresh:
@@ -133,8 +150,6 @@ class Broker:
                     spec["replica_lag_time_max_ms"],
                 )
             )
-        self._replicas[key] = handle
-        self._watch(key, handle)
         return handle
 
     def _watch(self, key: tuple[str, int], handle: ray.actor.ActorHandle) -> None:
