@@ -18,6 +18,13 @@ it leaves every ISR. A broker that heartbeats with a new incarnation (Ray restar
 it came back) is handed its replicas again; they rejoin as followers, catch up and
 re-enter the ISR, and the preferred (first) replica is made leader again once it is in
 sync. Leaders change the ISR only through ``alter_isr``, checked against their epoch.
+
+Brokers: the controller starts them all (``start_brokers``, through
+broker_placement.launch). In per-node mode (``set_broker_per_node(True)``, the mode of
+``Cluster.start(address=...)``, kept in the metadata store so a restarted controller
+keeps it) it also looks at Ray's node list every ``node_watch_interval_s`` and starts a
+broker on every alive node without one; otherwise the set of brokers is what
+``start_brokers`` was given.
 """
 
 from __future__ import annotations
@@ -32,7 +39,7 @@ import uuid
 
 import ray
 
-from rafka.actors import names
+from rafka.actors import broker_placement, names
 from rafka.actors.metadata_store import MetadataStore
 from rafka.errors import (
     ClusterError,
@@ -47,6 +54,7 @@ TOPIC_NAME = re.compile(r"^[a-zA-Z0-9._-]+$")
 TOPIC_NAME_MAX = 249
 PRODUCER_ID_BLOCK = 1000
 LIVENESS_CHECK_INTERVAL_S = 0.5
+NODE_WATCH_INTERVAL_S = 2.0
 logger = logging.getLogger(__name__)
 
 
@@ -79,13 +87,18 @@ def validate_config(config: object) -> dict[str, str]:
 
 class Controller:
     def __init__(self, data_dir: str, namespace: str, broker_session_timeout_ms: int = 6000,
-                 replica_lag_time_max_ms: int = 30_000, leader_rebalance_interval_s: float = 10.0) -> None:
+                 replica_lag_time_max_ms: int = 30_000, leader_rebalance_interval_s: float = 10.0,
+                 node_watch_interval_s: float = NODE_WATCH_INTERVAL_S) -> None:
+        if isinstance(node_watch_interval_s, bool) or not isinstance(node_watch_interval_s, (int, float)) \
+                or not node_watch_interval_s > 0:
+            raise ValueError(f"node_watch_interval_s must be a positive number, got {node_watch_interval_s!r}")
         self.data_dir = os.path.abspath(data_dir)
         self.namespace = namespace
         self.store = MetadataStore(os.path.join(self.data_dir, "controller"))
         self.session_timeout_s = broker_session_timeout_ms / 1000
         self.replica_lag_time_max_ms = replica_lag_time_max_ms
         self.leader_rebalance_interval_s = leader_rebalance_interval_s
+        self.node_watch_interval_s = float(node_watch_interval_s)
         self._broker_handles: dict[int, ray.actor.ActorHandle] = {}
         self._incarnations: dict[int, str] = {}
         # Time of each broker's last heartbeat; brokers start alive for one session
@@ -94,7 +107,10 @@ class Controller:
         self._dead: set[int] = set()
         self._producer_ids: list[int] = []
         self._heartbeats: asyncio.Task | None = None
+        self._node_watch: asyncio.Task | None = None
+        self._stopped = False
         self._lock: asyncio.Lock | None = None
+        self._placement_lock: asyncio.Lock | None = None
 
     @property
     def state(self) -> dict:
@@ -106,15 +122,22 @@ class Controller:
             self._lock = asyncio.Lock()
         return self._lock
 
-    def _start_heartbeats(self) -> None:
+    def _start_background_tasks(self) -> None:
+        # Started by the first call rather than in __init__, which runs outside the
+        # actor's event loop; brokers call every HEARTBEAT_INTERVAL_S, so a restarted
+        # controller resumes its checks within a heartbeat.
+        if self._stopped:
+            return
         if self._heartbeats is None:
             self._heartbeats = asyncio.get_running_loop().create_task(self._heartbeat_loop())
+        if self._node_watch is None:
+            self._node_watch = asyncio.get_running_loop().create_task(self._node_watch_loop())
 
     # -- brokers ---------------------------------------------------------------------
 
     async def add_broker(self, broker_id: int, info: dict, incarnation: str) -> None:
         """Register (or re-register) a broker and start the replicas placed on it."""
-        self._start_heartbeats()
+        self._start_background_tasks()
         async with self._mutex():
             known = self.state["brokers"].get(str(broker_id))
             record = {"type": "register_broker", "broker_id": broker_id, "node_id": info["node_id"],
@@ -162,7 +185,7 @@ class Controller:
     async def broker_heartbeat(self, broker_id: int, incarnation: str) -> None:
         """A broker's periodic sign of life. A new incarnation (Ray restarted the broker,
         or it is back after being declared dead) gets its replicas handed out again."""
-        self._start_heartbeats()
+        self._start_background_tasks()
         if str(broker_id) not in self.state["brokers"]:
             return
         self._last_heartbeat_s[broker_id] = time.monotonic()
@@ -317,7 +340,7 @@ class Controller:
     async def replica_restarted(self, topic: str, partition: int, broker_id: int) -> dict | None:
         """A replica Ray restarted asks for its role. A restarted leader is re-elected at a
         new epoch (so everyone re-synchronises against it), preferring itself."""
-        self._start_heartbeats()
+        self._start_background_tasks()
         async with self._mutex():
             topic_state = self.state["topics"].get(topic)
             if topic_state is None or partition >= len(topic_state["partitions"]):
@@ -327,11 +350,86 @@ class Controller:
                 await self._elect(topic, partition, preferred=broker_id)
             return self._partition_view(topic_state["partitions"][partition])
 
+    # -- broker placement ------------------------------------------------------------
+
+    def _placement(self) -> asyncio.Lock:
+        # One placement at a time, so the node watch and start_brokers never start two
+        # brokers under one id or two for one new node. Separate from _mutex, which
+        # add_broker takes while registering.
+        if self._placement_lock is None:
+            self._placement_lock = asyncio.Lock()
+        return self._placement_lock
+
+    async def start_brokers(self, placements: list[tuple[int | None, str]]) -> list[int]:
+        """Start a broker at each ``(broker_id, node_id)`` of ``placements`` and register
+        it; a None id means a new one. A broker already registered on that node and
+        running is left alone; an id registered elsewhere (a node that was lost) moves to
+        the new node and takes over the data dir there. Returns the ids, in order."""
+        self._start_background_tasks()
+        async with self._placement():
+            next_id = max((int(b) for b in self.state["brokers"]), default=-1) + 1
+            resolved = []
+            for broker_id, node_id in placements:
+                if broker_id is None:
+                    broker_id, next_id = next_id, next_id + 1
+                elif isinstance(broker_id, bool) or not isinstance(broker_id, int) or broker_id < 0:
+                    raise ValueError(f"broker_id must be a non-negative int or None, got {broker_id!r}")
+                resolved.append((broker_id, node_id))
+            running = await asyncio.to_thread(broker_placement.running_brokers, self.namespace)
+            wanted = [(broker_id, node_id) for broker_id, node_id in resolved
+                      if broker_id not in running
+                      or self.state["brokers"].get(str(broker_id), {}).get("node_id") != node_id]
+            await self._start_and_register(wanted)
+            return [broker_id for broker_id, _ in resolved]
+
+    async def set_broker_per_node(self, enabled: bool) -> None:
+        """Turn per-node mode on or off, durably (a restarted controller keeps it). On,
+        every alive Ray node has a running broker when this returns, and a node that
+        joins later gets one within ``node_watch_interval_s`` (see
+        broker_placement.plan_per_node for which id it gets)."""
+        if not isinstance(enabled, bool):
+            raise TypeError(f"enabled must be a bool, got {enabled!r}")
+        self._start_background_tasks()
+        if self.state["broker_per_node"] != enabled:
+            self.store.apply({"type": "set_broker_per_node", "enabled": enabled})
+        if enabled:
+            await self._place_broker_per_node()
+
+    async def _place_broker_per_node(self) -> None:
+        async with self._placement():
+            registered = {int(b): info["node_id"] for b, info in self.state["brokers"].items()}
+            placements = await broker_placement.plan_per_node(registered, self.data_dir, self.namespace)
+            if placements:
+                logger.info("controller: starting brokers (id, node) %s", placements)
+                await self._start_and_register(placements)
+
+    async def _start_and_register(self, placements: list[tuple[int, str]]) -> None:
+        """Start the brokers (caller holds the placement lock) and register them."""
+        if self._stopped:
+            raise ClusterError(f"the rafka controller of namespace {self.namespace!r} is shut down")
+        if not placements:
+            return
+        started = await broker_placement.start(placements, self.data_dir, self.namespace)
+        await asyncio.gather(*(self.add_broker(info["broker_id"], info, incarnation) for info, incarnation in started))
+
+    async def _node_watch_loop(self) -> None:
+        """In per-node mode, give every Ray node that has no broker one, every
+        ``node_watch_interval_s``."""
+        while True:
+            await asyncio.sleep(self.node_watch_interval_s)
+            if not self.state["broker_per_node"]:
+                continue
+            try:
+                await self._place_broker_per_node()
+            except Exception as error:  # noqa: BLE001 - the loop must survive; next round retries
+                # Expected now and then: a node that dies while its broker starts.
+                logger.warning("controller: starting brokers on new nodes failed (retrying): %r", error)
+
     # -- topics ----------------------------------------------------------------------
 
     async def create_topic(self, topic: str, partitions: int, replication_factor: int,
                            config: dict[str, str] | None) -> dict:
-        self._start_heartbeats()
+        self._start_background_tasks()
         validate_topic_name(topic)
         validate_count("partitions", partitions)
         validate_count("replication_factor", replication_factor)
@@ -447,9 +545,14 @@ class Controller:
         return self._producer_ids.pop()
 
     async def shutdown(self) -> None:
-        """Stop every broker's replicas (flushing their logs); the caller then kills actors."""
-        if self._heartbeats is not None:
-            self._heartbeats.cancel()
+        """Stop every broker's replicas (flushing their logs); the caller then kills actors.
+        Brokers are no longer started after this, so none outlives the caller's kills."""
+        self._stopped = True
+        for task in (self._heartbeats, self._node_watch):
+            if task is not None:
+                task.cancel()
+        async with self._placement():
+            pass  # a start_brokers call in flight has registered (or killed) its brokers
         await asyncio.gather(*(self._broker(int(b)).stop.remote() for b in self.state["brokers"]), return_exceptions=True)
         self.store.close()
 

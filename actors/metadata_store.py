@@ -46,8 +46,12 @@ SNAPSHOT_FILE = "metadata.snapshot"
 LOG_FILE = "metadata.log"
 FRAME = struct.Struct("<II")  # body length, CRC-32C of the body
 RECORD_TYPES = frozenset({"register_broker", "create_topic", "delete_topic", "alter_config", "add_partitions",
-                          "change_leader", "change_isr", "allocate_producer_ids"})
-INITIAL_STATE = {"brokers": {}, "topics": {}, "next_producer_id": 0, "sequence": 0}
+                          "change_leader", "change_isr", "allocate_producer_ids", "set_broker_per_node"})
+# ``broker_per_node``: brokers follow Ray's nodes (one on every node, including nodes that
+# join later) rather than a fixed count; see actors/broker_placement.py.
+INITIAL_STATE = {"brokers": {}, "topics": {}, "next_producer_id": 0, "sequence": 0, "broker_per_node": False}
+# Keys every snapshot has had; keys added since are filled from INITIAL_STATE on load.
+REQUIRED_STATE_KEYS = frozenset({"brokers", "topics", "next_producer_id", "sequence"})
 
 
 def _frame(body: bytes) -> bytes:
@@ -88,11 +92,11 @@ class MetadataStore:
             if length != len(body) or crc32c.crc32c(body) != crc:
                 raise ValueError("length or CRC-32C mismatch")
             state = msgpack.unpackb(body, strict_map_key=False)
-            if not isinstance(state, dict) or not set(INITIAL_STATE) <= set(state):
+            if not isinstance(state, dict) or not REQUIRED_STATE_KEYS <= set(state):
                 raise ValueError("not a metadata state")
         except (ValueError, msgpack.UnpackException) as error:
             raise StorageError(f"controller metadata snapshot {self._snapshot_path} is corrupt: {error}") from None
-        return state
+        return {**copy.deepcopy(INITIAL_STATE), **state}
 
     def _replay(self) -> dict:
         try:
@@ -204,6 +208,8 @@ def apply_record(state: dict, record: dict) -> None:
         partition["isr"] = list(record["isr"])
     elif kind == "allocate_producer_ids":
         state["next_producer_id"] = record["next_producer_id"]
+    elif kind == "set_broker_per_node":
+        state["broker_per_node"] = bool(record["enabled"])
     else:
         raise ValueError(f"unknown metadata record type {kind!r}")
     state["sequence"] = record["sequence"]

@@ -4,10 +4,17 @@ namespace (default ``rafka``) as a named, detached actor, which is how
 
 DEFAULT_NAMESPACE = "rafka"
 CONTROLLER = "controller"
+BROKER_PREFIX = "broker-"
 
 
 def broker(broker_id: int) -> str:
-    return f"broker-{broker_id}"
+    return f"{BROKER_PREFIX}{broker_id}"
+
+
+def broker_id_of(name: str) -> int | None:
+    """The broker id in a broker actor's name, or None if ``name`` is not one."""
+    suffix = name[len(BROKER_PREFIX):]
+    return int(suffix) if name.startswith(BROKER_PREFIX) and suffix.isdigit() else None
 
 
 def replica(topic: str, partition: int, broker_id: int) -> str:

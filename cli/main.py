@@ -63,12 +63,14 @@ def cli() -> None:
 # -- cluster lifecycle -------------------------------------------------------------
 
 @cli.command()
-@click.option("--brokers", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--brokers", type=click.IntRange(min=1), default=None,
+              help="How many brokers (default: 1 on a Ray head `up` starts; with --address, one on "
+                   "every Ray node, including nodes that join later).")
 @click.option("--data-dir", default=None, help="Where brokers keep their logs (default ~/.rafka/data).")
 @click.option("--num-cpus", type=int, default=None, help="CPUs of a Ray head that `up` starts.")
 @address_options
 @fails_cleanly
-def up(brokers: int, data_dir: str | None, num_cpus: int | None, address: str | None, namespace: str) -> None:
+def up(brokers: int | None, data_dir: str | None, num_cpus: int | None, address: str | None, namespace: str) -> None:
     """Start a persistent rafka cluster (and a local Ray head, unless --address is given)."""
     address = address or os.environ.get("RAY_ADDRESS")
     state = connection.read_state()
@@ -99,6 +101,8 @@ def up(brokers: int, data_dir: str | None, num_cpus: int | None, address: str | 
             click.echo(f"rafka is already running at {started['address']} (namespace {namespace}); nothing changed")
             return
         data_dir = os.path.abspath(data_dir or os.path.join(connection.home(), "data"))
+        if started["started_ray"]:
+            brokers = brokers or 1  # a one-node Ray of our own: a fixed count, no node watch
         cluster = rafka.Cluster.start(data_dir=data_dir, brokers=brokers, address=started["address"], namespace=namespace)
         connection.write_state({**started, "namespace": namespace, "data_dir": data_dir})
         click.echo(f"rafka is up: {len(cluster.brokers())} broker(s), Ray at {started['address']}, data in {data_dir}")

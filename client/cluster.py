@@ -2,9 +2,10 @@
 
 ``Cluster.start(data_dir=..., brokers=N)`` uses the Ray instance this process is
 connected to, or starts an embedded local one when there is none (and then owns it).
-``Cluster.start(address="auto")`` connects to a running Ray cluster and starts one broker
-per alive Ray node. ``Cluster.connect()`` attaches to a rafka cluster someone else
-started. Every rafka actor is a named, detached actor in one Ray namespace.
+``Cluster.start(address="auto")`` connects to a running Ray cluster and runs one broker on
+every Ray node, including nodes that join later (the controller watches Ray's node list).
+``Cluster.connect()`` attaches to a rafka cluster someone else started. Every rafka actor
+is a named, detached actor in one Ray namespace.
 
 ``shutdown()`` stops what this handle started — the rafka actors when it started them,
 and Ray when it started Ray — and otherwise only disconnects.
@@ -18,9 +19,8 @@ from typing import Any
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from rafka.actors import names
-from rafka.actors.broker import Broker
-from rafka.actors.controller import Controller
+from rafka.actors import broker_placement, names
+from rafka.actors.controller import NODE_WATCH_INTERVAL_S, Controller
 from rafka.client import rpc
 from rafka.client.metadata import Metadata
 from rafka.errors import ClusterError
@@ -43,15 +43,17 @@ class Cluster:
     def start(cls, data_dir: str | None = None, brokers: int | None = None, address: str | None = None,
               namespace: str = names.DEFAULT_NAMESPACE, *, broker_session_timeout_ms: int = 6000,
               replica_lag_time_max_ms: int = 30_000, leader_rebalance_interval_s: float = 10.0,
-              **ray_init_kwargs: Any) -> "Cluster":
+              node_watch_interval_s: float = NODE_WATCH_INTERVAL_S, **ray_init_kwargs: Any) -> "Cluster":
         """Start a rafka cluster: a controller and ``brokers`` brokers on this node
-        (default 1), or with ``address`` one broker per alive Ray node of that cluster (or
-        ``brokers`` spread over its nodes). Broker i keeps its data in ``data_dir/broker-i``.
+        (default 1), or with ``address`` one broker per alive Ray node of that cluster,
+        including nodes that join later (or, given ``brokers``, that many spread over
+        the nodes alive now). Broker i keeps its data in ``data_dir/broker-i`` on its node.
 
         ``broker_session_timeout_ms``: how long a broker may miss heartbeats before its
         leaderships move. ``replica_lag_time_max_ms``: how long a follower may lag before
         it leaves the ISR. ``leader_rebalance_interval_s``: how often preferred leaders
-        are restored."""
+        are restored. ``node_watch_interval_s``: how often the controller looks for Ray
+        nodes without a broker (per-node mode only)."""
         if brokers is not None and (isinstance(brokers, bool) or not isinstance(brokers, int) or brokers < 1):
             raise ValueError(f"brokers must be a positive int, got {brokers!r}")
         data_dir = os.path.abspath(data_dir or DEFAULT_DATA_DIR)
@@ -72,52 +74,31 @@ class Cluster:
             .options(name=names.CONTROLLER, namespace=namespace, lifetime="detached", num_cpus=0,
                      max_restarts=-1, max_concurrency=1000,
                      scheduling_strategy=NodeAffinitySchedulingStrategy(head_node, soft=True))
-            .remote(data_dir, namespace, broker_session_timeout_ms, replica_lag_time_max_ms, leader_rebalance_interval_s)
+            .remote(data_dir, namespace, broker_session_timeout_ms, replica_lag_time_max_ms, leader_rebalance_interval_s,
+                    node_watch_interval_s)
         )
         cluster = cls(namespace, controller, owns_actors=True, owns_ray=owns_ray)
-        cluster._data_dir = data_dir
         try:
-            if address is None:
-                placements = [(broker_id, head_node, os.path.join(data_dir, f"broker-{broker_id}"))
-                              for broker_id in range(brokers or 1)]
-            else:
-                # One broker per alive node, or `brokers` of them spread over the nodes.
-                nodes = sorted(node["NodeID"] for node in ray.nodes() if node["Alive"])
-                count = brokers or len(nodes)
-                placements = [(index, nodes[index % len(nodes)], os.path.join(data_dir, f"broker-{index}"))
-                              for index in range(count)]
-            cluster._start_brokers(placements)
+            # Per-node mode: the controller starts a broker on every node now and on every
+            # node that joins later. Otherwise a fixed set, placed here.
+            per_node = address is not None and brokers is None
+            rpc.get(controller.set_broker_per_node.remote(per_node))
+            if not per_node:
+                nodes = [head_node] if address is None else broker_placement.alive_node_ids()
+                rpc.get(controller.start_brokers.remote(
+                    [(index, nodes[index % len(nodes)]) for index in range(brokers or 1)]))
         except BaseException:
             cluster.shutdown()
             raise
         return cluster
 
     def add_broker(self, node_id: str, broker_id: int | None = None) -> int:
-        """Start a broker on Ray node ``node_id`` (a node that joined later, or one that
-        replaced a lost machine: give the lost broker's id to take over its data dir)."""
-        if broker_id is None:
-            broker_id = max((b["broker_id"] for b in self.brokers()), default=-1) + 1
-        data_dir = getattr(self, "_data_dir", None) or os.path.dirname(self.brokers()[0]["data_dir"])
-        _kill(names.broker(broker_id), self.namespace)
-        self._start_brokers([(broker_id, node_id, os.path.join(data_dir, f"broker-{broker_id}"))])
-        return broker_id
-
-    def _start_brokers(self, placements: list[tuple[int, str, str]]) -> None:
-        handles = []
-        for broker_id, node_id, broker_dir in placements:
-            handles.append(
-                ray.remote(Broker)
-                .options(name=names.broker(broker_id), namespace=self.namespace, lifetime="detached", num_cpus=0,
-                         max_restarts=-1, max_concurrency=1000,
-                         scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False))
-                .remote(broker_id, broker_dir, self.namespace)
-            )
-        infos = rpc.get([handle.info.remote() for handle in handles])
-        incarnations = rpc.get([handle.heartbeat.remote() for handle in handles])
-        rpc.get([
-            self.controller.add_broker.remote(info["broker_id"], info, incarnation)
-            for info, incarnation in zip(infos, incarnations)
-        ])
+        """Start a broker on Ray node ``node_id`` and return its id: a new id by default,
+        or ``broker_id`` to take over the broker of a lost node (it uses its data dir on
+        ``node_id``). Does nothing if that broker already runs there — in per-node mode
+        the controller itself starts a broker on every node that joins, and gives it a
+        lost broker's id when the node holds that broker's data dir."""
+        return rpc.get(self.controller.start_brokers.remote([(broker_id, node_id)]))[0]
 
     @classmethod
     def connect(cls, address: str | None = None, namespace: str = names.DEFAULT_NAMESPACE) -> "Cluster":

@@ -240,3 +240,19 @@ def test_apply_record_unknown_type_raises_naming_it():
     with pytest.raises(ValueError, match="'bogus'"):
         apply_record(state, {"type": "bogus", "sequence": 2})
     assert state == fresh_state()
+
+
+def test_broker_per_node_survives_reopen_and_defaults_to_off(tmp_path):
+    store = MetadataStore(str(tmp_path))
+    assert store.state["broker_per_node"] is False
+    store.apply({"type": "set_broker_per_node", "enabled": True})
+    store.close()
+    assert MetadataStore(str(tmp_path)).state["broker_per_node"] is True
+
+
+def test_snapshot_written_before_broker_per_node_existed_loads_with_it_off(tmp_path):
+    old_state = {"brokers": {}, "topics": {}, "next_producer_id": 0, "sequence": 0}
+    body = msgpack.packb(old_state)
+    header = len(body).to_bytes(4, "little") + crc32c.crc32c(body).to_bytes(4, "little")
+    (tmp_path / SNAPSHOT_FILE).write_bytes(header + body)
+    assert MetadataStore(str(tmp_path)).state == dict(old_state, broker_per_node=False)
