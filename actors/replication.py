@@ -66,7 +66,11 @@ def truncation_offset(local: LeaderEpochCache, local_end_offset: int, leader_ent
     if epoch != latest:
         # The leader never had our latest epoch: keep only what precedes our first
         # epoch after the one we share.
-        _, local_end = local.end_offset_for(epoch, local_end_offset)
+        local_epoch, local_end = local.end_offset_for(epoch, local_end_offset)
+        if local_epoch == UNDEFINED_EPOCH:
+            # Our history starts after the shared epoch (our log began later, say after
+            # truncate_fully_and_start_at): what precedes our first epoch is shared.
+            local_end = local.first_start_offset
         end_offset = min(end_offset, local_end)
     return min(end_offset, local_end_offset)
 

@@ -115,6 +115,11 @@ class LeaderEpochCache:
     def latest_epoch(self) -> int:
         return self._epochs[-1] if self._epochs else UNDEFINED_EPOCH
 
+    @property
+    def first_start_offset(self) -> int:
+        """Where the oldest known epoch began (UNDEFINED_OFFSET when none is known)."""
+        return self._start_offsets[0] if self._start_offsets else UNDEFINED_OFFSET
+
     def assign(self, epoch: int, start_offset: int) -> bool:
         """Record that ``epoch`` began at ``start_offset``; True if the history changed.
         An epoch at or below the latest one is already known and changes nothing."""
