@@ -151,14 +151,17 @@ class GroupMembership:
         self._stopping.set()
         self._applied.set()
         self._resume.set()
-        if self._thread is not None:
-            self._thread.join(timeout=self.config.request_timeout_ms / 1000)
+        # Leave first: the heartbeat thread may be in a long poll, which the leave ends.
         if leave and self.member_id:
             try:
                 self.coordinator.call("leave", self.member_id, timeout_s=5.0)
             except RafkaError as error:
                 logger.warning("group %r: leaving failed (the session timeout will remove this member): %s",
                                self.coordinator.group_id, error)
+        if self._thread is not None and leave:
+            # (A static member does not wait: its long poll ends by itself, and the
+            # thread drops the answer because it is stopping.)
+            self._thread.join(timeout=self.config.request_timeout_ms / 1000)
         self.member_id = ""
 
     # -- the heartbeat thread ----------------------------------------------------------
@@ -191,6 +194,8 @@ class GroupMembership:
                 response = self.coordinator.call("heartbeat", request,
                                                  timeout_s=request["wait_ms"] / 1000 + config.request_timeout_ms / 1000)
             except UnknownMemberIdError as error:
+                if self._stopping.is_set():
+                    return  # the answer to our own leave
                 logger.warning("group %r: %s; joining again", self.coordinator.group_id, error)
                 with self._lock:
                     self.member_id, self._lost, self._assignment = "", True, frozenset()
