@@ -14,6 +14,8 @@ assignors are deterministic for the same input.
   single partitions from the most- to the least-loaded member until no two eligible
   members differ by more than one: a membership change moves only what it must
   (Kafka's CooperativeStickyAssignor's intent).
+* ``copartitioned`` is sticky over partition numbers: partition p of every subscribed
+  topic goes to one member (what stream jobs need to join co-partitioned topics).
 
 Neither assignor hands anything over by itself: the coordinator's incremental protocol
 revokes a moved partition from its old owner before the new owner gets it, whichever
@@ -27,14 +29,15 @@ from typing import Callable
 TopicPartition = tuple[str, int]
 Assignment = dict[str, set[TopicPartition]]
 
-ASSIGNORS = ("range", "sticky")
+ASSIGNORS = ("range", "sticky", "copartitioned")
 
 
 def assign(name: str, topics_by_member: dict[str, frozenset[str]], sort_keys: dict[str, str],
            partition_counts: dict[str, int], previous: Assignment) -> Assignment:
     """The target assignment of assignor ``name`` (see the module docstring)."""
     try:
-        assignor: Callable[..., Assignment] = {"range": range_assign, "sticky": sticky_assign}[name]
+        assignor: Callable[..., Assignment] = {"range": range_assign, "sticky": sticky_assign,
+                                              "copartitioned": copartitioned_assign}[name]
     except KeyError:
         raise ValueError(f"unknown partition assignor {name!r}; known: {', '.join(ASSIGNORS)}") from None
     return assignor(topics_by_member, sort_keys, partition_counts, previous)
@@ -106,3 +109,21 @@ def _one_balancing_move(members, topics_by_member, target, order):
                 if tp[0] in topics_by_member[receiver]:
                     return tp, donor, receiver
     return None
+
+
+def copartitioned_assign(topics_by_member: dict[str, frozenset[str]], sort_keys: dict[str, str],
+                         partition_counts: dict[str, int], previous: Assignment) -> Assignment:
+    """Sticky over partition *numbers*: partition p of every subscribed topic goes to
+    the same member, so a task that joins co-partitioned topics (a stream job's
+    sub-topology reading several topics, or a stream and a table) sees all of its
+    inputs. Assumes every member subscribes to the same topics (a stream job's
+    workers do); a member gets (t, p) only for topics it subscribes to."""
+    units = max(partition_counts.values(), default=0)
+    unit_members = {member: frozenset({"*"}) for member in topics_by_member}
+    unit_previous = {member: {("*", p) for _, p in tps} for member, tps in previous.items()}
+    by_unit = sticky_assign(unit_members, sort_keys, {"*": units}, unit_previous)
+    return {
+        member: {(topic, p) for _, p in units_of for topic in topics_by_member[member]
+                 if topic in partition_counts and p < partition_counts[topic]}
+        for member, units_of in by_unit.items()
+    }

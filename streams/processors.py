@@ -1,0 +1,363 @@
+"""What each step does inside a task: processors on Arrow tables, and the state of
+aggregations and tables.
+
+A task builds one processor per node of its sub-topology and pushes each input batch
+(a ``pyarrow.Table`` with columns key, value, timestamp) from its source processor
+down the graph. Processors hold no records between batches; aggregations and tables
+hold state:
+
+* an aggregation keeps {(key, window start) → aggregate} (window start None when
+  unwindowed). Each change is remembered until the task's next commit, when it goes to
+  the changelog topic (partition = the task's partition) as key ``[key, window start]``
+  and value ``aggregate``, or a tombstone for a window closed and evicted. Restoring a
+  task replays its changelog partition;
+* a table keeps {key → latest value}; its source topic is its changelog.
+
+Emission: with ``emit="update"`` an aggregation emits, after each input batch, the new
+aggregate of every (key, window) the batch changed — one row per changed group, not per
+record; with ``emit="final"`` it emits each window once, when stream time passes its end
+plus the grace period. Closed windows are evicted in both modes, which bounds state.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgpack
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from rafka.streams import codec
+from rafka.streams.dsl import Node
+from rafka.streams.windows import TimeWindows
+
+_NEUTRAL_TS = np.iinfo(np.int64).min
+
+
+class Processor:
+    def __init__(self, node: Node, task: Any) -> None:
+        self.node = node
+        self.task = task
+        self.children: list[Processor] = []
+
+    def process(self, table: pa.Table, sender: Node | None) -> None:
+        self.emit(table)
+
+    def emit(self, table: pa.Table) -> None:
+        if table.num_rows:
+            for child in self.children:
+                child.process(table, self.node)
+
+    def punctuate(self) -> None:
+        """After each input batch (aggregations emit closed windows here)."""
+
+
+class Source(Processor):
+    def process(self, table: pa.Table, sender: Node | None) -> None:
+        options = self.node.options
+        if options.get("internal"):
+            key, value = codec.from_internal(table.column("key")), codec.from_internal(table.column("value"))
+        else:
+            key = codec.decode(table.column("key"), options["key_format"], f"key of {options['topics']}")
+            value = codec.decode(table.column("value"), options["value_format"], f"value of {options['topics']}")
+        timestamps = table.column("timestamp")
+        out = pa.table({"key": key, "value": value, "timestamp": timestamps})
+        extractor = options.get("timestamp_extractor")
+        if extractor is not None:
+            out = out.set_column(2, "timestamp", pa.array(extractor(out), pa.int64()))
+        self.emit(out)
+
+
+class MapBatches(Processor):
+    def process(self, table: pa.Table, sender: Node | None) -> None:
+        out = self.node.options["fn"](table)
+        if isinstance(out, pa.RecordBatch):
+            out = pa.Table.from_batches([out])
+        if not isinstance(out, pa.Table) or not {"key", "value", "timestamp"} <= set(out.column_names):
+            raise TypeError(f"map_batches step {self.node.name!r} must return a pyarrow Table with columns key, "
+                            f"value and timestamp, got {type(out).__name__} "
+                            f"{getattr(out, 'column_names', '')}")
+        self.emit(out)
+
+
+class PerRecord(Processor):
+    """map, map_values, filter, flat_map, peek, key_by, foreach, branch: one Python call
+    per record (the slow path)."""
+
+    def process(self, table: pa.Table, sender: Node | None) -> None:
+        kind, fn = self.node.kind, self.node.options.get("fn")
+        keys, values = table.column("key").to_pylist(), table.column("value").to_pylist()
+        if kind in ("peek", "foreach"):
+            for key, value in zip(keys, values):
+                fn(key, value)
+            if kind == "peek":
+                self.emit(table)
+            return
+        if kind in ("filter", "branch"):
+            if kind == "filter":
+                mask = [bool(fn(key, value)) for key, value in zip(keys, values)]
+            else:
+                predicates, index = self.node.options["predicates"], self.node.options["index"]
+                mask = [_first_true(predicates, key, value) == index for key, value in zip(keys, values)]
+            self.emit(table.filter(pa.array(mask, pa.bool_())))
+            return
+        timestamps = table.column("timestamp").to_pylist()
+        out_keys, out_values, out_ts = [], [], []
+        for key, value, timestamp in zip(keys, values, timestamps):
+            if kind == "map":
+                new_key, new_value = fn(key, value)
+                out_keys.append(new_key), out_values.append(new_value), out_ts.append(timestamp)
+            elif kind == "map_values":
+                out_keys.append(key), out_values.append(fn(value)), out_ts.append(timestamp)
+            elif kind == "key_by":
+                out_keys.append(fn(key, value)), out_values.append(value), out_ts.append(timestamp)
+            elif kind == "flat_map":
+                for new_key, new_value in fn(key, value):
+                    out_keys.append(new_key), out_values.append(new_value), out_ts.append(timestamp)
+        self.emit(pa.table({"key": _array(out_keys), "value": _array(out_values),
+                            "timestamp": pa.array(out_ts, pa.int64())}))
+
+
+class Sink(Processor):
+    def process(self, table: pa.Table, sender: Node | None) -> None:
+        internal = self.node.kind == "repartition_sink"
+        encode = codec.to_internal if internal else codec.to_external
+        columns = {"key": encode(table.column("key")), "value": encode(table.column("value")),
+                   "timestamp": table.column("timestamp").cast(pa.int64())}
+        if not internal and "window_start" in table.column_names:
+            columns["headers"] = _window_headers(table)
+        self.task.send(self.node.options["topic"], pa.table(columns))
+
+
+class TableStore(Processor):
+    """``app.table(topic)``: the latest value per key."""
+
+    def __init__(self, node: Node, task: Any) -> None:
+        super().__init__(node, task)
+        self.values: dict[Any, Any] = {}
+
+    def process(self, table: pa.Table, sender: Node | None) -> None:
+        for key, value in zip(table.column("key").to_pylist(), table.column("value").to_pylist()):
+            if value is None:
+                self.values.pop(key, None)
+            else:
+                self.values[key] = value
+        self.emit(table)
+
+
+class Join(Processor):
+    def process(self, table: pa.Table, sender: Node | None) -> None:
+        stream_parent, table_parent = self.task.parents[self.node]
+        if sender is table_parent:
+            return  # table updates only change the store
+        store = self.task.processors[table_parent].values
+        joiner, how = self.node.options["joiner"], self.node.options["how"]
+        keys = table.column("key").to_pylist()
+        found = [store.get(key) for key in keys]
+        keep = np.array([value is not None or how == "left" for value in found], dtype=bool)
+        if not keep.all():
+            table = table.filter(pa.array(keep))
+            found = [value for value, kept in zip(found, keep) if kept]
+        if joiner is None:
+            joined = pa.StructArray.from_arrays([_array(table.column("value").to_pylist()), _array(found)],
+                                                ["value", "table_value"])
+        else:
+            joined = _array([joiner(value, other) for value, other in zip(table.column("value").to_pylist(), found)])
+        self.emit(table.set_column(1, "value", joined))
+
+
+class Aggregate(Processor):
+    """count/sum/min/max (vectorized) and reduce/aggregate (per record), unwindowed or
+    on TimeWindows (see the module docstring)."""
+
+    def __init__(self, node: Node, task: Any) -> None:
+        super().__init__(node, task)
+        options = node.options
+        self.how: str = options["how"]
+        self.windows: TimeWindows | None = options["windows"]
+        self.final = options["emit"] == "final"
+        self.state: dict[tuple[Any, int | None], Any] = {}
+        self.changed: dict[tuple[Any, int | None], Any] = {}  # since the last commit; None = deleted
+        self.stream_time_ms = _NEUTRAL_TS
+        self.late_records = 0
+        self.latest_ts: dict[tuple[Any, int | None], int] = {}
+
+    # -- processing ----------------------------------------------------------------------
+
+    def process(self, table: pa.Table, sender: Node | None) -> None:
+        keys = table.column("key")
+        timestamps = table.column("timestamp").to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+        values = table.column("value")
+        if self.windows is not None:
+            rows, starts, late, self.stream_time_ms = self.windows.assign(timestamps, self.stream_time_ms)
+            self.late_records += late
+            self.task.late_records += late
+            if len(rows) != table.num_rows or (len(rows) and not np.array_equal(rows, np.arange(len(rows)))):
+                index = pa.array(rows)
+                keys, values, timestamps = keys.take(index), values.take(index), timestamps[rows]
+            window_starts = pa.array(starts, pa.int64())
+        else:
+            if len(timestamps):
+                self.stream_time_ms = max(self.stream_time_ms, int(timestamps.max()))
+            window_starts = pa.nulls(len(timestamps), pa.int64())
+        if len(timestamps) == 0:
+            return
+        if self.how in ("count", "sum", "min", "max"):
+            touched = self._vectorized(keys, window_starts, values, timestamps)
+        else:
+            touched = self._per_record(keys, window_starts, values, timestamps)
+        if not self.final:
+            self._emit_groups(touched)
+
+    def _vectorized(self, keys, window_starts, values, timestamps) -> list:
+        how = self.how
+        columns = {"k": keys, "w": window_starts, "t": pa.array(timestamps, pa.int64())}
+        aggregations = [("t", "max")]
+        if how == "count":
+            aggregations.append(("k", "count", pc.CountOptions(mode="all")))
+        else:
+            columns["v"] = values
+            aggregations.append(("v", how))
+        grouped = pa.table(columns).group_by(["k", "w"], use_threads=False).aggregate(aggregations)
+        result_column = grouped.column(f"k_count" if how == "count" else f"v_{how}").to_pylist()
+        state, changed, latest = self.state, self.changed, self.latest_ts
+        touched = []
+        combine = {"count": int.__add__, "sum": _add, "min": min, "max": max}[how]
+        for key, start, newest, partial in zip(grouped.column("k").to_pylist(), grouped.column("w").to_pylist(),
+                                               grouped.column("t_max").to_pylist(), result_column):
+            group = (key, start)
+            current = state.get(group)
+            value = partial if current is None else combine(current, partial)
+            state[group] = changed[group] = value
+            latest[group] = max(latest.get(group, newest), newest)
+            touched.append(group)
+        return touched
+
+    def _per_record(self, keys, window_starts, values, timestamps) -> list:
+        fn = self.node.options["fn"]
+        initializer = self.node.options.get("initializer")
+        state, changed, latest = self.state, self.changed, self.latest_ts
+        touched = {}
+        for key, start, value, timestamp in zip(keys.to_pylist(), window_starts.to_pylist(), values.to_pylist(),
+                                                timestamps.tolist()):
+            group = (key, start)
+            if group in state:
+                aggregate = fn(state[group], value)
+            elif self.how == "reduce":
+                aggregate = value
+            else:
+                aggregate = fn(initializer(), value)
+            state[group] = changed[group] = aggregate
+            latest[group] = max(latest.get(group, timestamp), timestamp)
+            touched[group] = None
+        return list(touched)
+
+    def punctuate(self) -> None:
+        """Emit (final mode) and evict every window closed by stream time."""
+        if self.windows is None:
+            return
+        windows, now = self.windows, self.stream_time_ms
+        closed = [group for group in self.state if windows.closed(group[1], now)]
+        if not closed:
+            return
+        if self.final:
+            self._emit_groups(closed)
+        for group in closed:
+            del self.state[group]
+            self.latest_ts.pop(group, None)
+            self.changed[group] = None
+
+    def _emit_groups(self, groups: list) -> None:
+        if not groups:
+            return
+        state = self.state
+        keys = [group[0] for group in groups]
+        values = [state[group] for group in groups]
+        if self.windows is None:
+            timestamps = [self.latest_ts[group] for group in groups]
+            self.emit(pa.table({"key": _array(keys), "value": _array(values), "timestamp": pa.array(timestamps, pa.int64())}))
+            return
+        starts = np.fromiter((group[1] for group in groups), np.int64, len(groups))
+        ends = starts + self.windows.size_ms
+        timestamps = [self.latest_ts[group] for group in groups]
+        self.emit(pa.table({"key": _array(keys), "value": _array(values),
+                            "timestamp": pa.array(timestamps, pa.int64()),
+                            "window_start": pa.array(starts), "window_end": pa.array(ends)}))
+
+    # -- changelog -----------------------------------------------------------------------
+
+    def changelog_entries(self) -> pa.Table | None:
+        """The changes since the last call, as a table for the changelog topic."""
+        if not self.changed:
+            return None
+        keys = [msgpack.packb([group[0], group[1]]) for group in self.changed]
+        values = [None if value is None else msgpack.packb([value, self.latest_ts.get(group, 0)])
+                  for group, value in self.changed.items()]
+        self.changed = {}
+        return pa.table({"key": pa.array(keys, pa.binary()), "value": pa.array(values, pa.binary())})
+
+    def restore(self, table: pa.Table) -> None:
+        for key, value in zip(table.column("key").to_pylist(), table.column("value").to_pylist()):
+            group = tuple(msgpack.unpackb(key))
+            if value is None:
+                self.state.pop(group, None)
+                self.latest_ts.pop(group, None)
+            else:
+                aggregate, latest = msgpack.unpackb(value)
+                self.state[group] = aggregate
+                self.latest_ts[group] = latest
+                if group[1] is not None:
+                    self.stream_time_ms = max(self.stream_time_ms, latest)
+
+
+def build(node: Node, task: Any) -> Processor:
+    kind = node.kind
+    if kind == "source":
+        return Source(node, task)
+    if kind == "map_batches":
+        return MapBatches(node, task)
+    if kind in ("map", "map_values", "filter", "flat_map", "peek", "key_by", "foreach", "branch"):
+        return PerRecord(node, task)
+    if kind in ("sink", "repartition_sink"):
+        return Sink(node, task)
+    if kind == "merge":
+        return Processor(node, task)
+    if kind == "table":
+        return TableStore(node, task)
+    if kind == "join":
+        return Join(node, task)
+    if kind == "aggregate":
+        return Aggregate(node, task)
+    raise ValueError(f"unknown step kind {kind!r}")
+
+
+def _first_true(predicates, key, value) -> int:
+    for index, predicate in enumerate(predicates):
+        if predicate(key, value):
+            return index
+    return -1
+
+
+def _add(a, b):
+    return a + b
+
+
+def _array(values: list) -> pa.Array:
+    try:
+        return pa.array(values)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        # Mixed types: keep them as msgpack-able Python objects in a binary column.
+        return pa.array([None if v is None else msgpack.packb(v) for v in values], pa.binary())
+
+
+def _window_headers(table: pa.Table) -> pa.Array:
+    """Per row the headers window_start and window_end (decimal text), for sinks."""
+    count = table.num_rows
+    starts = table.column("window_start").cast(pa.string()).cast(pa.binary()).combine_chunks()
+    ends = table.column("window_end").cast(pa.string()).cast(pa.binary()).combine_chunks()
+    names = pa.array(["window_start", "window_end"] * count, pa.string())
+    interleaved = pc.take(pa.concat_arrays([starts, ends]),
+                          pa.array(np.column_stack([np.arange(count), np.arange(count) + count]).ravel()))
+    entries = pa.StructArray.from_arrays([names, interleaved], ["key", "value"])
+    return pa.ListArray.from_arrays(pa.array(np.arange(0, 2 * count + 1, 2, dtype=np.int32)), entries)

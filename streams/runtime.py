@@ -1,0 +1,391 @@
+"""Running a stream job: worker actors, tasks, state restore, and the commit order.
+
+``app.start(cluster, workers=N)`` compiles the dataflow (topology.py), creates the
+internal topics, and starts N worker actors. Each worker runs one consumer in the group
+named by the application id, subscribed to every topic any sub-topology reads, with the
+``copartitioned`` assignor (partition p of every topic goes to one worker). For each
+assigned partition number p a worker runs one task per sub-topology reading p. Workers
+beyond the partition count idle; more workers up to it spread the tasks.
+
+A task that arrives (a new job, a rebalance, a worker restarted after a crash) first
+restores its state: each aggregation replays its changelog partition, each table its
+source partition up to the group's committed position. Then it processes input from the
+committed offsets.
+
+Commit, every ``commit_interval_ms`` and before partitions are revoked: (1) each
+aggregation sends its changes since the last commit to its changelog, (2) the producer
+is flushed — every changelog, repartition and output record sent so far is
+acknowledged by all in-sync replicas (acks=all) — and only then (3) the input offsets
+are committed. Guarantee: **at-least-once**. No input record is lost: an offset is
+committed only after the state and outputs it produced are durable. After a crash the
+task restores the state as of its last changelog flush, which may include the effect
+of records after the last committed offset; those records are processed again, so an
+aggregate may count them twice and outputs may repeat. Exactly-once needs transactions,
+which rafka does not have yet.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import traceback
+from typing import Any
+
+import pyarrow as pa
+import ray
+
+from rafka.client import rpc
+from rafka.client.group import ConsumerRebalanceListener
+from rafka.client.records import TopicPartition
+from rafka.errors import RafkaError, TopicExistsError
+from rafka.streams.dsl import StreamsApp
+from rafka.streams.processors import Aggregate, TableStore, build
+from rafka.streams.topology import Compiled, SubTopology, changelog_topic, compile_app
+
+logger = logging.getLogger(__name__)
+
+SUPERVISE_INTERVAL_S = 1.0
+
+
+class Task:
+    """One sub-topology on one partition number (see the module docstring)."""
+
+    def __init__(self, compiled: Compiled, sub: SubTopology, partition: int, producer: Any) -> None:
+        self.sub = sub
+        self.partition = partition
+        self.producer = producer
+        self.app = compiled.app
+        self.parents = sub.parents
+        self.processors = {node: build(node, self) for node in sub.nodes}
+        for node in sub.nodes:
+            for parent in sub.parents[node]:
+                self.processors[parent].children.append(self.processors[node])
+        self.sources = {topic: self.processors[node] for node in sub.nodes if node.kind == "source"
+                        for topic in node.options["topics"]}
+        self.aggregates = [p for p in self.processors.values() if isinstance(p, Aggregate)]
+        self.tables = [p for p in self.processors.values() if isinstance(p, TableStore)]
+        self.late_records = 0
+        self.records = 0
+
+    def send(self, topic: str, table: pa.Table) -> None:
+        self.producer.send_batch(topic, table)
+
+    def process(self, topic: str, batch: pa.RecordBatch) -> None:
+        table = pa.Table.from_batches([batch])
+        self.records += table.num_rows
+        self.sources[topic].process(table, None)
+        for aggregate in self.aggregates:
+            aggregate.punctuate()
+
+    def write_changelogs(self) -> None:
+        for aggregate in self.aggregates:
+            entries = aggregate.changelog_entries()
+            if entries is not None:
+                self.producer.send_batch(changelog_topic(self.app, aggregate.node.name), entries, partition=self.partition)
+
+
+class _StreamWorker(ConsumerRebalanceListener):
+    """One worker actor; its loop runs on a thread started by the constructor."""
+
+    def __init__(self, namespace: str, app: StreamsApp, consumer_options: dict) -> None:
+        from rafka.client.cluster import Cluster
+
+        self.cluster = Cluster.connect(namespace=namespace)
+        self.app = app
+        self.compiled = compile_app(app)
+        self.consumer_options = consumer_options
+        self.tasks: dict[tuple[int, int], Task] = {}
+        self.fatal: dict | None = None
+        self.restored_records = 0
+        self._stopping = threading.Event()
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="rafka-stream-worker", daemon=True)
+        self._thread.start()
+
+    def stats(self) -> dict:
+        return {"tasks": sorted(self.tasks), "records": sum(t.records for t in self.tasks.values()),
+                "late_records": sum(t.late_records for t in self.tasks.values()),
+                "restored_records": self.restored_records, "fatal": self.fatal, "stopped": self._stopped.is_set()}
+
+    def stop(self, timeout_s: float = 60.0) -> bool:
+        self._stopping.set()
+        return self._stopped.wait(timeout_s)
+
+    def _run(self) -> None:
+        app = self.app
+        self.producer = self.cluster.producer(acks="all", linger_ms=5)
+        self.consumer = None
+        try:
+            self.consumer = self.cluster.consumer(
+                group_id=app.application_id, enable_auto_commit=False, partition_assignment_strategy="copartitioned",
+                auto_offset_reset=app.auto_offset_reset, **self.consumer_options)
+            self.consumer.subscribe(self.compiled.all_source_topics(), listener=self)
+            next_commit_s = time.monotonic() + app.commit_interval_ms / 1000
+            while not self._stopping.is_set():
+                polled = self.consumer.poll_batches(timeout_s=0.1, max_records=app.max_poll_records)
+                for tp, batches in polled.items():
+                    for sub in self.compiled.subtopology_of(tp.topic):
+                        task = self.tasks[(sub.index, tp.partition)]
+                        for batch in batches:
+                            task.process(tp.topic, batch)
+                if time.monotonic() >= next_commit_s:
+                    self._commit()
+                    next_commit_s = time.monotonic() + app.commit_interval_ms / 1000
+            self._commit()
+        except BaseException as error:  # noqa: BLE001 - reported through stats()
+            logger.exception("stream worker failed")
+            self.fatal = {"error": repr(error), "traceback": traceback.format_exc()}
+        finally:
+            try:
+                if self.consumer is not None:
+                    self.consumer.close()
+                self.producer.close()
+            finally:
+                self._stopped.set()
+
+    def _commit(self, partitions: set[TopicPartition] | None = None) -> None:
+        """Changelogs, then flush everything sent, then commit the input offsets."""
+        for task in self.tasks.values():
+            task.write_changelogs()
+        self.producer.flush()
+        positions = {tp: self.consumer.position(tp) for tp in self.consumer.assignment()
+                     if partitions is None or tp in partitions}
+        if positions:
+            self.consumer.commit(positions)
+
+    # -- rebalance listener (runs inside poll, on the worker thread) ------------------------
+
+    def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        self._commit(revoked)
+        numbers = {tp.partition for tp in revoked}
+        for key in [key for key in self.tasks if key[1] in numbers]:
+            del self.tasks[key]
+
+    def on_partitions_lost(self, lost: set[TopicPartition]) -> None:
+        numbers = {tp.partition for tp in lost}
+        for key in [key for key in self.tasks if key[1] in numbers]:
+            del self.tasks[key]
+
+    def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        for tp in sorted(assigned):
+            for sub in self.compiled.subtopology_of(tp.topic):
+                key = (sub.index, tp.partition)
+                if key not in self.tasks:
+                    task = Task(self.compiled, sub, tp.partition, self.producer)
+                    self._restore(task)
+                    self.tasks[key] = task
+
+    def _restore(self, task: Task) -> None:
+        for aggregate in task.aggregates:
+            for table in _read_partition(self.cluster, changelog_topic(self.app, aggregate.node.name), task.partition):
+                aggregate.restore(table)
+                self.restored_records += table.num_rows
+        for store in task.tables:
+            topics = task.parents[store.node][0].options["topics"]
+            for topic in topics:
+                tp = TopicPartition(topic, task.partition)
+                end = self.consumer.position(tp)
+                source = task.processors[task.parents[store.node][0]]
+                for table in _read_partition(self.cluster, topic, task.partition, end):
+                    # Decode as the source does, without running the rest of the graph.
+                    store.values.update(_decoded_pairs(source, table))
+                    self.restored_records += table.num_rows
+
+
+def _decoded_pairs(source, table: pa.Table):
+    captured = []
+
+    class _Capture:
+        def process(self, decoded, sender):
+            captured.append(decoded)
+
+    children, source.children = source.children, [_Capture()]
+    try:
+        source.process(table, None)
+    finally:
+        source.children = children
+    for decoded in captured:
+        for key, value in zip(decoded.column("key").to_pylist(), decoded.column("value").to_pylist()):
+            yield key, value
+
+
+def _read_partition(cluster: Any, topic: str, partition: int, end: int | None = None):
+    """Tables of ``topic``/``partition`` from its start to ``end`` (default: its end)."""
+    tp = TopicPartition(topic, partition)
+    consumer = cluster.consumer(auto_offset_reset="earliest", fetch_max_wait_ms=100)
+    try:
+        consumer.assign([tp])
+        end = consumer.end_offsets([tp])[tp] if end is None else end
+        while consumer.position(tp) < end:
+            for batches in consumer.poll_batches(timeout_s=0.5).values():
+                for batch in batches:
+                    table = pa.Table.from_batches([batch])
+                    offsets = table.column("offset").to_numpy()
+                    if offsets[-1] >= end:
+                        table = table.slice(0, int((offsets < end).sum()))
+                    if table.num_rows:
+                        yield table
+    finally:
+        consumer.close()
+
+
+class StreamsJob:
+    """A running stream job: its worker actors (see the module docstring)."""
+
+    def __init__(self, cluster: Any, app: StreamsApp, workers: int = 1, *, session_timeout_ms: int = 10_000,
+                 heartbeat_interval_ms: int = 1_000, actor_options: dict | None = None) -> None:
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+            raise ValueError(f"workers must be a positive int, got {workers!r}")
+        self.cluster = cluster
+        self.app = app
+        self.compiled = compile_app(app)
+        self.partitions = prepare_topics(cluster, self.compiled)
+        self._consumer_options = {"session_timeout_ms": session_timeout_ms,
+                                  "heartbeat_interval_ms": heartbeat_interval_ms}
+        self._actor_options = {"num_cpus": 1, **(actor_options or {})}
+        self._workers: list[Any] = []
+        self._lock = threading.RLock()
+        self._stopped = threading.Event()
+        self.failure: dict | None = None
+        self.scale(workers)
+        self._supervisor = threading.Thread(target=self._supervise, daemon=True, name=f"rafka-streams-{app.application_id}")
+        self._supervisor.start()
+
+    @property
+    def size(self) -> int:
+        return len(self._workers)
+
+    def scale(self, workers: int) -> None:
+        """Run ``workers`` worker actors (tasks move between them by rebalancing)."""
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+            raise ValueError(f"workers must be a positive int, got {workers!r}")
+        with self._lock:
+            while len(self._workers) < workers:
+                self._workers.append(self._start_worker())
+            surplus = self._workers[workers:]
+            del self._workers[workers:]
+        self._stop_workers(surplus)
+
+    def _start_worker(self):
+        return (ray.remote(_StreamWorker)
+                .options(max_restarts=-1, max_concurrency=4, namespace=self.cluster.namespace, **self._actor_options)
+                .remote(self.cluster.namespace, self.app, self._consumer_options))
+
+    def _stop_workers(self, workers: list) -> None:
+        if not workers:
+            return
+        try:
+            rpc.get([worker.stop.remote() for worker in workers], timeout_s=120)
+        except RafkaError as error:
+            logger.warning("streams %r: a worker did not stop cleanly: %s", self.app.application_id, error)
+        for worker in workers:
+            ray.kill(worker, no_restart=True)
+
+    def stats(self) -> list[dict]:
+        with self._lock:
+            workers = list(self._workers)
+        answers = []
+        for worker in workers:
+            try:
+                answers.append(rpc.get(worker.stats.remote(), timeout_s=30))
+            except RafkaError as error:
+                answers.append({"tasks": [], "records": 0, "dead": str(error)})
+        return answers
+
+    def wait_caught_up(self, timeout_s: float = 120.0) -> None:
+        """Wait until the job has committed every record of every topic it reads
+        (sources and repartition topics alike)."""
+        from rafka.errors import GroupNotFoundError, RequestTimeoutError
+
+        topics = set(self.compiled.all_source_topics())
+        expected = sum(self.partitions[t] for t in topics)
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if self.failure is not None:
+                raise RafkaError(f"stream job {self.app.application_id!r} failed: {self.failure['error']}")
+            try:
+                description = self.cluster.admin().describe_group(self.app.application_id)
+                entries = [p for p in description["partitions"] if p["topic"] in topics]
+                if len(entries) == expected and all(p["lag"] == 0 or p["log_end_offset"] == 0 for p in entries):
+                    return
+            except GroupNotFoundError:
+                pass
+            if time.monotonic() > deadline:
+                raise RequestTimeoutError(f"stream job {self.app.application_id!r} did not catch up in {timeout_s} s")
+            time.sleep(0.2)
+
+    def stop(self) -> None:
+        """Commit and stop every worker; the job resumes from here when started again."""
+        with self._lock:
+            workers, self._workers = self._workers, []
+            self._stopped.set()
+        self._stop_workers(workers)
+
+    def __enter__(self) -> "StreamsJob":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def _supervise(self) -> None:
+        while not self._stopped.wait(SUPERVISE_INTERVAL_S):
+            with self._lock:
+                workers = list(self._workers)
+            for worker in workers:
+                try:
+                    stats = rpc.get(worker.stats.remote(), timeout_s=30)
+                except RafkaError:
+                    with self._lock:
+                        if not self._stopped.is_set() and worker in self._workers:
+                            logger.warning("streams %r: a worker died; starting a replacement", self.app.application_id)
+                            self._workers[self._workers.index(worker)] = self._start_worker()
+                    continue
+                if stats.get("fatal") is not None and self.failure is None:
+                    self.failure = stats["fatal"]
+                    logger.error("streams %r: a worker failed: %s", self.app.application_id, self.failure["error"])
+
+
+def prepare_topics(cluster: Any, compiled: Compiled) -> dict[str, int]:
+    """Check co-partitioning and create the internal topics; returns every topic's
+    partition count."""
+    admin = cluster.admin()
+    counts: dict[str, int] = {}
+    metadata = cluster.metadata
+    internal = set(compiled.repartition_topics)
+    for sub in compiled.subtopologies:
+        for topic in sub.source_topics:
+            if topic not in internal:
+                counts[topic] = metadata.partition_count(topic)  # TopicNotFoundError names it
+    replication = min(3, sum(1 for b in cluster.brokers() if b["alive"]))
+    pending = dict(compiled.repartition_topics)
+    while pending:
+        progressed = False
+        for topic, writer in list(pending.items()):
+            sources = compiled.subtopologies[writer].source_topics
+            if all(t in counts for t in sources):
+                counts[topic] = max(counts[t] for t in sources)
+                _create(admin, topic, counts[topic], replication, {})
+                del pending[topic]
+                progressed = True
+        if not progressed:
+            raise ValueError(f"repartition topics {sorted(pending)} form a cycle")
+    for sub in compiled.subtopologies:
+        sizes = {t: counts[t] for t in sub.source_topics}
+        if len(set(sizes.values())) > 1:
+            raise ValueError(f"sub-topology {sub.index} reads topics with different partition counts {sizes}; "
+                             "joined topics must be co-partitioned")
+    for topic, index in compiled.changelog_topics.items():
+        sub = compiled.subtopologies[index]
+        counts[topic] = counts[sub.source_topics[0]]
+        _create(admin, topic, counts[topic], replication, {"cleanup.policy": "compact"})
+    return counts
+
+
+def _create(admin: Any, topic: str, partitions: int, replication: int, config: dict) -> None:
+    try:
+        admin.create_topic(topic, partitions=partitions, replication_factor=replication, config=config)
+    except TopicExistsError:
+        existing = len(admin.describe_topic(topic)["partitions"])
+        if existing != partitions:
+            raise ValueError(f"internal topic {topic!r} has {existing} partitions, the job needs {partitions}") from None

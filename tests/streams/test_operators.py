@@ -1,0 +1,173 @@
+"""Every operator and window kind through TopologyTestDriver (the same processors a
+task actor runs), against plain-Python references on the same input, including
+out-of-order and late events."""
+
+from collections import Counter, defaultdict
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+
+from rafka.streams import StreamsApp, TimeWindows
+from rafka.streams.testing import TopologyTestDriver
+from rafka.streams.topology import compile_app
+
+EVENTS = [  # (key, value, timestamp): out of order within the grace period, and two late
+    ("a", "1", 1_000), ("b", "2", 1_500), ("a", "3", 12_000), ("a", "4", 9_000), ("c", "5", 19_999),
+    ("b", "6", 20_000), ("a", "7", 2_000), ("c", "8", 25_000), ("a", "9", 44_000), ("b", "10", 13_000),
+]
+
+
+def app_with(build, **options):
+    app = StreamsApp("test-app", **options)
+    build(app)
+    return app, TopologyTestDriver(app)
+
+
+def test_stateless_operators_match_python():
+    def build(app):
+        source = app.source("in", key_format="utf8", value_format="int")
+        source.filter(lambda k, v: v % 2 == 1).map_values(lambda v: v * 10).to("odd-times-ten")
+        source.map(lambda k, v: (k.upper(), str(v))).to("upper")
+        source.flat_map(lambda k, v: [(k, v)] * (v % 3)).to("repeated")
+        small, big = source.branch(lambda k, v: v < 5, lambda k, v: True)
+        small.merge(big.map_values(lambda v: -v)).to("merged")
+        seen.clear()
+        source.peek(lambda k, v: seen.append(v)).foreach(lambda k, v: seen.append(-v))
+
+    seen = []
+    app, driver = app_with(build)
+    driver.pipe("in", EVENTS)
+    values = [(k, int(v), t) for k, v, t in EVENTS]
+    out = lambda topic: [(k, v) for k, v, _, _ in driver.read_output(topic, "utf8", "utf8")]  # noqa: E731
+    assert out("odd-times-ten") == [(k, str(v * 10)) for k, v, _ in values if v % 2 == 1]
+    assert out("upper") == [(k.upper(), str(v)) for k, v, _ in values]
+    assert out("repeated") == [(k, str(v)) for k, v, _ in values for _ in range(v % 3)]
+    assert sorted(out("merged")) == sorted([(k, str(v)) for k, v, _ in values if v < 5] +
+                                           [(k, str(-v)) for k, v, _ in values if v >= 5])
+    assert sorted(seen) == sorted([v for _, v, _ in values] + [-v for _, v, _ in values])
+
+
+def test_map_batches_is_the_fast_path_and_checks_its_output():
+    def build(app):
+        source = app.source("in", value_format="utf8")
+        source.map_batches(lambda t: t.set_column(1, "value", pc.utf8_upper(t.column("value")))).to("shout")
+        source.map_batches(lambda t: t.select(["key"]), name="broken").to("never")
+
+    app, driver = app_with(build)
+    with pytest.raises(TypeError, match="'broken' must return a pyarrow Table with columns key, value and timestamp"):
+        driver.pipe("in", [("k", "hi", 1)])
+    app, driver = app_with(lambda a: a.source("in", value_format="utf8").map_batches(
+        lambda t: t.set_column(1, "value", pc.utf8_upper(t.column("value")))).to("shout"))
+    driver.pipe("in", [("k", "hi", 1), ("j", "yo", 2)])
+    assert [(k, v) for k, v, _, _ in driver.read_output("shout", "utf8", "utf8")] == [("k", "HI"), ("j", "YO")]
+
+
+def windowed_reference(events, size, advance, grace, how, final):
+    """Per (key, window start) the aggregate of the records that were not late when
+    they arrived; with final, only windows closed by the end of input."""
+    state, stream_time, late = defaultdict(list), -1, 0
+    for key, value, ts in events:
+        stream_time = max(stream_time, ts)
+        starts = [s for s in range(ts - ts % advance, ts - size, -advance) if s + size > ts]
+        open_ = [s for s in starts if s + size + grace > stream_time]
+        late += not open_
+        for start in open_:
+            state[(key, start)].append(int(value))
+    combine = {"count": len, "sum": sum, "min": min, "max": max}[how]
+    result = {group: combine(values) for group, values in state.items()}
+    if final:
+        result = {g: v for g, v in result.items() if g[1] + size + grace <= stream_time}
+    return result, late
+
+
+@pytest.mark.parametrize("how", ["count", "sum", "min", "max"])
+@pytest.mark.parametrize("size,advance", [(10_000, 10_000), (10_000, 5_000)])
+@pytest.mark.parametrize("emit", ["update", "final"])
+def test_windowed_aggregations_match_python(how, size, advance, emit):
+    grace = 3_000
+
+    def build(app):
+        grouped = app.source("in", key_format="utf8", value_format="int").group_by_key()
+        table = getattr(grouped.window(TimeWindows.hopping(size, advance, grace)), how)(name="agg", emit=emit)
+        table.to_stream().to("out")
+
+    app, driver = app_with(build)
+    for event in EVENTS:  # one record per batch: emission and lateness per record
+        driver.pipe("in", [event])
+    expected, late = windowed_reference(EVENTS, size, advance, grace, how, emit == "final")
+    latest = {}
+    for key, value, _, headers in driver.read_output("out", "utf8", "int"):
+        latest[(key, int(headers["window_start"]))] = value
+        assert int(headers["window_end"]) == int(headers["window_start"]) + size
+    assert latest == expected
+    assert driver.late_records == late
+    if emit == "final":  # each window exactly once
+        assert len(driver.read_output("out")) == len(expected)
+
+
+def test_reduce_and_aggregate_per_record_unwindowed_with_repartition():
+    def build(app):
+        source = app.source("in", key_format="utf8", value_format="int")
+        by_parity = source.key_by(lambda k, v: "even" if v % 2 == 0 else "odd", name="parity")
+        by_parity.group_by_key().reduce(lambda a, v: a + v, name="total").to_stream().to("totals")
+        by_parity.group_by_key().aggregate(list, lambda agg, v: agg + [v], name="all").to_stream().to("lists")
+
+    app, driver = app_with(build)
+    topology = compile_app(app)
+    assert sorted(topology.repartition_topics) == ["test-app-all-repartition", "test-app-total-repartition"]
+    assert len(topology.subtopologies) == 3
+    driver.pipe("in", EVENTS)
+    totals = {k: v for k, v, _, _ in driver.read_output("totals", "utf8", "int")}
+    values = [int(v) for _, v, _ in EVENTS]
+    assert totals == {"even": sum(v for v in values if v % 2 == 0), "odd": sum(v for v in values if v % 2)}
+    lists = {k: v for k, v, _, _ in driver.read_output("lists", "utf8", "json")}
+    assert lists == {"even": [v for v in values if v % 2 == 0], "odd": [v for v in values if v % 2]}
+
+
+def test_state_survives_a_task_restart_through_the_changelog():
+    def build(app):
+        app.source("in", key_format="utf8").group_by_key().count(name="counts").to_stream().to("out")
+
+    app, driver = app_with(build)
+    driver.pipe("in", EVENTS[:5])
+    driver.restart()
+    driver.pipe("in", EVENTS[5:])
+    final = {k: v for k, v, _, _ in driver.read_output("out", "utf8", "int")}
+    assert final == dict(Counter(k for k, _, _ in EVENTS))
+
+
+def test_stream_table_join_inner_and_left():
+    def build(app):
+        users = app.table("users", key_format="utf8", value_format="utf8")
+        clicks = app.source("clicks", key_format="utf8", value_format="utf8")
+        clicks.join(users, lambda click, user: f"{click}@{user}").to("inner")
+        clicks.join(users, how="left", name="left").map_values(lambda v: f"{v['value']}@{v['table_value']}").to("left")
+
+    app, driver = app_with(build)
+    driver.pipe("users", [("u1", "alice", 1), ("u2", "bob", 1)])
+    driver.pipe("clicks", [("u1", "home", 2), ("u3", "cart", 3), ("u2", "shop", 4)])
+    driver.pipe("users", [("u1", None, 5)])  # u1 deleted
+    driver.pipe("clicks", [("u1", "exit", 6)])
+    inner = [(k, v) for k, v, _, _ in driver.read_output("inner", "utf8", "utf8")]
+    assert inner == [("u1", "home@alice"), ("u2", "shop@bob")]
+    left = [(k, v) for k, v, _, _ in driver.read_output("left", "utf8", "utf8")]
+    assert left == [("u1", "home@alice"), ("u3", "cart@None"), ("u2", "shop@bob"), ("u1", "exit@None")]
+
+
+def test_dsl_errors_name_the_bad_value():
+    app = StreamsApp("errors")
+    source = app.source("in")
+    with pytest.raises(ValueError, match="'xml'"):
+        app.source("in", value_format="xml")
+    with pytest.raises(ValueError, match="used twice"):
+        source.map_values(str, name="same")
+        source.map_values(str, name="same")
+    with pytest.raises(ValueError, match="emit='final' needs windows"):
+        source.group_by_key().count(emit="final")
+    with pytest.raises(TypeError, match="expected a function"):
+        source.map(42)
+    with pytest.raises(ValueError, match="no source"):
+        compile_app(StreamsApp("empty"))
+    with pytest.raises(ValueError, match="invalid topic name"):
+        StreamsApp("bad id")
