@@ -1,6 +1,46 @@
-"""Shared test setup: helper modules next to the tests import as plain modules."""
+"""Shared test setup.
+
+Helper modules next to the storage tests import as plain modules. One Ray instance and
+one rafka cluster serve every test of the session that needs them (tests/client,
+tests/streams): tests make their own topics (named after the test) so they never see
+each other's records; tests that need a cluster of their own start it in a separate
+Ray namespace.
+"""
 
 import os
+import re
 import sys
+import uuid
+
+import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "storage"))
+
+
+@pytest.fixture(scope="session")
+def ray_instance():
+    import ray
+
+    started = not ray.is_initialized()
+    if started:
+        # address="local": a fresh instance even if another Ray runs on this machine.
+        ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING", namespace="rafka-tests")
+    yield
+    if started:
+        ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def cluster(ray_instance, tmp_path_factory):
+    import rafka
+
+    cluster = rafka.Cluster.start(data_dir=str(tmp_path_factory.mktemp("cluster")), brokers=2,
+                                  namespace="rafka-test-shared")
+    yield cluster
+    cluster.shutdown()
+
+
+@pytest.fixture
+def topic(request) -> str:
+    """A fresh topic name for this test (created by the test itself)."""
+    return re.sub(r"[^a-zA-Z0-9._-]", "-", request.node.name)[:80] + "-" + uuid.uuid4().hex[:6]
