@@ -182,6 +182,9 @@ class Aggregate(Processor):
         self.stream_time_ms = _NEUTRAL_TS
         self.late_records = 0
         self.latest_ts: dict[tuple[Any, int | None], int] = {}
+        # The earliest stream time at which some window in the state closes: punctuate
+        # scans the state only once stream time reaches it.
+        self.next_close_ms = np.iinfo(np.int64).max
 
     # -- processing ----------------------------------------------------------------------
 
@@ -197,6 +200,9 @@ class Aggregate(Processor):
                 index = pa.array(rows)
                 keys, values, timestamps = keys.take(index), values.take(index), timestamps[rows]
             window_starts = pa.array(starts, pa.int64())
+            if len(starts):
+                self.next_close_ms = min(self.next_close_ms,
+                                         int(starts.min()) + self.windows.size_ms + self.windows.grace_ms)
         else:
             if len(timestamps):
                 self.stream_time_ms = max(self.stream_time_ms, int(timestamps.max()))
@@ -222,17 +228,20 @@ class Aggregate(Processor):
         grouped = pa.table(columns).group_by(["k", "w"], use_threads=False).aggregate(aggregations)
         result_column = grouped.column(f"k_count" if how == "count" else f"v_{how}").to_pylist()
         state, changed, latest = self.state, self.changed, self.latest_ts
-        touched = []
+        groups = list(zip(grouped.column("k").to_pylist(), grouped.column("w").to_pylist()))
+        newest_ts = grouped.column("t_max").to_pylist()
         combine = {"count": int.__add__, "sum": _add, "min": min, "max": max}[how]
-        for key, start, newest, partial in zip(grouped.column("k").to_pylist(), grouped.column("w").to_pylist(),
-                                               grouped.column("t_max").to_pylist(), result_column):
-            group = (key, start)
-            current = state.get(group)
-            value = partial if current is None else combine(current, partial)
-            state[group] = changed[group] = value
-            latest[group] = max(latest.get(group, newest), newest)
-            touched.append(group)
-        return touched
+        get = state.get
+        for group, newest, partial in zip(groups, newest_ts, result_column):
+            current = get(group)
+            if current is None:
+                state[group] = changed[group] = partial
+                latest[group] = newest
+            else:
+                state[group] = changed[group] = combine(current, partial)
+                if newest > latest[group]:
+                    latest[group] = newest
+        return groups
 
     def _per_record(self, keys, window_starts, values, timestamps) -> list:
         fn = self.node.options["fn"]
@@ -255,10 +264,14 @@ class Aggregate(Processor):
 
     def punctuate(self) -> None:
         """Emit (final mode) and evict every window closed by stream time."""
-        if self.windows is None:
+        if self.windows is None or self.stream_time_ms < self.next_close_ms:
             return
         windows, now = self.windows, self.stream_time_ms
-        closed = [group for group in self.state if windows.closed(group[1], now)]
+        horizon = now - windows.size_ms - windows.grace_ms  # windows starting at or before it are closed
+        closed = [group for group in self.state if group[1] <= horizon]
+        remaining = [group[1] for group in self.state if group[1] > horizon]
+        self.next_close_ms = (min(remaining) + windows.size_ms + windows.grace_ms if remaining
+                              else np.iinfo(np.int64).max)
         if not closed:
             return
         if self.final:
@@ -309,6 +322,9 @@ class Aggregate(Processor):
                 self.latest_ts[group] = latest
                 if group[1] is not None:
                     self.stream_time_ms = max(self.stream_time_ms, latest)
+                    if self.windows is not None:
+                        self.next_close_ms = min(self.next_close_ms,
+                                                 group[1] + self.windows.size_ms + self.windows.grace_ms)
 
 
 def build(node: Node, task: Any) -> Processor:

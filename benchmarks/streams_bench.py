@@ -1,0 +1,132 @@
+"""Streams benchmark: a 1-minute tumbling-window count, topic to topic.
+
+``--events`` events (default 1,000,000) with ``--keys`` distinct keys (default 10,000)
+and event times spread over ``--minutes`` minutes are produced to a topic of
+``--partitions`` partitions (keyed, so no repartition is needed). A stream job
+(``source → group_by_key → window(tumbling 60 s) → count(emit=final) → to``) on
+``--workers`` task actors reads them and writes one count per (key, closed window) to
+an output topic. Measured: events/s from the moment the job starts until every input
+offset is committed (actor start-up included, and reported separately), and the same
+for the per-record variant (``reduce`` with a Python lambda instead of the vectorized
+``count``) for contrast. The output is checked against a count done with numpy.
+
+Run:  python benchmarks/streams_bench.py [--events N] [--json FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import tempfile
+import time
+
+import numpy as np
+import pyarrow as pa
+import ray
+
+import rafka
+from rafka.streams import StreamsApp, TimeWindows
+
+
+def produce(cluster, topic: str, events: int, keys: int, minutes: int, start_ms: int) -> np.ndarray:
+    rng = np.random.default_rng(7)
+    key_ids = rng.integers(0, keys, events)
+    timestamps = start_ms + np.sort(rng.integers(0, minutes * 60_000, events))
+    key_names = np.array([b"key-%05d" % k for k in range(keys)], dtype=object)
+    chunk = 100_000
+    with cluster.producer(acks=1, linger_ms=5) as producer:
+        for begin in range(0, events, chunk):
+            ids = key_ids[begin:begin + chunk]
+            table = pa.table({"key": pa.array(key_names[ids].tolist(), pa.binary()),
+                              "value": pa.array([b"1"] * len(ids), pa.binary()),
+                              "timestamp": pa.array(timestamps[begin:begin + chunk], pa.int64())})
+            producer.send_batch(topic, table)
+    return np.stack([key_ids, timestamps])
+
+
+def run(cluster, source: str, sink: str, variant: str, workers: int) -> dict:
+    app = StreamsApp(f"bench-{variant}-{time.monotonic_ns()}", commit_interval_ms=1000)
+    windowed = app.source(source, value_format="int").group_by_key().window(TimeWindows.tumbling(60_000))
+    if variant == "vectorized":
+        table = windowed.count(name="counts", emit="final")
+    else:
+        table = windowed.reduce(lambda total, value: total + value, name="counts", emit="final")
+    table.to_stream().to(sink)
+    started = time.perf_counter()
+    job = app.start(cluster, workers=workers, actor_options={"num_cpus": 0})
+    try:
+        while sum(s["records"] for s in job.stats()) == 0:
+            time.sleep(0.01)
+        first_s = time.perf_counter()
+        job.wait_caught_up(timeout_s=1800)
+        done_s = time.perf_counter()
+        records = sum(s["records"] for s in job.stats())
+    finally:
+        job.stop()
+    return {"variant": variant, "workers": workers, "events": records,
+            "startup_s": round(first_s - started, 2), "seconds": round(done_s - first_s, 2),
+            "events_per_s": round(records / (done_s - first_s)),
+            "events_per_s_including_startup": round(records / (done_s - started))}
+
+
+def check_output(cluster, sink: str, produced: np.ndarray) -> int:
+    """Every emitted (key, window) count equals numpy's; returns how many were emitted."""
+    key_ids, timestamps = produced
+    windows = timestamps - timestamps % 60_000
+    reference = {}
+    pairs, counts = np.unique(np.stack([key_ids, windows]), axis=1, return_counts=True)
+    for (key_id, window), count in zip(pairs.T.tolist(), counts.tolist()):
+        reference[(b"key-%05d" % key_id, window)] = count
+    consumer = cluster.consumer(auto_offset_reset="earliest")
+    consumer.assign([rafka.TopicPartition(sink, p) for p in consumer.partitions_for_topic(sink)])
+    ends = consumer.end_offsets(consumer.assignment())
+    emitted = 0
+    while any(consumer.position(tp) < end for tp, end in ends.items()):
+        for record in consumer.poll(timeout_s=0.5, max_records=100_000):
+            window = int(dict(record.headers)["window_start"])
+            assert int(record.value) == reference[(record.key, window)], (record, reference[(record.key, window)])
+            emitted += 1
+    consumer.close()
+    return emitted
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--keys", type=int, default=10_000)
+    parser.add_argument("--minutes", type=int, default=10)
+    parser.add_argument("--partitions", type=int, default=4)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--slow-events", type=int, default=200_000, help="Events for the per-record variant.")
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args()
+    results = {"benchmark": "streams_bench", "keys": args.keys, "partitions": args.partitions,
+               "machine": {"python": platform.python_version(), "ray": ray.__version__, "pyarrow": pa.__version__,
+                           "cpus": os.cpu_count()}}
+    with tempfile.TemporaryDirectory() as data_dir:
+        cluster = rafka.Cluster.start(data_dir=data_dir, brokers=1, include_dashboard=False)
+        try:
+            admin = cluster.admin()
+            start_ms = (int(time.time() * 1000) - args.minutes * 60_000) // 60_000 * 60_000
+            runs = []
+            for variant, events in (("vectorized", args.events), ("per-record", args.slow_events)):
+                source, sink = f"events-{variant}", f"counts-{variant}"
+                admin.create_topic(source, partitions=args.partitions)
+                admin.create_topic(sink, partitions=args.partitions)
+                produced = produce(cluster, source, events, args.keys, args.minutes, start_ms)
+                result = run(cluster, source, sink, variant, args.workers)
+                result["windows_emitted_and_checked"] = check_output(cluster, sink, produced)
+                print(result, flush=True)
+                runs.append(result)
+            results["runs"] = runs
+        finally:
+            cluster.shutdown()
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump(results, handle, indent=2)
+
+
+if __name__ == "__main__":
+    main()
