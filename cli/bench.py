@@ -42,6 +42,8 @@ import click
 
 import rafka
 from rafka.cli import connection
+# main.py imports this module at its end, after these helpers: import rafka.cli.main (or
+# rafka.cli.bench_runs), not this module, first.
 from rafka.cli.main import CONTEXT, address_options, fails_cleanly, parse_configs
 from rafka.errors import ClusterError, RafkaError
 
@@ -268,7 +270,7 @@ def write_plot(path: str, result: dict[str, Any], latencies_ms: list[float]) -> 
     throughput, histogram = figure.subplots(1, 2)
     timeline = result["throughput_timeline"]
     starts_s = np.arange(len(timeline["records_per_s"])) * timeline["interval_s"]
-    widths_s = np.diff(np.append(starts_s, result["duration_s"]))  # the last interval may be shorter
+    widths_s = np.diff(np.append(starts_s, result["duration_s"]))  # the last one runs to the end
     throughput.bar(starts_s, timeline["records_per_s"], width=widths_s, align="edge")
     throughput.set(title=f"records/s per {timeline['interval_s']:g} s", xlabel="seconds since start",
                    ylabel="records/s")

@@ -43,6 +43,21 @@ def assert_sensible(result: dict, command: str, records: int) -> None:
     assert {"cpus", "python", "ray", "pyarrow", "rafka"} <= set(result["machine"])
 
 
+def test_timeline_counts_per_interval_and_folds_a_sliver_at_the_end_into_the_one_before():
+    from rafka.cli.bench_runs import Measurement
+
+    measurement = Measurement("test")
+    measurement.started_s, measurement.finished_s = 0.0, 2.05
+    for at_s in (0.1, 0.6, 1.1, 1.55, 1.6, 2.02):
+        measurement.add_completions(at_s, 100)
+    measurement.latencies_ms.extend([1.0, 2.0, 3.0])
+    summary = measurement.summary(record_size_bytes=10)
+    # [0, 0.5), [0.5, 1), [1, 1.5), then [1.5, 2.05]: 300 records in 0.55 s, not a spike.
+    assert summary["throughput_timeline"]["records_per_s"] == pytest.approx([200, 200, 200, 300 / 0.55])
+    assert summary["records"] == 600 and summary["value_bytes"] == 6000
+    assert summary["latency_ms"]["p50"] == 2.0 and summary["latency_ms"]["max"] == 3.0
+
+
 def test_produce_send_writes_json_and_png(bench, tmp_path):
     bench("bench", "produce", "--embedded", "--records", str(RECORDS), "--keys", "100",
           "--json", "produce.json", "--plot", "produce.png")
