@@ -445,5 +445,10 @@ def _decode(data: bytes | None) -> str | None:
     return data.decode("utf-8", errors="backslashreplace")
 
 
+from rafka.cli.bench import bench  # noqa: E402 - bench.py uses the helpers above
+
+cli.add_command(bench)
+
+
 def main() -> None:
     cli()
