@@ -25,6 +25,8 @@ import pyarrow.compute as pc
 FORMATS = ("bytes", "utf8", "int", "float", "json")
 _TAG_BINARY, _TAG_STRING, _TAG_MSGPACK = b"\x00", b"\x01", b"\x02"
 _MAX_BYTES = 2**31 - 1
+# Keys of watermark records in repartition topics (never a data key: those start 0-2).
+WATERMARK_TAG = b"\x03"
 
 
 def to_external(column: pa.Array | pa.ChunkedArray) -> pa.Array:

@@ -32,7 +32,8 @@ from rafka.streams import codec
 from rafka.streams.dsl import Node
 from rafka.streams.windows import TimeWindows
 
-_NEUTRAL_TS = np.iinfo(np.int64).min
+NO_TIME = np.iinfo(np.int64).min
+OWN_TIME = object()  # Task.watermark_for: the aggregation keeps its own stream time
 
 
 class Processor:
@@ -57,16 +58,31 @@ class Source(Processor):
     def process(self, table: pa.Table, sender: Node | None) -> None:
         options = self.node.options
         if options.get("internal"):
+            table = self._take_watermarks(table)
             key, value = codec.from_internal(table.column("key")), codec.from_internal(table.column("value"))
         else:
             key = codec.decode(table.column("key"), options["key_format"], f"key of {options['topics']}")
             value = codec.decode(table.column("value"), options["value_format"], f"value of {options['topics']}")
         timestamps = table.column("timestamp")
+        self.task.records += table.num_rows  # data records (watermark records are not counted)
         out = pa.table({"key": key, "value": value, "timestamp": timestamps})
         extractor = options.get("timestamp_extractor")
         if extractor is not None:
             out = out.set_column(2, "timestamp", pa.array(extractor(out), pa.int64()))
         self.emit(out)
+
+
+    def _take_watermarks(self, table: pa.Table) -> pa.Table:
+        """Split the upstream tasks' watermark records (see Sink) from the data."""
+        marks = pc.equal(pc.binary_slice(table.column("key"), 0, 1), pa.scalar(codec.WATERMARK_TAG, pa.binary()))
+        marks = pc.fill_null(marks, False)
+        if not pc.any(marks).as_py():
+            return table
+        topic = self.node.options["topics"][0]
+        for value in table.filter(marks).column("value").to_pylist():
+            upstream, watermark_ms = msgpack.unpackb(value)
+            self.task.upstream_watermark(topic, upstream, watermark_ms)
+        return table.filter(pc.invert(marks))
 
 
 class MapBatches(Processor):
@@ -127,7 +143,24 @@ class Sink(Processor):
                    "timestamp": table.column("timestamp").cast(pa.int64())}
         if not internal and "window_start" in table.column_names:
             columns["headers"] = _window_headers(table)
+        if internal and table.num_rows:
+            self.max_timestamp_ms = max(getattr(self, "max_timestamp_ms", NO_TIME),
+                                        pc.max(columns["timestamp"]).as_py())
         self.task.send(self.node.options["topic"], pa.table(columns))
+
+    def send_watermark(self) -> None:
+        """Tell every partition of a repartition topic how far this task's event time
+        has come (a record with the watermark tag: data first, then the mark, in order)."""
+        watermark = getattr(self, "max_timestamp_ms", None)
+        if watermark is None or watermark == getattr(self, "sent_watermark_ms", None):
+            return
+        self.sent_watermark_ms = watermark
+        topic = self.node.options["topic"]
+        mark = pa.table({"key": pa.array([codec.WATERMARK_TAG], pa.binary()),
+                         "value": pa.array([msgpack.packb([self.task.partition, watermark])], pa.binary()),
+                         "timestamp": pa.array([watermark], pa.int64())})
+        for partition in range(self.task.partition_count(topic)):
+            self.task.send(topic, mark, partition=partition)
 
 
 class TableStore(Processor):
@@ -179,7 +212,7 @@ class Aggregate(Processor):
         self.final = options["emit"] == "final"
         self.state: dict[tuple[Any, int | None], Any] = {}
         self.changed: dict[tuple[Any, int | None], Any] = {}  # since the last commit; None = deleted
-        self.stream_time_ms = _NEUTRAL_TS
+        self.stream_time_ms = NO_TIME
         self.late_records = 0
         self.latest_ts: dict[tuple[Any, int | None], int] = {}
         # The earliest stream time at which some window in the state closes: punctuate
@@ -192,8 +225,15 @@ class Aggregate(Processor):
         keys = table.column("key")
         timestamps = table.column("timestamp").to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
         values = table.column("value")
+        external = self.task.watermark_for(self.node)
         if self.windows is not None:
-            rows, starts, late, self.stream_time_ms = self.windows.assign(timestamps, self.stream_time_ms)
+            if external is not OWN_TIME:
+                # Fed by a repartition topic: stream time is the slowest upstream task's,
+                # so records of a lagging upstream are not made late by a faster one.
+                self.stream_time_ms = external
+            rows, starts, late, new_time = self.windows.assign(timestamps, self.stream_time_ms,
+                                                               advance=external is OWN_TIME)
+            self.stream_time_ms = new_time
             self.late_records += late
             self.task.late_records += late
             if len(rows) != table.num_rows or (len(rows) and not np.array_equal(rows, np.arange(len(rows)))):
@@ -264,7 +304,12 @@ class Aggregate(Processor):
 
     def punctuate(self) -> None:
         """Emit (final mode) and evict every window closed by stream time."""
-        if self.windows is None or self.stream_time_ms < self.next_close_ms:
+        if self.windows is None:
+            return
+        external = self.task.watermark_for(self.node)
+        if external is not OWN_TIME:
+            self.stream_time_ms = external
+        if self.stream_time_ms < self.next_close_ms:
             return
         windows, now = self.windows, self.stream_time_ms
         horizon = now - windows.size_ms - windows.grace_ms  # windows starting at or before it are closed

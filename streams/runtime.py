@@ -39,8 +39,8 @@ from rafka.client import rpc
 from rafka.client.group import ConsumerRebalanceListener
 from rafka.client.records import TopicPartition
 from rafka.errors import RafkaError, TopicExistsError
-from rafka.streams.dsl import StreamsApp
-from rafka.streams.processors import Aggregate, TableStore, build
+from rafka.streams.dsl import Node, StreamsApp
+from rafka.streams.processors import NO_TIME, OWN_TIME, Aggregate, TableStore, build
 from rafka.streams.topology import Compiled, SubTopology, changelog_topic, compile_app
 
 logger = logging.getLogger(__name__)
@@ -67,18 +67,57 @@ class Task:
         self.tables = [p for p in self.processors.values() if isinstance(p, TableStore)]
         self.late_records = 0
         self.records = 0
+        self.compiled = compiled
+        self.repartition_sinks = [p for p in self.processors.values() if p.node.kind == "repartition_sink"]
+        self._upstream_watermarks: dict[str, dict[int, int]] = {}
+        self._watermark_topic: dict[Node, str | None] = {}
 
-    def send(self, topic: str, table: pa.Table) -> None:
-        self.producer.send_batch(topic, table)
+    def send(self, topic: str, table: pa.Table, partition: int | None = None) -> None:
+        self.producer.send_batch(topic, table, partition=partition)
+
+    def partition_count(self, topic: str) -> int:
+        return len(self.producer.partitions_for(topic))
+
+    # -- event time across a repartition --------------------------------------------------
+
+    def upstream_watermark(self, topic: str, upstream_partition: int, watermark_ms: int) -> None:
+        marks = self._upstream_watermarks.setdefault(topic, {})
+        marks[upstream_partition] = max(marks.get(upstream_partition, watermark_ms), watermark_ms)
+
+    def watermark_for(self, node: Node):
+        """Stream time for an aggregation: its own (``OWN_TIME``) when it reads a
+        source topic; behind a repartition topic, the smallest watermark of the
+        upstream tasks that write it, and -inf until every one of them has reported
+        (nothing is late and nothing closes before that)."""
+        if node not in self._watermark_topic:
+            self._watermark_topic[node] = self._internal_source_topic(node)
+        topic = self._watermark_topic[node]
+        if topic is None:
+            return OWN_TIME
+        writer = self.compiled.subtopologies[self.compiled.repartition_topics[topic]]
+        upstream = self.partition_count(writer.source_topics[0])
+        marks = self._upstream_watermarks.get(topic, {})
+        if len(marks) < upstream:
+            return NO_TIME
+        return min(marks.values())
+
+    def _internal_source_topic(self, node: Node) -> str | None:
+        current = node
+        while self.parents[current]:
+            current = self.parents[current][0]
+        if current.options.get("internal"):
+            return current.options["topics"][0]
+        return None
 
     def process(self, topic: str, batches: pa.RecordBatch | list[pa.RecordBatch]) -> None:
         """Push a partition's batches from one poll through the graph as one table:
         fewer, larger steps (an aggregation's per-group work shrinks with batch size)."""
         table = pa.Table.from_batches(batches if isinstance(batches, list) else [batches])
-        self.records += table.num_rows
         self.sources[topic].process(table, None)
         for aggregate in self.aggregates:
             aggregate.punctuate()
+        for sink in self.repartition_sinks:
+            sink.send_watermark()
 
     def write_changelogs(self) -> None:
         for aggregate in self.aggregates:
@@ -129,8 +168,10 @@ class _StreamWorker(ConsumerRebalanceListener):
                 polled = self.consumer.poll_batches(timeout_s=0.1, max_records=app.max_poll_records)
                 for tp, batches in polled.items():
                     for sub in self.compiled.subtopology_of(tp.topic):
-                        self.tasks[(sub.index, tp.partition)].process(tp.topic, batches)
-                    self.records += sum(batch.num_rows for batch in batches)
+                        task = self.tasks[(sub.index, tp.partition)]
+                        before = task.records
+                        task.process(tp.topic, batches)
+                        self.records += task.records - before
                 if time.monotonic() >= next_commit_s:
                     self._commit()
                     next_commit_s = time.monotonic() + app.commit_interval_ms / 1000

@@ -29,6 +29,9 @@ class _LocalProducer:
     def send_batch(self, topic: str, table: pa.Table, partition: int | None = None) -> None:
         self.driver._deliver(topic, table)
 
+    def partitions_for(self, topic: str) -> list[int]:
+        return [0]  # the driver runs everything as partition 0
+
 
 class TopologyTestDriver:
     def __init__(self, app: StreamsApp) -> None:

@@ -50,9 +50,11 @@ class TimeWindows:
     def hopping(cls, size_ms: int, advance_ms: int, grace_ms: int = 0) -> "TimeWindows":
         return cls(size_ms, advance_ms, grace_ms)
 
-    def assign(self, timestamps: np.ndarray, stream_time_ms: int) -> tuple[np.ndarray, np.ndarray, int, int]:
+    def assign(self, timestamps: np.ndarray, stream_time_ms: int,
+               advance: bool = True) -> tuple[np.ndarray, np.ndarray, int, int]:
         """Windows of each record, processing ``timestamps`` in order after a partition
-        whose stream time was ``stream_time_ms``.
+        whose stream time was ``stream_time_ms`` (with ``advance`` False the records
+        do not move stream time: it comes from elsewhere, a watermark).
 
         Returns (row index, window start) pairs for every (record, open window), the
         number of late records (all their windows closed), and the new stream time."""
@@ -60,7 +62,10 @@ class TimeWindows:
         if count == 0:
             return np.empty(0, np.int64), np.empty(0, np.int64), 0, stream_time_ms
         # Stream time when each record is processed: the max of what came before and it.
-        stream_times = np.maximum.accumulate(np.maximum(timestamps, stream_time_ms))
+        if advance:
+            stream_times = np.maximum.accumulate(np.maximum(timestamps, stream_time_ms))
+        else:
+            stream_times = np.full(count, stream_time_ms, dtype=np.int64)
         per_record = self.size_ms // self.advance_ms + (1 if self.size_ms % self.advance_ms else 0)
         last_start = timestamps - np.mod(timestamps, self.advance_ms)
         rows = np.repeat(np.arange(count), per_record)
@@ -70,7 +75,7 @@ class TimeWindows:
         keep = inside & open_
         kept_rows = rows[keep]
         late = count - len(np.unique(kept_rows)) if len(kept_rows) else count
-        return kept_rows, starts[keep], late, int(stream_times[-1])
+        return kept_rows, starts[keep], late, int(stream_times[-1]) if advance else stream_time_ms
 
     def end_of(self, start_ms: int) -> int:
         return start_ms + self.size_ms

@@ -171,3 +171,18 @@ def test_dsl_errors_name_the_bad_value():
         compile_app(StreamsApp("empty"))
     with pytest.raises(ValueError, match="invalid topic name"):
         StreamsApp("bad id")
+
+
+def test_windows_behind_a_repartition_follow_the_upstream_watermark():
+    def build(app):
+        source = app.source("in", key_format="utf8", value_format="int")
+        source.key_by(lambda k, v: k * 2, name="rekey").group_by_key() \
+            .window(TimeWindows.tumbling(10_000, 3_000)).count(name="agg", emit="final").to_stream().to("out")
+
+    app, driver = app_with(build)
+    for event in EVENTS:
+        driver.pipe("in", [event])
+    expected, late = windowed_reference(EVENTS, 10_000, 10_000, 3_000, "count", True)
+    got = {(k, int(h["window_start"])): v for k, v, _, h in driver.read_output("out", "utf8", "int")}
+    assert got == {(k * 2, start): count for (k, start), count in expected.items()}
+    assert driver.late_records == late
