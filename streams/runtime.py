@@ -8,8 +8,9 @@ assigned partition number p a worker runs one task per sub-topology reading p. W
 beyond the partition count idle; more workers up to it spread the tasks.
 
 A task that arrives (a new job, a rebalance, a worker restarted after a crash) first
-restores its state: each aggregation replays its changelog partition, each table its
-source partition up to the group's committed position. Then it processes input from the
+restores its state: each aggregation replays its changelog partition; each table loads
+its source partition to its current end and goes on from there (so stream records of a
+backlog are joined against the table as it is now). Then it processes input from the
 committed offsets.
 
 Commit, every ``commit_interval_ms`` and before partitions are revoked: (1) each
@@ -227,13 +228,21 @@ class _StreamWorker(ConsumerRebalanceListener):
         for store in task.tables:
             topics = task.parents[store.node][0].options["topics"]
             for topic in topics:
+                # Bootstrap: load the table's partition to its current end before any
+                # stream record is joined (so a backlog of stream records meets the
+                # table as it is now, not half-loaded), then consume it from there.
                 tp = TopicPartition(topic, task.partition)
-                end = self.consumer.position(tp)
+                end = self.consumer.end_offsets([tp])[tp]
                 source = task.processors[task.parents[store.node][0]]
                 for table in _read_partition(self.cluster, topic, task.partition, end):
                     # Decode as the source does, without running the rest of the graph.
-                    store.values.update(_decoded_pairs(source, table))
+                    for key, value in _decoded_pairs(source, table):
+                        if value is None:
+                            store.values.pop(key, None)
+                        else:
+                            store.values[key] = value
                     self.restored_records += table.num_rows
+                self.consumer.seek(tp, end)
 
 
 def _decoded_pairs(source, table: pa.Table):
