@@ -268,11 +268,18 @@ class WindowedStream(GroupedStream):
         _callable(fn)
         return _aggregate(self.stream, self.windows, "reduce", name=name, emit=emit, fn=fn)
 
-    def aggregate(self, initializer: Callable[[], Any], fn: Callable, *, name: str | None = None,
-                  emit: str = "update") -> "Table":
+    def aggregate(self, initializer: Callable[[], Any], fn: Callable, *, merger: Callable | None = None,
+                  name: str | None = None, emit: str = "update") -> "Table":
+        """As GroupedStream.aggregate; session windows also need ``merger(a, b)`` to
+        merge the aggregates of two sessions a record joins."""
         _callable(initializer)
         _callable(fn)
-        return _aggregate(self.stream, self.windows, "aggregate", name=name, emit=emit, fn=fn, initializer=initializer)
+        if isinstance(self.windows, SessionWindows):
+            if merger is None:
+                raise ValueError("aggregate() on session windows needs merger=(a, b) -> aggregate")
+            _callable(merger)
+        return _aggregate(self.stream, self.windows, "aggregate", name=name, emit=emit, fn=fn,
+                          initializer=initializer, merger=merger)
 
 
 class Table:

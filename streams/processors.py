@@ -202,7 +202,8 @@ class Join(Processor):
 
 class Aggregate(Processor):
     """count/sum/min/max (vectorized) and reduce/aggregate (per record), unwindowed or
-    on TimeWindows (see the module docstring)."""
+    on TimeWindows (see the module docstring; session and sliding windows are in
+    record_windows.py)."""
 
     def __init__(self, node: Node, task: Any) -> None:
         super().__init__(node, task)
@@ -389,6 +390,14 @@ def build(node: Node, task: Any) -> Processor:
     if kind == "join":
         return Join(node, task)
     if kind == "aggregate":
+        from rafka.streams.record_windows import SessionAggregate, SlidingAggregate
+        from rafka.streams.windows import SessionWindows, SlidingWindows
+
+        windows = node.options["windows"]
+        if isinstance(windows, SessionWindows):
+            return SessionAggregate(node, task)
+        if isinstance(windows, SlidingWindows):
+            return SlidingAggregate(node, task)
         return Aggregate(node, task)
     raise ValueError(f"unknown step kind {kind!r}")
 

@@ -186,3 +186,124 @@ def test_windows_behind_a_repartition_follow_the_upstream_watermark():
     got = {(k, int(h["window_start"])): v for k, v, _, h in driver.read_output("out", "utf8", "int")}
     assert got == {(k * 2, start): count for (k, start), count in expected.items()}
     assert driver.late_records == late
+
+
+SESSION_EVENTS = [  # (key, value, ts): sessions that merge, one out-of-order bridge, late ones
+    ("a", "1", 1_000), ("a", "2", 3_000), ("b", "3", 3_500), ("a", "4", 9_000), ("a", "5", 6_000),
+    ("b", "6", 20_000), ("a", "7", 2_500), ("a", "8", 30_000), ("b", "9", 4_000), ("a", "10", 27_000),
+    ("b", "11", 45_000), ("a", "12", 33_000),
+]
+
+
+def session_reference(events, gap, grace):
+    """(late records, sessions closed by the end of input as (key, [start, end, values]))."""
+    sessions, stream_time, late, closed = defaultdict(list), -1, 0, []  # key -> [[start, end, values]]
+    for key, value, ts in events:
+        stream_time = max(stream_time, ts)
+        near = [s for s in sessions[key] if s[0] - gap <= ts <= s[1] + gap]
+        end = max([ts] + [s[1] for s in near])
+        if end + gap + grace <= stream_time:
+            late += 1
+            continue
+        merged = [min([ts] + [s[0] for s in near]), end, [int(value)] + [v for s in near for v in s[2]]]
+        sessions[key] = [s for s in sessions[key] if s not in near] + [merged]
+        for k in sessions:  # closed sessions leave the store (they can no longer merge)
+            for s in [s for s in sessions[k] if s[1] + gap + grace <= stream_time]:
+                sessions[k].remove(s)
+                closed.append((k, s))
+    return late, closed
+
+
+@pytest.mark.parametrize("emit", ["update", "final"])
+def test_session_windows_match_python(emit):
+    from rafka.streams import SessionWindows
+
+    gap, grace = 3_000, 2_000
+
+    def build(app):
+        app.source("in", key_format="utf8", value_format="int").group_by_key() \
+            .window(SessionWindows(gap, grace)).sum(name="sessions", emit=emit).to_stream().to("out")
+
+    app, driver = app_with(build)
+    for event in SESSION_EVENTS:
+        driver.pipe("in", [event])
+    late, closed = session_reference(SESSION_EVENTS, gap, grace)
+    state = {}
+    for key, value, _, headers in driver.read_output("out", "utf8", "int"):
+        group = (key, int(headers["window_start"]), int(headers["window_end"]))
+        if value is None:
+            state.pop(group, None)
+        else:
+            state[group] = value
+    expected_closed = {(k, s[0], s[1]): sum(s[2]) for k, s in closed}
+    if emit == "final":
+        assert state == expected_closed
+        assert len(driver.read_output("out")) == len(expected_closed)
+    else:
+        assert expected_closed.items() <= state.items()
+    assert driver.late_records == late
+
+
+def sliding_reference(events, size, grace):
+    kept, stream_time, late = defaultdict(list), -1, 0
+    for key, value, ts in events:
+        stream_time = max(stream_time, ts)
+        if ts + grace < stream_time:
+            late += 1
+            continue
+        kept[key].append((ts, int(value)))
+    windows = {}
+    for key, records in kept.items():
+        times = sorted(t for t, _ in records)
+        starts = {t - size for t in times} | {t + 1 for t in times if any(t < u <= t + size for u in times)}
+        for start in starts:
+            inside = [v for t, v in records if start <= t <= start + size]
+            if inside:
+                windows[(key, start)] = sum(inside)
+    return windows, late
+
+
+def test_sliding_windows_match_python():
+    from rafka.streams import SlidingWindows
+
+    size, grace = 5_000, 4_000
+
+    def build(app):
+        app.source("in", key_format="utf8", value_format="int").group_by_key() \
+            .window(SlidingWindows(size, grace)).sum(name="sliding").to_stream().to("out")
+
+    app, driver = app_with(build)
+    for event in EVENTS:
+        driver.pipe("in", [event])
+    latest = {}
+    for key, value, _, headers in driver.read_output("out", "utf8", "int"):
+        latest[(key, int(headers["window_start"]))] = value
+    expected, late = sliding_reference(EVENTS, size, grace)
+    assert latest == expected
+    assert driver.late_records == late
+
+
+def test_sliding_and_session_state_survive_a_restart():
+    from rafka.streams import SessionWindows, SlidingWindows
+
+    def build(app):
+        source = app.source("in", key_format="utf8", value_format="int")
+        source.group_by_key().window(SlidingWindows(5_000, 60_000)).sum(name="sliding").to_stream().to("sliding")
+        source.group_by_key().window(SessionWindows(3_000, 60_000)).count(name="session").to_stream().to("session")
+
+    app, driver = app_with(build)
+    for event in EVENTS[:5]:
+        driver.pipe("in", [event])
+    driver.restart()
+    for event in EVENTS[5:]:
+        driver.pipe("in", [event])
+    latest = {(k, int(h["window_start"])): v for k, v, _, h in driver.read_output("sliding", "utf8", "int")}
+    assert latest == sliding_reference(EVENTS, 5_000, 60_000)[0]
+    sessions = {}
+    for key, value, _, headers in driver.read_output("session", "utf8", "int"):
+        group = (key, int(headers["window_start"]), int(headers["window_end"]))
+        if value is None:
+            sessions.pop(group, None)
+        else:
+            sessions[group] = value
+    assert sum(sessions.values()) == len(EVENTS)
