@@ -70,6 +70,7 @@ def run(cluster, source: str, sink: str, variant: str, workers: int, produce_eve
             time.sleep(0.05)
         ready_s = time.perf_counter()
         produced = produce_events()
+        produced_s = time.perf_counter()
         job.wait_caught_up(timeout_s=1800)
         done_s = time.perf_counter()
         records = sum(s["records"] for s in job.stats())
@@ -77,6 +78,7 @@ def run(cluster, source: str, sink: str, variant: str, workers: int, produce_eve
         job.stop()
     return {"variant": variant, "workers": workers, "events": records,
             "startup_s": round(ready_s - started, 2), "seconds": round(done_s - ready_s, 2),
+            "producing_s": round(produced_s - ready_s, 2),
             "events_per_s": round(records / (done_s - ready_s))}, produced
 
 

@@ -48,6 +48,7 @@ from rafka.client.group import ConsumerRebalanceListener, CoordinatorClient, Gro
 from rafka.client.records import Record, TopicPartition
 from rafka.errors import (
     CommitFailedError,
+    UnknownMemberIdError,
     InvalidConfigError,
     NoOffsetForPartitionError,
     OffsetOutOfRangeError,
@@ -262,7 +263,7 @@ class Consumer:
                     positions = {tp: offset for tp, offset in self._positions().items() if tp in partitions}
                     try:
                         self.commit(positions)
-                    except CommitFailedError as error:
+                    except (CommitFailedError, UnknownMemberIdError) as error:
                         logger.warning("auto-commit before revocation failed: %s", error)
                 self._listener.on_partitions_revoked(set(partitions))
         finally:
@@ -299,7 +300,17 @@ class Consumer:
         holds. An offset is the next one to read, as in Kafka."""
         entries = self._offsets_to_commit(offsets)
         if entries:
-            self._coordinator.call("commit", self._membership.member_id if self._membership else None, entries)
+            self._coordinator.call("commit", self._commit_member_id(), entries)
+
+    def _commit_member_id(self) -> str | None:
+        """Who commits: this member, or None for a consumer outside the group (assign
+        mode). A subscribed consumer between sessions (rejoining) cannot commit."""
+        if self._membership is None:
+            return None
+        if not self._membership.member_id:
+            raise CommitFailedError(f"group {self.config.group_id!r}: this consumer is rejoining the group "
+                                    "(its session ended); its partitions may have moved, the commit was refused")
+        return self._membership.member_id
 
     def commit_async(self, offsets: dict[TopicPartition, int] | None = None, callback: Any = None) -> None:
         """Send a commit without waiting; ``callback(offsets, error_or_None)`` runs inside
@@ -309,8 +320,7 @@ class Consumer:
             return
         while len(self._async_commits) >= MAX_PENDING_ASYNC_COMMITS:
             self._finish_async_commits(block=True, count=1)
-        member_id = self._membership.member_id if self._membership else None
-        ref = self._coordinator.send("commit", member_id, entries)
+        ref = self._coordinator.send("commit", self._commit_member_id(), entries)
         committed = {TopicPartition(t, p): o for t, p, o, _ in entries}
         self._async_commits.append((ref, committed, callback))
 

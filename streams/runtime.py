@@ -39,7 +39,7 @@ import ray
 from rafka.client import rpc
 from rafka.client.group import ConsumerRebalanceListener
 from rafka.client.records import TopicPartition
-from rafka.errors import RafkaError, TopicExistsError
+from rafka.errors import CommitFailedError, RafkaError, TopicExistsError, UnknownMemberIdError
 from rafka.streams.dsl import Node, StreamsApp
 from rafka.streams.processors import NO_TIME, OWN_TIME, Aggregate, TableStore, build
 from rafka.streams.topology import Compiled, SubTopology, changelog_topic, compile_app
@@ -195,8 +195,16 @@ class _StreamWorker(ConsumerRebalanceListener):
         self.producer.flush()
         positions = {tp: self.consumer.position(tp) for tp in self.consumer.assignment()
                      if partitions is None or tp in partitions}
-        if positions:
+        if not positions:
+            return
+        try:
             self.consumer.commit(positions)
+        except (CommitFailedError, UnknownMemberIdError) as error:
+            # This worker's session ended (a long pause): its partitions may already
+            # be elsewhere. Nothing is lost — the next owner restarts from the last
+            # commit, with the state flushed above — and the next poll reports the
+            # partitions lost, which drops their tasks.
+            logger.warning("streams %r: commit refused, partitions moved: %s", self.app.application_id, error)
 
     # -- rebalance listener (runs inside poll, on the worker thread) ------------------------
 
