@@ -10,6 +10,8 @@ Replica actors are named (see names.py), detached, pinned to the broker's node w
 hard node-affinity scheduling strategy, and restarted by Ray if they crash
 (``max_restarts=-1``); a restarted replica recovers its log from disk. The broker never
 holds records itself.
+
+The broker publishes ``rafka_broker_replicas`` (see metrics.py) on every heartbeat.
 """
 
 from __future__ import annotations
