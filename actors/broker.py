@@ -10,6 +10,8 @@ Replica actors are named (see names.py), detached, pinned to the broker's node w
 hard node-affinity scheduling strategy, and restarted by Ray if they crash
 (``max_restarts=-1``); a restarted replica recovers its log from disk. The broker never
 holds records itself.
+
+The broker publishes ``rafka_broker_replicas`` (see metrics.py) on every heartbeat.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import uuid
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from rafka.actors import names
+from rafka.actors import metrics, names
 from rafka.actors.replica import PartitionReplica
 
 META_FILE = "meta.json"
@@ -73,8 +75,10 @@ class Broker:
             self._heartbeats = asyncio.get_running_loop().create_task(self._heartbeat_loop())
 
     async def _heartbeat_loop(self) -> None:
-        """Tell the controller we are alive, every HEARTBEAT_INTERVAL_S."""
+        """Tell the controller we are alive, every HEARTBEAT_INTERVAL_S; refresh the
+        broker's gauge on the way (Ray drops a gauge that is not set again)."""
         while True:
+            metrics.set_broker_replicas(self.broker_id, len(self._replicas))
             try:
                 controller = ray.get_actor(names.CONTROLLER, namespace=self.namespace)
                 await controller.broker_heartbeat.remote(self.broker_id, self.incarnation)

@@ -42,6 +42,12 @@ a partition that a member may still be consuming. Loaded members get a fresh ses
 timeout to heartbeat again. Committed offsets survive coordinator crashes; a commit
 that raised may or may not have been stored.
 
+Metrics (``metrics.py``). Every ``METRICS_INTERVAL_S`` the sweep publishes each group's
+member count and, for groups with members or a commit in the last
+``LAG_RECENT_COMMIT_S``, its lag per topic (``group_lag.py``), in a task of its own so
+that asking the leaders for their offsets never delays the sweep; every rebalance is
+counted.
+
 Record keys (msgpack): ``["o", group, topic, partition]`` → ``[offset, metadata,
 commit_time_ms]``; ``["g", group]`` → the group state; a None value is a tombstone.
 """
@@ -60,8 +66,9 @@ import msgpack
 import ray
 from ray.exceptions import RayError
 
-from rafka.actors import names
+from rafka.actors import metrics, names
 from rafka.actors.assignors import ASSIGNORS, assign
+from rafka.actors.group_lag import LogEndOffsets, lag_by_topic
 from rafka.errors import (
     CommitFailedError,
     FencedInstanceIdError,
@@ -83,6 +90,8 @@ SWEEP_INTERVAL_S = 0.1
 METADATA_REFRESH_S = 3.0
 WRITE_TIMEOUT_S = 30.0
 READ_CHUNK_BYTES = 4 * 1024 * 1024
+METRICS_INTERVAL_S = 5.0
+LAG_RECENT_COMMIT_S = 600.0
 
 
 def coordinator_index(group_id: str, coordinators: int) -> int:
@@ -177,6 +186,7 @@ class _Group:
         self.instances: dict[str, str] = {}  # group_instance_id -> member id
         self.offsets: dict[TopicPartition, tuple[int, str, int]] = {}
         self.partition_counts: dict[str, int] = {}
+        self.last_commit_s = float("-inf")  # monotonic; commits loaded from the log are not recent
         self.lock = asyncio.Lock()
         self.changed = asyncio.Event()
 
@@ -210,6 +220,9 @@ class GroupCoordinator:
         self._topic_counts: dict[str, int] = {}
         self._topics_refreshed_s = 0.0
         self._sweeper: asyncio.Task | None = None
+        self._log_end_offsets = LogEndOffsets(namespace)
+        self._metrics_task: asyncio.Task | None = None
+        self._metrics_published_s = float("-inf")
 
     # -- startup: reload this coordinator's partition ----------------------------------
 
@@ -433,6 +446,7 @@ class GroupCoordinator:
     async def _rebalance(self, group: _Group) -> None:
         """Recompute every member's target (a new group epoch), persist, wake members."""
         group.epoch += 1
+        metrics.count_group_rebalance(group.group_id)
         await self._refresh_topics(force=True)
         group.partition_counts = self._subscribed_counts(group)
         if group.members:
@@ -492,6 +506,10 @@ class GroupCoordinator:
 
     async def _sweep(self) -> None:
         now = time.monotonic()
+        if now - self._metrics_published_s >= METRICS_INTERVAL_S and (
+                self._metrics_task is None or self._metrics_task.done()):
+            self._metrics_published_s = now
+            self._metrics_task = asyncio.get_running_loop().create_task(self._publish_metrics())
         for group in list(self.groups.values()):
             expired = [m for m in group.members.values()
                        if m.deadline < now or (m.release_deadline is not None and m.release_deadline < now)]
@@ -509,6 +527,22 @@ class GroupCoordinator:
                 if group.members and self._subscribed_counts(group) != group.partition_counts:
                     async with group.lock:
                         await self._rebalance(group)
+
+    async def _publish_metrics(self) -> None:
+        """Members of every group; lag of the active ones (see the module docstring)."""
+        try:
+            now = time.monotonic()
+            for group in list(self.groups.values()):
+                metrics.set_group_members(group.group_id, len(group.members))
+            active = [group for group in self.groups.values()
+                      if group.offsets and (group.members or now - group.last_commit_s < LAG_RECENT_COMMIT_S)]
+            ends = await self._log_end_offsets.fetch({tp[0] for group in active for tp in group.offsets})
+            for group in active:
+                committed = {tp: entry[0] for tp, entry in group.offsets.items()}
+                for topic, lag in lag_by_topic(committed, ends).items():
+                    metrics.set_group_lag(group.group_id, topic, lag)
+        except Exception as error:  # noqa: BLE001 - metrics must not disturb the coordinator
+            logger.warning("group coordinator %d: publishing metrics failed: %r", self.index, error)
 
     # -- offsets -----------------------------------------------------------------------
 
@@ -542,6 +576,7 @@ class GroupCoordinator:
                                for tp, (offset, metadata) in entries.items()])
             for tp, (offset, metadata) in entries.items():
                 group.offsets[tp] = (offset, metadata, now_ms)
+            group.last_commit_s = time.monotonic()
 
     async def fetch_offsets(self, group_id: str, partitions: list[list] | None = None) -> dict:
         """{(topic, partition): offset} committed by ``group_id`` (all, or these)."""

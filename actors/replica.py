@@ -19,6 +19,9 @@ every coroutine on one event-loop thread. Log calls are synchronous and never sp
 ``await``, so offset assignment is atomic: the event loop is the per-partition lock.
 Order within a producer comes from its sequence numbers (``producer_state``).
 
+Metrics (``metrics.PartitionMetrics``): produce and fetch add to local counters and
+observe a latency; the maintenance loop publishes them about once a second.
+
 Errors raised here are ``rafka`` errors; the client unwraps them from Ray's wrapper.
 """
 
@@ -37,6 +40,7 @@ import pyarrow as pa
 import ray
 
 from rafka.actors import names
+from rafka.actors.metrics import PartitionMetrics
 from rafka.actors.producer_state import ProducerStates
 from rafka.actors.replication import FollowerEpochError, LeaderReplication, truncation_offset
 from rafka.errors import NotEnoughReplicasError, NotLeaderError, RequestTimeoutError
@@ -46,6 +50,7 @@ from rafka.storage.checkpoint import write_atomically
 
 CONFIG_FILE = "topic-config.json"
 MAINTENANCE_INTERVAL_S = 5.0
+METRICS_FLUSH_INTERVAL_S = 1.0
 EARLIEST = -2
 LATEST = -1
 LEADER, FOLLOWER, UNKNOWN = "leader", "follower", "unknown"
@@ -87,6 +92,7 @@ class PartitionReplica:
         self._high_watermark_moved = asyncio.Event()
         self._background: asyncio.Task | None = None
         self._handshaken_epoch = -1
+        self.metrics = PartitionMetrics(topic, partition, broker_id)
         with warnings.catch_warnings():  # Ray warns about its own use of a deprecated API here
             warnings.simplefilter("ignore")
             reconstructed = ray.get_runtime_context().was_current_actor_reconstructed
@@ -153,6 +159,7 @@ class PartitionReplica:
             return
         if epoch == self.leader_epoch and self.role == LEADER and self.replication is not None:
             # The controller changed the ISR (it removed a dead broker): adopt it.
+            self.metrics.isr_changed(self.replication.isr, set(isr) | {self.broker_id})
             self.replication.isr = set(isr) | {self.broker_id}
             self.replication.update_high_watermark()
             self._signal_high_watermark()
@@ -239,12 +246,16 @@ class PartitionReplica:
         """Append the batch in ``payload`` (an IPC stream from the producer); return
         (base offset, log append time or -1) once ``acks`` are satisfied: 0 or 1 after
         the leader's append, -1 ("all") once every in-sync replica has it."""
+        started_s = time.perf_counter()
         await self._ensure_started()
         self._check_leader(leader_epoch)
         if acks == -1:
             self._check_enough_replicas()
+        record_count = 0  # stays 0 for an idempotent retry of records already stored
         if producer_id == NO_PRODUCER_ID:
-            result = self._append(decode_stream(payload), codec, producer_id, producer_epoch, base_sequence)
+            batches = decode_stream(payload)
+            record_count = sum(batch.num_rows for batch in batches)
+            result = self._append(batches, codec, producer_id, producer_epoch, base_sequence)
             end_offset = self.log.log_end_offset
         else:
             duplicate = await self.producers.wait_for_turn(producer_id, producer_epoch, base_sequence)
@@ -267,6 +278,7 @@ class PartitionReplica:
                 self.producers.record(producer_id, producer_epoch, base_sequence, record_count, *result)
         if acks == -1:
             await self._wait_for_replication(end_offset, leader_epoch, timeout_ms)
+        self.metrics.produced(record_count, len(payload) if record_count else 0, time.perf_counter() - started_s, acks)
         return result
 
     def _append(self, batches, codec, producer_id, producer_epoch, base_sequence) -> tuple[int, int]:
@@ -323,9 +335,11 @@ class PartitionReplica:
         """Records from ``offset`` below the high watermark: waits up to ``max_wait_ms``
         for at least ``min_bytes`` of them. ``OffsetOutOfRangeError`` if ``offset`` is
         outside [log start, log end]."""
+        started_s = time.perf_counter()
         await self._ensure_started()
         self._check_leader(-1)
         deadline = time.monotonic() + max_wait_ms / 1000
+        waited_s = 0.0  # the long poll, left out of the fetch latency metric
         while True:
             appended = self._appended
             result = self.log.read(offset, max_bytes=max_bytes, max_offset=self.log.high_watermark)
@@ -333,13 +347,18 @@ class PartitionReplica:
             remaining = deadline - time.monotonic()
             if size >= min_bytes or remaining <= 0:
                 break
+            wait_started_s = time.perf_counter()
             try:
                 await asyncio.wait_for(appended.wait(), remaining)
             except asyncio.TimeoutError:
                 pass
+            waited_s += time.perf_counter() - wait_started_s
             self._check_leader(-1)
+        records = encode_stream(result.batches) if result.batches else None
+        self.metrics.fetched(result.record_count, len(records) if records is not None else 0,
+                             time.perf_counter() - started_s - waited_s)
         return FetchResponse(
-            records=encode_stream(result.batches) if result.batches else None,
+            records=records,
             record_count=result.record_count,
             next_offset=result.next_offset,
             high_watermark=self.log.high_watermark,
@@ -368,6 +387,7 @@ class PartitionReplica:
         _write_config(self.directory, config)
 
     async def close(self, delete: bool = False) -> None:
+        self._flush_metrics()
         self._stop_leading()
         if self._background is not None:
             self._background.cancel()
@@ -376,9 +396,15 @@ class PartitionReplica:
             shutil.rmtree(self.directory, ignore_errors=True)
 
     async def _maintain(self) -> None:
-        """Retention, compaction and time-based flush, every few seconds."""
+        """Metrics every second; retention, compaction and time-based flush every few
+        seconds."""
+        log_maintenance_due_s = time.monotonic() + MAINTENANCE_INTERVAL_S
         while True:
-            await asyncio.sleep(MAINTENANCE_INTERVAL_S)
+            await asyncio.sleep(METRICS_FLUSH_INTERVAL_S)
+            self._flush_metrics()
+            if time.monotonic() < log_maintenance_due_s:
+                continue
+            log_maintenance_due_s = time.monotonic() + MAINTENANCE_INTERVAL_S
             try:
                 self.log.flush_if_due()
                 self.log.enforce_retention()
@@ -386,6 +412,15 @@ class PartitionReplica:
                 self.log.checkpoint()
             except Exception as error:  # noqa: BLE001 - maintenance must not kill the replica
                 logger.error("%s: maintenance failed: %r", self.describe(), error)
+
+    def _flush_metrics(self) -> None:
+        replication = self.replication
+        under_replicated = (self.role == LEADER and replication is not None
+                            and len(replication.isr) < len(replication.replicas))
+        try:
+            self.metrics.flush(under_replicated)
+        except Exception as error:  # noqa: BLE001 - metrics must never take the replica down
+            logger.warning("%s: publishing metrics failed: %r", self.describe(), error)
 
 
 def _read_config(directory: str) -> dict[str, str] | None:

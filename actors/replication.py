@@ -218,6 +218,7 @@ class LeaderReplication:
             accepted = await controller.alter_isr.remote(replica.topic, replica.partition, replica.broker_id,
                                                          self.epoch, sorted(isr))
             if accepted is not None and not self.stopped:
+                replica.metrics.isr_changed(self.isr, set(accepted))
                 self.isr = set(accepted)
                 self.update_high_watermark()
                 self.on_high_watermark()  # acks=all waiters re-check the ISR size
