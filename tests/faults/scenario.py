@@ -47,17 +47,25 @@ def main(nemesis: str) -> dict:
     ray.init(address=ray_cluster.address, namespace="rafka-faults", logging_level="ERROR")
     head_node = ray.get_runtime_context().get_node_id()
     cluster = rafka.Cluster.start(data_dir=tempfile.mkdtemp(prefix="rafka-faults-"), address=ray_cluster.address,
-                                  namespace="rafka-faults", broker_session_timeout_ms=2000,
+                                  namespace="rafka-faults", broker_session_timeout_ms=6000,
                                   replica_lag_time_max_ms=2000,
                                   leader_rebalance_interval_s=2 if nemesis == "leader-node-returns" else 3600)
     try:
         brokers = {b["broker_id"]: b["node_id"] for b in cluster.brokers()}
         admin = cluster.admin()
         admin.create_topic(TOPIC, partitions=PARTITIONS, replication_factor=3, config={"min.insync.replicas": "2"})
-        description = admin.describe_topic(TOPIC)
         # Strike the leader of a partition whose leader is not on the head node (the
-        # driver lives there).
-        target = next(p for p in description["partitions"] if brokers[p["leader"]] != head_node)
+        # driver lives there). On a loaded machine a broker may miss its session while
+        # the topic's replicas start, and its leaderships move: wait for one off the head.
+        deadline = time.monotonic() + 60
+        while True:
+            description = admin.describe_topic(TOPIC)
+            candidates = [p for p in description["partitions"]
+                          if p["leader"] >= 0 and brokers[p["leader"]] != head_node and len(p["isr"]) == 3]
+            if candidates or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        target = candidates[0]
         leader = target["leader"]
 
         acknowledged: list[bytes] = []
