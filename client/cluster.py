@@ -130,6 +130,13 @@ class Cluster:
             for broker_id in self._broker_ids_if_reachable():
                 _kill(names.broker(broker_id), self.namespace)
             _kill(names.CONTROLLER, self.namespace)
+            # Replicas of a broker that died before shutdown (a killed broker does not
+            # take its detached replicas with it) and anything else named in this
+            # namespace would otherwise outlive the cluster and keep calling a controller
+            # that is gone.
+            for actor in ray.util.list_named_actors(all_namespaces=True):
+                if actor["namespace"] == self.namespace:
+                    _kill(actor["name"], self.namespace)
         if self._owns_ray:
             ray.shutdown()
 

@@ -1,0 +1,1 @@
+"""Built-in connectors: file source and sink, PostgreSQL source and sink, Parquet sink."""
