@@ -449,6 +449,10 @@ from rafka.cli.bench import bench  # noqa: E402 - bench.py uses the helpers abov
 
 cli.add_command(bench)
 
+from rafka.cli.connect import connect  # noqa: E402
+
+cli.add_command(connect)
+
 
 def main() -> None:
     cli()

@@ -29,7 +29,18 @@ from rafka.connect.errors import (
     RetriableError,
 )
 
+
+def __getattr__(name: str):
+    # The runtime imports Ray; load it on first use so plugins can import the contracts cheaply.
+    if name == "Connect":
+        from rafka.connect.client import Connect
+
+        return Connect
+    raise AttributeError(f"module 'rafka.connect' has no attribute {name!r}")
+
+
 __all__ = [
+    "Connect",
     "ConfigDef",
     "ConfigField",
     "ConnectError",

@@ -17,7 +17,20 @@ from typing import Any, Callable, Iterable
 
 from rafka.connect.errors import ConnectorConfigError
 
-REQUIRED = object()
+
+
+class _Required:
+    """The default of a key that must be given. One instance, kept one across pickling
+    (connector classes travel to actors by value), so ``default is REQUIRED`` holds."""
+
+    def __repr__(self) -> str:
+        return "REQUIRED"
+
+    def __reduce__(self) -> str:
+        return "REQUIRED"
+
+
+REQUIRED = _Required()
 _TYPES = ("str", "int", "float", "bool", "list", "password")
 
 

@@ -14,7 +14,8 @@ import uuid
 
 import pytest
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "storage"))
+for _helpers in ("storage", "connect"):
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), _helpers))
 
 
 @pytest.fixture(scope="session")
@@ -47,3 +48,13 @@ def cluster(ray_instance, tmp_path_factory):
 def topic(request) -> str:
     """A fresh topic name for this test (created by the test itself)."""
     return re.sub(r"[^a-zA-Z0-9._-]", "-", request.node.name)[:80] + "-" + uuid.uuid4().hex[:6]
+
+
+@pytest.fixture(scope="session")
+def connect_runtime(cluster):
+    """Connect on the shared cluster, its REST API on a free port."""
+    from rafka.connect import Connect
+
+    runtime = Connect.start(cluster, rest_port=0)
+    yield runtime
+    runtime.shutdown()

@@ -1,0 +1,477 @@
+"""The herder: the one actor that owns connector configs, runs connectors and
+supervises their task actors.
+
+It is a named, detached Ray actor (``connect-herder`` in the cluster's namespace) that
+Ray restarts when it dies. On (re)start it reads ``__connect_configs`` and starts every
+connector it finds there; a task actor still running from before with the same config
+generation is adopted, not restarted. Configs, target states (RUNNING/PAUSED) and plugin
+classes registered from Python are written to ``__connect_configs`` (acks=all) before a
+request is answered, so an acknowledged create survives any restart. Status is written
+to ``__connect_status`` whenever a state changes.
+
+Supervision: every ``MONITOR_INTERVAL_S`` the herder asks each task actor for its
+status. A task that FAILED, or whose actor died, is restarted after a backoff of
+1, 2, 4, … up to ``MAX_BACKOFF_S`` seconds; the failure's trace stays in the task's
+status (``trace`` while it is down, ``last_failure`` after), with the restart count.
+A task that has run for ``BACKOFF_RESET_S`` starts its backoff over.
+
+Concurrency: requests arrive on the actor's threads (REST and Ray calls) and the monitor
+runs on its own; ``_lock`` serialises every change to connector state.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import threading
+import time
+from typing import Any
+
+import ray
+
+from rafka.connect.api import ConnectorContext
+from rafka.connect.errors import ConnectError, ConnectorExistsError, ConnectorNotFoundError
+from rafka.connect.failures import format_trace
+from rafka.connect.plugins import connector_type, list_plugins
+from rafka.connect.settings import validate
+from rafka.connect.store import CONFIGS_TOPIC, STATUS_TOPIC, TopicStore
+from rafka.connect.worker import start_task_actor, task_actor_name
+
+HERDER_NAME = "connect-herder"
+MONITOR_INTERVAL_S = 1.0
+STATUS_TIMEOUT_S = 10.0
+MAX_BACKOFF_S = 60.0
+BACKOFF_RESET_S = 60.0
+
+
+class _Task:
+    def __init__(self, task_id: int, config: dict) -> None:
+        self.id = task_id
+        self.config = config
+        self.actor: Any = None
+        self.status: dict[str, Any] = {"id": task_id, "state": "UNASSIGNED", "worker_id": ""}
+        self.restarts = 0
+        self.attempt = 0
+        self.restart_at: float | None = None
+        self.running_since: float | None = None
+        self.last_failure: str | None = None
+
+
+class _Connector:
+    def __init__(self, name: str, config: dict, target_state: str) -> None:
+        self.name = name
+        self.config = config  # as the user gave it
+        self.target_state = target_state
+        self.cls: type | None = None
+        self.kind = "unknown"
+        self.instance: Any = None
+        self.parsed: dict = {}
+        self.generation = ""
+        self.tasks: list[_Task] = []
+        self.state = "UNASSIGNED"
+        self.trace: str | None = None
+        self.reconfigure = False
+
+
+class Herder:
+    def __init__(self, namespace: str, rest_host: str, rest_port: int) -> None:
+        self.namespace = namespace
+        self.rest_host = rest_host
+        self.rest_port = rest_port
+        self.rest_url: str | None = None
+        self.connectors: dict[str, _Connector] = {}
+        self.plugins: dict[str, type] = {}
+        self._lock = threading.RLock()
+        self._ready = threading.Event()
+        self._init_error: BaseException | None = None
+        self._stopped = threading.Event()
+        threading.Thread(target=self._init, name="herder-init", daemon=True).start()
+
+    # -- start ---------------------------------------------------------------------------
+
+    def _init(self) -> None:
+        try:
+            from rafka.client.cluster import Cluster
+            from rafka.connect.rest import RestServer
+
+            self.cluster = Cluster.connect(namespace=self.namespace)
+            self.configs = TopicStore(self.cluster, CONFIGS_TOPIC)
+            self.statuses = TopicStore(self.cluster, STATUS_TOPIC)
+            stored = self.configs.read_all()
+            for key, value in stored.items():
+                if key.startswith("plugin-"):
+                    self.plugins[key[len("plugin-"):]] = ray.cloudpickle.loads(base64.b64decode(value["class"]))
+            with self._lock:
+                for key, value in sorted(stored.items()):
+                    if key.startswith("connector-"):
+                        connector = _Connector(key[len("connector-"):], value["config"], value.get("target_state", "RUNNING"))
+                        self.connectors[connector.name] = connector
+                        self._start(connector)
+            self.rest = RestServer(self, self.rest_host, self.rest_port)
+            self.rest_url = self.rest.start()
+            threading.Thread(target=self._monitor, name="herder-monitor", daemon=True).start()
+        except BaseException as error:  # noqa: BLE001 - ready() reports it
+            self._init_error = error
+        finally:
+            self._ready.set()
+
+    def ready(self, timeout_s: float = 120.0) -> str:
+        """The REST API's URL once the herder has loaded its configs."""
+        if not self._ready.wait(timeout_s):
+            raise ConnectError(f"the Connect herder did not start within {timeout_s:.0f} s")
+        if self._init_error is not None:
+            raise ConnectError(f"the Connect herder failed to start: {self._init_error}")
+        return self.rest_url
+
+    # -- requests ------------------------------------------------------------------------
+
+    def list_connectors(self) -> list[str]:
+        return sorted(self.connectors)
+
+    def create(self, name: str, config: dict) -> dict:
+        with self._lock:
+            if name in self.connectors:
+                raise ConnectorExistsError(f"connector {name!r} already exists")
+            return self.put_config(name, config)[1]
+
+    def put_config(self, name: str, config: dict) -> tuple[bool, dict]:
+        """Create connector ``name`` or replace its config; (created, info)."""
+        config = {**config, "name": name} if isinstance(config, dict) else config
+        validate(name, config, self.plugins)
+        with self._lock:
+            existing = self.connectors.get(name)
+            target_state = existing.target_state if existing else "RUNNING"
+            self.configs.put(f"connector-{name}", {"config": config, "target_state": target_state})
+            if existing is not None:
+                self._stop(existing)
+            connector = _Connector(name, config, target_state)
+            self.connectors[name] = connector
+            self._start(connector)
+            return existing is None, self.info(name)
+
+    def delete(self, name: str) -> None:
+        with self._lock:
+            connector = self._get(name)
+            self.configs.put(f"connector-{name}", None)
+            self._stop(connector)
+            del self.connectors[name]
+            self.statuses.put_many({f"connector-{name}": None,
+                                    **{f"task-{name}-{task.id}": None for task in connector.tasks}})
+
+    def config(self, name: str) -> dict:
+        return dict(self._get(name).config)
+
+    def info(self, name: str) -> dict:
+        connector = self._get(name)
+        return {"name": name, "config": dict(connector.config), "type": connector.kind,
+                "tasks": [{"connector": name, "task": task.id} for task in connector.tasks]}
+
+    def task_configs(self, name: str) -> list[dict]:
+        connector = self._get(name)
+        return [{"id": {"connector": name, "task": task.id}, "config": task.config} for task in connector.tasks]
+
+    def status(self, name: str) -> dict:
+        connector = self._get(name)
+        state = connector.state
+        if state == "RUNNING" and connector.target_state == "PAUSED":
+            state = "PAUSED"
+        status = {"name": name, "type": connector.kind,
+                  "connector": {"state": state, "worker_id": self.rest_url or ""},
+                  "tasks": [self._task_status(task) for task in connector.tasks]}
+        if connector.trace:
+            status["connector"]["trace"] = connector.trace
+        return status
+
+    def task_status(self, name: str, task_id: int) -> dict:
+        return self._task_status(self._task(name, task_id))
+
+    def pause(self, name: str) -> None:
+        self._set_target(name, "PAUSED")
+
+    def resume(self, name: str) -> None:
+        self._set_target(name, "RUNNING")
+
+    def restart(self, name: str, include_tasks: bool = False, only_failed: bool = False) -> dict:
+        """Restart the connector (and with ``include_tasks`` its tasks; with
+        ``only_failed`` only the ones that failed)."""
+        with self._lock:
+            connector = self._get(name)
+            if only_failed and connector.state != "FAILED" and not include_tasks:
+                return self.status(name)
+            if include_tasks or connector.state == "FAILED":
+                tasks = [t for t in connector.tasks if not only_failed or t.status.get("state") == "FAILED"]
+                if connector.state == "FAILED" or len(tasks) == len(connector.tasks) and include_tasks:
+                    self._stop(connector)
+                    fresh = _Connector(name, connector.config, connector.target_state)
+                    self.connectors[name] = fresh
+                    self._start(fresh)
+                else:
+                    for task in tasks:
+                        self._restart_task_now(connector, task)
+            return self.status(name)
+
+    def restart_task(self, name: str, task_id: int) -> None:
+        with self._lock:
+            connector = self._get(name)
+            self._restart_task_now(connector, self._task(name, task_id))
+
+    def plugin_list(self) -> list[dict]:
+        return list_plugins(self.plugins)
+
+    def validate_config(self, plugin: str, config: dict) -> dict:
+        """Kafka Connect's validate answer: ``error_count`` and per-key errors."""
+        from rafka.connect.errors import ConnectorConfigError
+
+        config = {**config, "connector.class": config.get("connector.class", plugin)}
+        try:
+            validate(config.get("name", "validate"), config, self.plugins)
+            errors: list[dict] = []
+        except ConnectorConfigError as error:
+            errors = [{"name": error.field or "", "errors": [str(error)]}]
+        return {"name": plugin, "error_count": len(errors),
+                "configs": [{"value": {"name": e["name"], "errors": e["errors"]}} for e in errors]}
+
+    def register_plugin(self, name: str, payload: bytes) -> None:
+        """Make the pickled connector class ``payload`` available as ``name``."""
+        cls = ray.cloudpickle.loads(payload)
+        with self._lock:
+            self.configs.put(f"plugin-{name}", {"class": base64.b64encode(payload).decode("ascii")})
+            self.plugins[name] = cls
+
+    def offsets(self, name: str) -> dict:
+        """Committed progress: source offsets, or the sink group's committed offsets."""
+        connector = self._get(name)
+        if connector.kind == "source":
+            from rafka.connect.offsets import OffsetStore
+
+            store = OffsetStore(self.cluster, name)
+            try:
+                return {"offsets": [{"partition": json.loads(key), "offset": offset}
+                                    for key, offset in sorted(store.load().items())]}
+            finally:
+                store.close()
+        from rafka.connect.sink_loop import group_id
+
+        try:
+            group = self.cluster.admin().describe_group(group_id(name))
+        except Exception:  # noqa: BLE001 - no commit yet
+            return {"offsets": []}
+        return {"offsets": [{"partition": {"topic": p["topic"], "partition": p["partition"]},
+                             "offset": p.get("committed_offset")} for p in group.get("partitions", [])]}
+
+    def shutdown(self) -> None:
+        """Stop every task (each commits what it did), then the REST server."""
+        self._stopped.set()
+        with self._lock:
+            for connector in self.connectors.values():
+                self._stop(connector)
+        if getattr(self, "rest", None) is not None:
+            self.rest.stop()
+
+    # -- inside the lock -----------------------------------------------------------------
+
+    def _get(self, name: str) -> _Connector:
+        connector = self.connectors.get(name)
+        if connector is None:
+            raise ConnectorNotFoundError(f"connector {name!r} not found")
+        return connector
+
+    def _task(self, name: str, task_id: int) -> _Task:
+        connector = self._get(name)
+        for task in connector.tasks:
+            if task.id == task_id:
+                return task
+        raise ConnectorNotFoundError(f"connector {name!r} has no task {task_id!r}")
+
+    def _set_target(self, name: str, target_state: str) -> None:
+        with self._lock:
+            connector = self._get(name)
+            if connector.target_state == target_state:
+                return
+            self.configs.put(f"connector-{name}", {"config": connector.config, "target_state": target_state})
+            connector.target_state = target_state
+            calls = [task.actor.pause.remote() if target_state == "PAUSED" else task.actor.resume.remote()
+                     for task in connector.tasks if task.actor is not None]
+        try:
+            ray.get(calls, timeout=STATUS_TIMEOUT_S)
+        except Exception:  # noqa: BLE001 - a dead task is restarted in the target state
+            pass
+
+    def _start(self, connector: _Connector) -> None:
+        try:
+            cls, parsed = validate(connector.name, connector.config, self.plugins)
+            connector.cls, connector.kind, connector.parsed = cls, connector_type(cls), parsed
+            instance = cls()
+            instance.initialize(ConnectorContext(connector.name, lambda: self._request_reconfiguration(connector.name),
+                                                 lambda error: self._connector_failed(connector.name, error)))
+            instance.start(parsed)
+            connector.instance = instance
+            task_configs = list(instance.task_configs(parsed["tasks.max"]))[: parsed["tasks.max"]]
+        except Exception as error:  # noqa: BLE001 - shown in status
+            connector.state, connector.trace = "FAILED", format_trace(error)
+            self._write_status(connector)
+            return
+        connector.generation = hashlib.sha256(
+            json.dumps([connector.config, task_configs], sort_keys=True, default=str).encode()).hexdigest()[:16]
+        connector.tasks = [_Task(index, task_config) for index, task_config in enumerate(task_configs)]
+        connector.state, connector.trace = "RUNNING", None
+        for task in connector.tasks:
+            self._start_task(connector, task, adopt=True)
+        self._write_status(connector)
+
+    def _spec(self, connector: _Connector, task: _Task) -> dict:
+        return {"connector": connector.name, "task_id": task.id, "kind": connector.kind,
+                "task_class": connector.instance.task_class(), "connector_config": connector.parsed,
+                "task_config": {**connector.parsed, **task.config}, "generation": connector.generation,
+                "paused": connector.target_state == "PAUSED"}
+
+    def _start_task(self, connector: _Connector, task: _Task, adopt: bool = False) -> None:
+        name = task_actor_name(connector.name, task.id)
+        try:
+            existing = ray.get_actor(name, namespace=self.namespace)
+        except ValueError:
+            existing = None
+        if existing is not None:
+            try:
+                if adopt and ray.get(existing.generation.remote(), timeout=STATUS_TIMEOUT_S) == connector.generation:
+                    task.actor = existing
+                    task.running_since = time.monotonic()
+                    return
+            except Exception:  # noqa: BLE001 - dead or stuck: replace it
+                pass
+            _kill(existing)
+            _wait_gone(name, self.namespace)
+        task.actor = start_task_actor(self.namespace, self._spec(connector, task))
+        task.status = {"id": task.id, "state": "UNASSIGNED", "worker_id": ""}
+        task.running_since = time.monotonic()
+        task.restart_at = None
+
+    def _stop(self, connector: _Connector) -> None:
+        """Stop the tasks (gracefully: each commits) and the connector instance."""
+        calls = [(task, task.actor.stop.remote()) for task in connector.tasks if task.actor is not None]
+        for task, call in calls:
+            try:
+                ray.get(call, timeout=STATUS_TIMEOUT_S * 4)
+            except Exception:  # noqa: BLE001 - killed below either way
+                pass
+            _kill(task.actor)
+            task.actor = None
+        for task, _ in calls:
+            _wait_gone(task_actor_name(connector.name, task.id), self.namespace)
+        if connector.instance is not None:
+            try:
+                connector.instance.stop()
+            except Exception:  # noqa: BLE001
+                pass
+        connector.state = "UNASSIGNED"
+
+    def _restart_task_now(self, connector: _Connector, task: _Task) -> None:
+        if task.actor is not None:
+            _kill(task.actor)
+            task.actor = None
+        self._start_task(connector, task)
+
+    def _request_reconfiguration(self, name: str) -> None:
+        connector = self.connectors.get(name)
+        if connector is not None:
+            connector.reconfigure = True
+
+    def _connector_failed(self, name: str, error: BaseException) -> None:
+        connector = self.connectors.get(name)
+        if connector is not None:
+            connector.state, connector.trace = "FAILED", format_trace(error)
+
+    def _task_status(self, task: _Task) -> dict:
+        status = dict(task.status)
+        status["restarts"] = task.restarts
+        if task.last_failure and "trace" not in status:
+            status["last_failure"] = task.last_failure
+        if task.restart_at is not None:
+            status["restart_in_s"] = round(max(0.0, task.restart_at - time.monotonic()), 1)
+        return status
+
+    def _write_status(self, connector: _Connector) -> None:
+        values = {f"connector-{connector.name}": {"state": connector.state, "trace": connector.trace}}
+        values.update({f"task-{connector.name}-{task.id}": {k: task.status.get(k) for k in ("state", "worker_id", "trace")}
+                       for task in connector.tasks})
+        try:
+            self.statuses.put_many(values)
+        except Exception:  # noqa: BLE001 - status is advisory; the next change writes again
+            pass
+
+    # -- supervision ---------------------------------------------------------------------
+
+    def _monitor(self) -> None:
+        while not self._stopped.wait(MONITOR_INTERVAL_S):
+            try:
+                self._check_all()
+            except Exception:  # noqa: BLE001 - keep supervising
+                pass
+
+    def _check_all(self) -> None:
+        with self._lock:
+            snapshot = [(c, t, t.actor) for c in self.connectors.values() for t in c.tasks]
+            reconfigure = [c for c in self.connectors.values() if c.reconfigure]
+        for connector in reconfigure:
+            with self._lock:
+                if self.connectors.get(connector.name) is connector:
+                    self._stop(connector)
+                    fresh = _Connector(connector.name, connector.config, connector.target_state)
+                    self.connectors[connector.name] = fresh
+                    self._start(fresh)
+        refs = {id(task): actor.status.remote() for _, task, actor in snapshot if actor is not None}
+        changed: set[str] = set()
+        for connector, task, actor in snapshot:
+            with self._lock:
+                if self.connectors.get(connector.name) is not connector or task.actor is not actor:
+                    continue  # changed while we looked
+                before = task.status.get("state")
+                if actor is None:
+                    if task.restart_at is not None and time.monotonic() >= task.restart_at:
+                        task.restarts += 1
+                        self._start_task(connector, task)
+                        changed.add(connector.name)
+                    continue
+                try:
+                    status = ray.get(refs[id(task)], timeout=STATUS_TIMEOUT_S)
+                except ray.exceptions.GetTimeoutError:
+                    continue  # busy, not dead
+                except Exception as error:  # noqa: BLE001 - the actor died
+                    status = {"id": task.id, "state": "FAILED", "worker_id": task.status.get("worker_id", ""),
+                              "trace": f"the task's actor died: {error}"}
+                task.status = status
+                if status["state"] == "FAILED":
+                    task.last_failure = status.get("trace")
+                    _kill(actor)
+                    task.actor = None
+                    if task.running_since is not None and time.monotonic() - task.running_since > BACKOFF_RESET_S:
+                        task.attempt = 0
+                    task.restart_at = time.monotonic() + min(MAX_BACKOFF_S, 2.0 ** task.attempt)
+                    task.attempt += 1
+                    task.running_since = None
+                if status["state"] != before:
+                    changed.add(connector.name)
+        for name in changed:
+            with self._lock:
+                connector = self.connectors.get(name)
+            if connector is not None:
+                self._write_status(connector)
+
+
+def _kill(actor: Any) -> None:
+    try:
+        ray.kill(actor, no_restart=True)
+    except Exception:  # noqa: BLE001
+        pass
+
+
+def _wait_gone(name: str, namespace: str, timeout_s: float = 10.0) -> None:
+    """Wait until the named actor's name is free (a killed actor releases it shortly)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            ray.get_actor(name, namespace=namespace)
+        except ValueError:
+            return
+        time.sleep(0.05)
