@@ -251,8 +251,9 @@ class FileSourceTask(SourceTask):
             followed.pending += chunk
             last_line_bytes = len(followed.pending) - followed.pending.rfind(b"\n") - 1
             if last_line_bytes > self._line_bytes_max:
-                raise ValueError(f"{followed.path}: the line at byte {followed.position + len(followed.pending) - last_line_bytes}"
-                                 f" is longer than line.bytes.max={self._line_bytes_max}")
+                line_position = followed.position + len(followed.pending) - last_line_bytes
+                raise ValueError(f"{followed.path}: the line at byte {line_position} is longer than "
+                                 f"line.bytes.max={self._line_bytes_max}")
         end = followed.pending.rfind(b"\n")
         if end < 0:
             return []

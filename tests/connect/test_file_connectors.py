@@ -76,6 +76,14 @@ def test_poll_reads_lines_longer_than_one_read(tmp_path, start_source):
     assert [record.value for record in records] == ["x" * 100, "short"]
 
 
+def test_poll_raises_for_line_longer_than_line_bytes_max(tmp_path, start_source):
+    path = tmp_path / "in.txt"
+    path.write_text("ok\n" + "y" * 64)
+    task = start_source(path, **{"read.bytes": 16, "line.bytes.max": 32})
+    with pytest.raises(ValueError, match=rf"{path}.*byte 3 .*line.bytes.max=32"):
+        task.poll()
+
+
 def test_poll_holds_back_partial_last_line_until_its_newline(tmp_path, start_source):
     path = tmp_path / "in.txt"
     path.write_bytes(b"one\ntw")

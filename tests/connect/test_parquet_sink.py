@@ -239,3 +239,13 @@ def test_validate_rejects_bad_config_naming_the_key(config, field):
     with pytest.raises(ConnectorConfigError) as raised:
         ParquetSinkConnector().validate(config)
     assert raised.value.field == field
+
+
+def test_put_for_unopened_partition_drops_offsets_already_written(tmp_path, start_sink, clock):
+    first_run = start_sink(**{"flush.size": 3})
+    first_run.put(records(0, 2))
+    task = ParquetSinkTask(clock=clock)
+    task.initialize(SinkTaskContext("parquet", 0))
+    task.start({"path": str(tmp_path / "dataset"), "flush.size": 3})
+    task.put(records(0, 5))
+    assert sorted(read_dataset(tmp_path / "dataset").column("_offset").to_pylist()) == list(range(6))
