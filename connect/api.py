@@ -159,6 +159,9 @@ class Connector(ABC):
     paused for reconfiguration, or the herder stops."""
 
     config_def: ConfigDef = ConfigDef()
+    # Config the runtime merges *under* the user's config (user keys win), e.g. the
+    # converter that matches the values this plugin emits or expects.
+    default_config: dict = {}
     version: str = "0.1.0"
 
     def __init__(self) -> None:
