@@ -250,6 +250,21 @@ def test_task_configs_deal_tables_round_robin():
     assert [config["tables"] for config in connector.task_configs(9)] == [["a"], ["b"], ["c"], ["d"], ["e"]]
 
 
+def test_start_with_task_config_reads_only_its_tables(postgres_url, table):
+    tables = [f"{table}-{index}" for index in range(3)]
+    for name in tables:
+        create_events(postgres_url, name, rows=1)
+    connector = PostgresSourceConnector()
+    connector.start(connector.validate({"connection.url": postgres_url, "table.whitelist": tables}))
+    task = PostgresSourceTask()
+    task.initialize(SourceTaskContext("pg-source", 1, {}))
+    task.start(connector.task_configs(2)[1])
+    records = poll_until(task, 1)
+    assert task.poll() == []
+    task.stop()
+    assert [record.topic for record in records] == [tables[1]]
+
+
 @pytest.mark.parametrize("config, field", [
     ({"table.whitelist": "t"}, "connection.url"),
     ({"connection.url": "postgresql://x@h/db", "table.whitelist": "t", "mode": "bulk"}, "mode"),
