@@ -29,11 +29,14 @@ class ConnectError(RafkaError):
 
 
 class ConnectorConfigError(ConnectError, InvalidConfigError):
-    """A connector config is invalid; ``field`` is the key at fault (or None)."""
+    """A connector config is invalid; ``field`` is the key at fault (or None). The
+    message always names the full key, so a REST answer alone tells the user which one."""
 
     status_code = 400
 
     def __init__(self, message: str, field: str | None = None) -> None:
+        if field and field not in message:
+            message = f"{field}: {message}"
         super().__init__(message)
         self.field = field
 

@@ -421,6 +421,15 @@ class Herder:
                     self.connectors[connector.name] = fresh
                     self._start(fresh)
         refs = {id(task): actor.status.remote() for _, task, actor in snapshot if actor is not None}
+        # Wait for the answers outside the lock: a busy task must not hold up requests.
+        answers: dict[int, Any] = {}
+        for key, ref in refs.items():
+            try:
+                answers[key] = ray.get(ref, timeout=STATUS_TIMEOUT_S)
+            except ray.exceptions.GetTimeoutError:
+                answers[key] = None  # busy, not dead
+            except Exception as error:  # noqa: BLE001 - the actor died
+                answers[key] = error
         changed: set[str] = set()
         for connector, task, actor in snapshot:
             with self._lock:
@@ -433,13 +442,12 @@ class Herder:
                         self._start_task(connector, task)
                         changed.add(connector.name)
                     continue
-                try:
-                    status = ray.get(refs[id(task)], timeout=STATUS_TIMEOUT_S)
-                except ray.exceptions.GetTimeoutError:
-                    continue  # busy, not dead
-                except Exception as error:  # noqa: BLE001 - the actor died
+                status = answers.get(id(task))
+                if status is None:
+                    continue
+                if isinstance(status, BaseException):
                     status = {"id": task.id, "state": "FAILED", "worker_id": task.status.get("worker_id", ""),
-                              "trace": f"the task's actor died: {error}"}
+                              "trace": f"the task's actor died: {status}"}
                 task.status = status
                 if status["state"] == "FAILED":
                     task.last_failure = status.get("trace")

@@ -46,8 +46,31 @@ def cluster(ray_instance, tmp_path_factory):
 
 @pytest.fixture
 def topic(request) -> str:
-    """A fresh topic name for this test (created by the test itself)."""
-    return re.sub(r"[^a-zA-Z0-9._-]", "-", request.node.name)[:80] + "-" + uuid.uuid4().hex[:6]
+    """A fresh topic name for this test (created by the test itself).
+
+    When the test ends, every topic whose name contains this one (the test's own, and
+    the changelog and repartition topics of its stream jobs) is deleted from each rafka
+    cluster the test used: a replica is an actor process that costs CPU even when idle,
+    and a session that kept every test's topics would end with hundreds of them
+    starving the brokers' heartbeats on 2 cores.
+    """
+    name = re.sub(r"[^a-zA-Z0-9._-]", "-", request.node.name)[:80] + "-" + uuid.uuid4().hex[:6]
+    yield name
+    import rafka
+
+    for value in list(request.node.funcargs.values()):
+        if isinstance(value, rafka.Cluster):
+            _delete_topics_containing(value, name)
+
+
+def _delete_topics_containing(cluster, name: str) -> None:
+    try:
+        admin = cluster.admin()
+        for topic in admin.list_topics(include_internal=True):
+            if name in topic:
+                admin.delete_topic(topic)
+    except Exception as error:  # noqa: BLE001 - a cluster the test shut down has nothing to clean
+        print(f"conftest: could not delete the topics of {name!r}: {error!r}")
 
 
 @pytest.fixture(scope="session")

@@ -17,8 +17,10 @@ TP = rafka.TopicPartition
 
 @pytest.fixture(scope="module")
 def replicated(ray_instance, tmp_path_factory):
+    # The default 6 s broker session: under CI load a broker can miss a 3 s one, and a
+    # spurious election in the middle of a test moves the leader it is watching.
     cluster = rafka.Cluster.start(data_dir=str(tmp_path_factory.mktemp("replicated")), brokers=3,
-                                  namespace="rafka-test-replication", broker_session_timeout_ms=3000,
+                                  namespace="rafka-test-replication", broker_session_timeout_ms=6000,
                                   replica_lag_time_max_ms=2000, leader_rebalance_interval_s=2)
     yield cluster
     cluster.shutdown()
