@@ -47,6 +47,7 @@ from rafka.streams.topology import Compiled, SubTopology, changelog_topic, compi
 logger = logging.getLogger(__name__)
 
 SUPERVISE_INTERVAL_S = 1.0
+STATS_TIMEOUT_S = 30.0  # a worker that does not answer stats() in this time is replaced
 
 
 class Task:
@@ -305,6 +306,7 @@ class StreamsJob:
                                   "heartbeat_interval_ms": heartbeat_interval_ms}
         self._actor_options = {"num_cpus": 1, **(actor_options or {})}
         self._workers: list[Any] = []
+        self._started: list[Any] = []  # every worker this job started: stop() kills them all
         self._lock = threading.RLock()
         self._stopped = threading.Event()
         self.failure: dict | None = None
@@ -328,9 +330,12 @@ class StreamsJob:
         self._stop_workers(surplus)
 
     def _start_worker(self):
-        return (ray.remote(_StreamWorker)
-                .options(max_restarts=-1, max_concurrency=4, namespace=self.cluster.namespace, **self._actor_options)
-                .remote(self.cluster.namespace, self.app, self._consumer_options))
+        worker = (ray.remote(_StreamWorker)
+                  .options(max_restarts=-1, max_concurrency=4, namespace=self.cluster.namespace, **self._actor_options)
+                  .remote(self.cluster.namespace, self.app, self._consumer_options))
+        with self._lock:
+            self._started.append(worker)
+        return worker
 
     def _stop_workers(self, workers: list) -> None:
         if not workers:
@@ -340,7 +345,7 @@ class StreamsJob:
         except RafkaError as error:
             logger.warning("streams %r: a worker did not stop cleanly: %s", self.app.application_id, error)
         for worker in workers:
-            ray.kill(worker, no_restart=True)
+            self._kill(worker)
 
     def stats(self) -> list[dict]:
         with self._lock:
@@ -348,7 +353,7 @@ class StreamsJob:
         answers = []
         for worker in workers:
             try:
-                answers.append(rpc.get(worker.stats.remote(), timeout_s=30))
+                answers.append(rpc.get(worker.stats.remote(), timeout_s=STATS_TIMEOUT_S))
             except RafkaError as error:
                 answers.append({"tasks": [], "records": 0, "dead": str(error)})
         return answers
@@ -376,11 +381,22 @@ class StreamsJob:
             time.sleep(0.2)
 
     def stop(self) -> None:
-        """Commit and stop every worker; the job resumes from here when started again."""
+        """Commit and stop every worker; the job resumes from here when started again.
+
+        Then kill every worker this job ever started, replaced ones included (a worker
+        replaced because it did not answer was killed then; this makes sure), so no
+        actor of the job goes on consuming in its group after stop() returns."""
         with self._lock:
             workers, self._workers = self._workers, []
             self._stopped.set()
         self._stop_workers(workers)
+        supervisor = getattr(self, "_supervisor", None)
+        if supervisor is not None and supervisor is not threading.current_thread():
+            supervisor.join(timeout=STATS_TIMEOUT_S + 10)
+        with self._lock:
+            started = list(self._started)
+        for worker in started:
+            self._kill(worker)
 
     def __enter__(self) -> "StreamsJob":
         return self
@@ -390,20 +406,45 @@ class StreamsJob:
 
     def _supervise(self) -> None:
         while not self._stopped.wait(SUPERVISE_INTERVAL_S):
-            with self._lock:
-                workers = list(self._workers)
-            for worker in workers:
-                try:
-                    stats = rpc.get(worker.stats.remote(), timeout_s=30)
-                except RafkaError:
-                    with self._lock:
-                        if not self._stopped.is_set() and worker in self._workers:
-                            logger.warning("streams %r: a worker died; starting a replacement", self.app.application_id)
-                            self._workers[self._workers.index(worker)] = self._start_worker()
-                    continue
-                if stats.get("fatal") is not None and self.failure is None:
-                    self.failure = stats["fatal"]
-                    logger.error("streams %r: a worker failed: %s", self.app.application_id, self.failure["error"])
+            self._check_workers()
+
+    def _check_workers(self) -> None:
+        """One round of supervision: replace each worker that does not answer, report
+        the first fatal error of one that does."""
+        with self._lock:
+            workers = list(self._workers)
+        for worker in workers:
+            try:
+                stats = rpc.get(worker.stats.remote(), timeout_s=STATS_TIMEOUT_S)
+            except RafkaError as error:
+                self._replace(worker, error)
+                continue
+            if stats.get("fatal") is not None and self.failure is None:
+                self.failure = stats["fatal"]
+                logger.error("streams %r: a worker failed: %s", self.app.application_id, self.failure["error"])
+
+    def _replace(self, worker: Any, error: RafkaError) -> None:
+        with self._lock:
+            if self._stopped.is_set() or worker not in self._workers:
+                return
+            logger.warning("streams %r: a worker did not answer (%s); killing it and starting a replacement",
+                           self.app.application_id, error)
+            # Kill it for good first. A worker that is only slow (its stats call timed
+            # out) or that Ray is restarting (max_restarts=-1) would otherwise go on
+            # consuming in the group beside its replacement, tracked by nobody.
+            self._kill(worker)
+            self._workers[self._workers.index(worker)] = self._start_worker()
+
+    def _kill(self, worker: Any) -> None:
+        """Kill a worker actor for good (no restart); one already dead is fine."""
+        try:
+            ray.kill(worker, no_restart=True)
+        except Exception as error:  # noqa: BLE001 - stop() tries again; the actor may be gone
+            logger.warning("streams %r: could not kill a worker: %r", self.app.application_id, error)
+            return
+        with self._lock:
+            if worker in self._started:
+                self._started.remove(worker)
 
 
 def prepare_topics(cluster: Any, compiled: Compiled) -> dict[str, int]:
