@@ -188,6 +188,64 @@ def test_windows_behind_a_repartition_follow_the_upstream_watermark():
     assert driver.late_records == late
 
 
+def rekeyed_window_counts(app):
+    source = app.source("in", key_format="utf8", value_format="int")
+    source.key_by(lambda k, v: k * 2, name="rekey").group_by_key() \
+        .window(TimeWindows.tumbling(10_000, 3_000)).count(name="agg", emit="final").to_stream().to("out")
+
+
+def test_an_empty_upstream_partition_does_not_hold_windows_open():
+    app = StreamsApp("test-app")
+    rekeyed_window_counts(app)
+    driver = TopologyTestDriver(app, partitions=2)
+    driver.commit()  # both upstream tasks have read all of their (empty) input: idle
+    for event in EVENTS:  # all to partition 0; partition 1 stays empty
+        driver.pipe("in", [event], partition=0)
+    expected, late = windowed_reference(EVENTS, 10_000, 10_000, 3_000, "count", True)
+    got = {(k, int(h["window_start"])): v for k, v, _, h in driver.read_output("out", "utf8", "int")}
+    assert got == {(k * 2, start): count for (k, start), count in expected.items()}
+    assert len(driver.read_output("out")) == len(expected)
+    assert driver.late_records == late
+
+
+def test_a_lagging_upstream_partition_holds_windows_open_until_it_is_idle():
+    app = StreamsApp("test-app")
+    rekeyed_window_counts(app)
+    driver = TopologyTestDriver(app, partitions=2)
+    lagging = [("d", "1", 1_000), ("d", "2", 2_000)]
+    driver.pipe("in", lagging[:1], partition=1)
+    for event in EVENTS:
+        driver.pipe("in", [event], partition=0)
+    driver.pipe("in", lagging[1:], partition=1)  # far behind partition 0, yet not late
+    assert driver.read_output("out") == []  # the watermark is partition 1's: 2 s
+    assert driver.late_records == 0
+    driver.commit()  # both had input since the last commit: not idle yet
+    assert driver.read_output("out") == []
+    driver.commit()  # now both are idle: the watermark is the largest, 44 s
+    everything = Counter((k * 2, ts - ts % 10_000) for k, _, ts in EVENTS + lagging)
+    closed = {group: count for group, count in everything.items() if group[1] + 10_000 + 3_000 <= 44_000}
+    got = {(k, int(h["window_start"])): v for k, v, _, h in driver.read_output("out", "utf8", "int")}
+    assert got == closed
+    assert len(driver.read_output("out")) == len(closed)
+    assert driver.late_records == 0
+
+
+def test_a_restarted_task_behind_a_repartition_restores_the_upstream_marks():
+    app = StreamsApp("test-app")
+    rekeyed_window_counts(app)
+    driver = TopologyTestDriver(app, partitions=2)
+    driver.commit()  # partition 1 stays empty: idle, and it never says so again
+    for event in EVENTS[:5]:
+        driver.pipe("in", [event], partition=0)
+    driver.restart()  # the downstream tasks come back with partition 1's idle mark
+    for event in EVENTS[5:]:
+        driver.pipe("in", [event], partition=0)
+    expected, late = windowed_reference(EVENTS, 10_000, 10_000, 3_000, "count", True)
+    got = {(k, int(h["window_start"])): v for k, v, _, h in driver.read_output("out", "utf8", "int")}
+    assert got == {(k * 2, start): count for (k, start), count in expected.items()}
+    assert driver.late_records == late
+
+
 SESSION_EVENTS = [  # (key, value, ts): sessions that merge, one out-of-order bridge, late ones
     ("a", "1", 1_000), ("a", "2", 3_000), ("b", "3", 3_500), ("a", "4", 9_000), ("a", "5", 6_000),
     ("b", "6", 20_000), ("a", "7", 2_500), ("a", "8", 30_000), ("b", "9", 4_000), ("a", "10", 27_000),
