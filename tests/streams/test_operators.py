@@ -254,7 +254,8 @@ SESSION_EVENTS = [  # (key, value, ts): sessions that merge, one out-of-order br
 
 
 def session_reference(events, gap, grace):
-    """(late records, sessions closed by the end of input as (key, [start, end, values]))."""
+    """(late records, sessions closed by the end of input as (key, [start, end, values]),
+    sessions still open at the end in the same form)."""
     sessions, stream_time, late, closed = defaultdict(list), -1, 0, []  # key -> [[start, end, values]]
     for key, value, ts in events:
         stream_time = max(stream_time, ts)
@@ -269,7 +270,7 @@ def session_reference(events, gap, grace):
             for s in [s for s in sessions[k] if s[1] + gap + grace <= stream_time]:
                 sessions[k].remove(s)
                 closed.append((k, s))
-    return late, closed
+    return late, closed, [(k, s) for k, open_ in sessions.items() for s in open_]
 
 
 @pytest.mark.parametrize("emit", ["update", "final"])
@@ -285,7 +286,7 @@ def test_session_windows_match_python(emit):
     app, driver = app_with(build)
     for event in SESSION_EVENTS:
         driver.pipe("in", [event])
-    late, closed = session_reference(SESSION_EVENTS, gap, grace)
+    late, closed, still_open = session_reference(SESSION_EVENTS, gap, grace)
     state = {}
     for key, value, _, headers in driver.read_output("out", "utf8", "int"):
         group = (key, int(headers["window_start"]), int(headers["window_end"]))
@@ -294,11 +295,14 @@ def test_session_windows_match_python(emit):
         else:
             state[group] = value
     expected_closed = {(k, s[0], s[1]): sum(s[2]) for k, s in closed}
+    assert expected_closed and still_open  # the input closes some sessions and leaves others open
     if emit == "final":
         assert state == expected_closed
         assert len(driver.read_output("out")) == len(expected_closed)
     else:
-        assert expected_closed.items() <= state.items()
+        # Every session ever formed was emitted, and every one merged away retracted: what
+        # remains is exactly the sessions closed and those still open.
+        assert state == {**expected_closed, **{(k, s[0], s[1]): sum(s[2]) for k, s in still_open}}
     assert driver.late_records == late
 
 
@@ -364,4 +368,67 @@ def test_sliding_and_session_state_survive_a_restart():
             sessions.pop(group, None)
         else:
             sessions[group] = value
-    assert sum(sessions.values()) == len(EVENTS)
+    late, closed, still_open = session_reference(EVENTS, 3_000, 60_000)
+    assert late == 0 and not closed  # the grace keeps every session open
+    assert sessions == {(k, s[0], s[1]): len(s[2]) for k, s in still_open}
+
+
+def test_a_source_of_several_topics_reads_them_all():
+    def build(app):
+        source = app.source(["in", "more"], key_format="utf8", value_format="int")
+        source.map_values(lambda v: v * 10).to("out")
+        source.group_by_key().sum(name="totals").to_stream().to("totals")
+
+    app, driver = app_with(build)
+    assert compile_app(app).all_source_topics() == ["in", "more"]
+    driver.pipe("in", EVENTS[:5])
+    driver.pipe("more", EVENTS[5:])
+    assert [(k, v) for k, v, _, _ in driver.read_output("out", "utf8", "int")] == [(k, int(v) * 10) for k, v, _ in EVENTS]
+    totals = {k: v for k, v, _, _ in driver.read_output("totals", "utf8", "int")}
+    reference = defaultdict(int)
+    for key, value, _ in EVENTS:
+        reference[key] += int(value)
+    assert totals == reference
+
+
+def test_a_timestamp_extractor_sets_event_time_for_windows_and_outputs():
+    def build(app):
+        source = app.source("in", key_format="utf8", value_format="int", timestamp_extractor=lambda t: t.column("value"))
+        source.to("stamped")
+        source.group_by_key().window(TimeWindows.tumbling(10_000, 3_000)).count(name="agg", emit="final") \
+            .to_stream().to("out")
+
+    app, driver = app_with(build)
+    # Event time travels in the value; the record timestamps run backwards and would make
+    # nearly every record late if they counted.
+    events = [(key, str(ts), 1_000_000 - index) for index, (key, _, ts) in enumerate(EVENTS)]
+    for event in events:
+        driver.pipe("in", [event])
+    assert [t for _, _, t, _ in driver.read_output("stamped")] == [ts for _, _, ts in EVENTS]
+    expected, late = windowed_reference(EVENTS, 10_000, 10_000, 3_000, "count", True)
+    got = {(k, int(h["window_start"])): v for k, v, _, h in driver.read_output("out", "utf8", "int")}
+    assert expected and got == expected
+    assert driver.late_records == late
+
+
+def test_two_sources_of_one_topic_in_one_subtopology_both_get_every_record():
+    def build(app):
+        first = app.source("in", key_format="utf8", value_format="int")
+        second = app.source("in", key_format="utf8", value_format="int", name="again")
+        first.filter(lambda k, v: v % 2 == 1).merge(second.filter(lambda k, v: v % 2 == 0).map_values(lambda v: -v)) \
+            .to("out")
+
+    app, driver = app_with(build)
+    assert len(compile_app(app).subtopologies) == 1
+    driver.pipe("in", EVENTS)
+    out = sorted((k, v) for k, v, _, _ in driver.read_output("out", "utf8", "int"))
+    assert out == sorted((k, int(v) if int(v) % 2 else -int(v)) for k, v, _ in EVENTS)
+
+
+def test_a_topic_read_as_both_a_table_and_a_stream_is_refused_at_build_time():
+    app = StreamsApp("conflict")
+    users = app.table("users", name="profiles")
+    app.source("users", name="user-stream").join(users).to("out")
+    with pytest.raises(ValueError, match="topic 'users' is read both as a table .*'profiles-source'.* as a stream "
+                                         ".*'user-stream'"):
+        compile_app(app)
