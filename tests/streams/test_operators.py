@@ -306,6 +306,36 @@ def test_session_windows_match_python(emit):
     assert driver.late_records == late
 
 
+def test_session_windows_behind_a_repartition_follow_the_upstream_watermark():
+    from rafka.streams import SessionWindows
+
+    gap, grace = 3_000, 2_000
+
+    def build(app):
+        app.source("in", key_format="utf8", value_format="int").key_by(lambda k, v: k * 2, name="rekey") \
+            .group_by_key().window(SessionWindows(gap, grace)).sum(name="sessions", emit="final") \
+            .to_stream().to("out")
+
+    app, _ = app_with(build)
+    driver = TopologyTestDriver(app, partitions=2)
+    lagging = [("d", "1", 1_000), ("d", "2", 2_500)]
+    driver.pipe("in", lagging[:1], partition=1)
+    for event in SESSION_EVENTS:
+        driver.pipe("in", [event], partition=0)
+    driver.pipe("in", lagging[1:], partition=1)  # far behind partition 0, yet not late
+    assert driver.read_output("out") == [] and driver.late_records == 0
+    driver.commit()
+    driver.commit()  # both upstream tasks idle: the watermark is the newest event, 45 s
+    events = SESSION_EVENTS + lagging
+    _, _, sessions = session_reference(events, gap, 10**9)  # nothing late: every session, open
+    newest = max(ts for _, _, ts in events)
+    expected = {(k * 2, s[0], s[1]): sum(s[2]) for k, s in sessions if s[1] + gap + grace <= newest}
+    got = {(k, int(h["window_start"]), int(h["window_end"])): v
+           for k, v, _, h in driver.read_output("out", "utf8", "int")}
+    assert expected and got == expected
+    assert len(driver.read_output("out")) == len(expected)
+
+
 def sliding_reference(events, size, grace):
     kept, stream_time, late = defaultdict(list), -1, 0
     for key, value, ts in events:
