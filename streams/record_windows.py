@@ -79,7 +79,7 @@ class _RecordWindowAggregate(Aggregate):
 
     def process(self, table: pa.Table, sender) -> None:
         touched: dict = {}
-        # Behind a repartition topic stream time is the upstream watermark (runtime.Task),
+        # Behind a repartition topic stream time is the upstream watermark (task.Task),
         # not the newest record seen, so a lagging upstream's records are not made late.
         external = self.task.watermark_for(self.node)
         own_time = external is OWN_TIME

@@ -25,7 +25,7 @@ import pyarrow as pa
 from rafka.client.partitioner import partition_for_key
 from rafka.streams import codec
 from rafka.streams.dsl import StreamsApp
-from rafka.streams.runtime import Task
+from rafka.streams.task import Task
 from rafka.streams.topology import changelog_topic, compile_app
 
 
