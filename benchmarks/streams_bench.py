@@ -9,7 +9,8 @@ an output topic. Measured: events/s from the start of production (the job alread
 running, its tasks assigned) until every input offset is committed — producing,
 consuming, aggregating and writing the output all inside the measured time; actor
 start-up is reported separately. The same for the per-record variant (``reduce`` with a Python lambda instead of the vectorized
-``count``) for contrast. The output is checked against a count done with numpy.
+``count``) for contrast. The output is checked against a count done with numpy: every
+window the job had to close, and no other.
 
 Run:  python benchmarks/streams_bench.py [--events N] [--json FILE]
 """
@@ -28,6 +29,7 @@ import pyarrow as pa
 import ray
 
 import rafka
+from rafka.client.partitioner import partition_for_key
 from rafka.streams import StreamsApp, TimeWindows
 
 
@@ -82,25 +84,38 @@ def run(cluster, source: str, sink: str, variant: str, workers: int, produce_eve
             "events_per_s": round(records / (done_s - ready_s))}, produced
 
 
-def check_output(cluster, sink: str, produced: np.ndarray) -> int:
-    """Every emitted (key, window) count equals numpy's; returns how many were emitted."""
+def check_output(cluster, sink: str, produced: np.ndarray, partitions: int) -> int:
+    """Every window the job had to close was emitted, with numpy's count, and no other;
+    returns how many were emitted.
+
+    The source is keyed and the job does not repartition, so each task's stream time is
+    the newest event of its partition, and a window is closed once its end is at or
+    before it (no grace)."""
     key_ids, timestamps = produced
+    key_names = [b"key-%05d" % key_id for key_id in range(int(key_ids.max()) + 1)]
+    partition_of_key = np.array([partition_for_key(name, partitions) for name in key_names])
+    partition = partition_of_key[key_ids]
+    newest = np.full(partitions, np.iinfo(np.int64).min)
+    np.maximum.at(newest, partition, timestamps)
     windows = timestamps - timestamps % 60_000
-    reference = {}
     pairs, counts = np.unique(np.stack([key_ids, windows]), axis=1, return_counts=True)
-    for (key_id, window), count in zip(pairs.T.tolist(), counts.tolist()):
-        reference[(b"key-%05d" % key_id, window)] = count
+    closed = pairs[1] + 60_000 <= newest[partition_of_key[pairs[0]]]
+    reference = {(key_names[key_id], window): count
+                 for (key_id, window), count in zip(pairs[:, closed].T.tolist(), counts[closed].tolist())}
     consumer = cluster.consumer(auto_offset_reset="earliest")
     consumer.assign([rafka.TopicPartition(sink, p) for p in consumer.partitions_for_topic(sink)])
     ends = consumer.end_offsets(consumer.assignment())
-    emitted = 0
+    emitted: dict[tuple[bytes, int], int] = {}
     while any(consumer.position(tp) < end for tp, end in ends.items()):
         for record in consumer.poll(timeout_s=0.5, max_records=100_000):
-            window = int(dict(record.headers)["window_start"])
-            assert int(record.value) == reference[(record.key, window)], (record, reference[(record.key, window)])
-            emitted += 1
+            group = (record.key, int(dict(record.headers)["window_start"]))
+            assert group in reference, f"window {group} is still open but was emitted"
+            assert int(record.value) == reference[group], (record, reference[group])
+            emitted[group] = int(record.value)
     consumer.close()
-    return emitted
+    missing = reference.keys() - emitted.keys()
+    assert not missing, f"{len(missing)} closed windows were not emitted, e.g. {sorted(missing)[:5]}"
+    return len(emitted)
 
 
 def main() -> None:
@@ -131,7 +146,7 @@ def main() -> None:
                 result, produced = run(cluster, source, sink, variant, args.workers,
                                        lambda: produce(cluster, source, events, args.keys, args.minutes, start_ms),
                                        args.commit_interval_ms)
-                result["windows_emitted_and_checked"] = check_output(cluster, sink, produced)
+                result["windows_emitted_and_checked"] = check_output(cluster, sink, produced, args.partitions)
                 print(result, flush=True)
                 runs.append(result)
             results["runs"] = runs

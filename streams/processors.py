@@ -55,22 +55,25 @@ class Processor:
 
 
 class Source(Processor):
+    feeds_table = False  # set by the task: a table's source does not move stream time
+
     def process(self, table: pa.Table, sender: Node | None) -> None:
         options = self.node.options
         if options.get("internal"):
             table = self._take_watermarks(table)
             key, value = codec.from_internal(table.column("key")), codec.from_internal(table.column("value"))
+            self.task.records += table.num_rows  # data records (watermark records are not counted)
         else:
             key = codec.decode(table.column("key"), options["key_format"], f"key of {options['topics']}")
             value = codec.decode(table.column("value"), options["value_format"], f"value of {options['topics']}")
         timestamps = table.column("timestamp")
-        self.task.records += table.num_rows  # data records (watermark records are not counted)
         out = pa.table({"key": key, "value": value, "timestamp": timestamps})
         extractor = options.get("timestamp_extractor")
         if extractor is not None:
             out = out.set_column(2, "timestamp", pa.array(extractor(out), pa.int64()))
+        if not options.get("internal") and not self.feeds_table and out.num_rows:
+            self.task.stream_time_ms = max(self.task.stream_time_ms, pc.max(out.column("timestamp")).as_py())
         self.emit(out)
-
 
     def _take_watermarks(self, table: pa.Table) -> pa.Table:
         """Split the upstream tasks' watermark records (see Sink) from the data."""
@@ -80,8 +83,8 @@ class Source(Processor):
             return table
         topic = self.node.options["topics"][0]
         for value in table.filter(marks).column("value").to_pylist():
-            upstream, watermark_ms = msgpack.unpackb(value)
-            self.task.upstream_watermark(topic, upstream, watermark_ms)
+            upstream, watermark_ms, *idle = msgpack.unpackb(value)  # [p, ms] before idle marks existed
+            self.task.upstream_watermark(topic, upstream, watermark_ms, bool(idle and idle[0]))
         return table.filter(pc.invert(marks))
 
 
@@ -136,6 +139,8 @@ class PerRecord(Processor):
 
 
 class Sink(Processor):
+    sent_watermark_ms: int | None = None
+
     def process(self, table: pa.Table, sender: Node | None) -> None:
         internal = self.node.kind == "repartition_sink"
         encode = codec.to_internal if internal else codec.to_external
@@ -143,22 +148,27 @@ class Sink(Processor):
                    "timestamp": table.column("timestamp").cast(pa.int64())}
         if not internal and "window_start" in table.column_names:
             columns["headers"] = _window_headers(table)
-        if internal and table.num_rows:
-            self.max_timestamp_ms = max(getattr(self, "max_timestamp_ms", NO_TIME),
-                                        pc.max(columns["timestamp"]).as_py())
         self.task.send(self.node.options["topic"], pa.table(columns))
 
-    def send_watermark(self) -> None:
+    def send_watermark(self, watermark_ms: int, force: bool = False) -> None:
         """Tell every partition of a repartition topic how far this task's event time
-        has come (a record with the watermark tag: data first, then the mark, in order)."""
-        watermark = getattr(self, "max_timestamp_ms", None)
-        if watermark is None or watermark == getattr(self, "sent_watermark_ms", None):
+        has come (a record with the watermark tag: data first, then the mark, in
+        order), when it moved (or ``force``: after an idle mark)."""
+        if watermark_ms == NO_TIME or (watermark_ms == self.sent_watermark_ms and not force):
             return
-        self.sent_watermark_ms = watermark
+        self.sent_watermark_ms = watermark_ms
+        self._send_mark(watermark_ms, idle=False)
+
+    def send_idle(self) -> None:
+        """Tell every partition of a repartition topic not to wait for this task (with
+        its event time so far: when every upstream is idle the largest one counts)."""
+        self._send_mark(self.sent_watermark_ms, idle=True)
+
+    def _send_mark(self, watermark_ms: int | None, idle: bool) -> None:
         topic = self.node.options["topic"]
         mark = pa.table({"key": pa.array([codec.WATERMARK_TAG], pa.binary()),
-                         "value": pa.array([msgpack.packb([self.task.partition, watermark])], pa.binary()),
-                         "timestamp": pa.array([watermark], pa.int64())})
+                         "value": pa.array([msgpack.packb([self.task.partition, watermark_ms, idle])], pa.binary()),
+                         "timestamp": pa.array([0 if watermark_ms is None else watermark_ms], pa.int64())})
         for partition in range(self.task.partition_count(topic)):
             self.task.send(topic, mark, partition=partition)
 

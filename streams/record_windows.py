@@ -30,7 +30,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from rafka.streams.processors import Aggregate, _array
+from rafka.streams.processors import OWN_TIME, Aggregate, _array
 from rafka.streams.windows import SessionWindows, SlidingWindows
 
 
@@ -79,9 +79,16 @@ class _RecordWindowAggregate(Aggregate):
 
     def process(self, table: pa.Table, sender) -> None:
         touched: dict = {}
+        # Behind a repartition topic stream time is the upstream watermark (task.Task),
+        # not the newest record seen, so a lagging upstream's records are not made late.
+        external = self.task.watermark_for(self.node)
+        own_time = external is OWN_TIME
+        if not own_time:
+            self.stream_time_ms = external
         for key, value, timestamp in zip(table.column("key").to_pylist(), table.column("value").to_pylist(),
                                          table.column("timestamp").to_pylist()):
-            self.stream_time_ms = max(self.stream_time_ms, timestamp)
+            if own_time:
+                self.stream_time_ms = max(self.stream_time_ms, timestamp)
             if self._late(key, timestamp):
                 self.late_records += 1
                 self.task.late_records += 1
@@ -92,6 +99,9 @@ class _RecordWindowAggregate(Aggregate):
             self._emit_groups([g for g in touched if g in self.state])
 
     def punctuate(self) -> None:
+        external = self.task.watermark_for(self.node)
+        if external is not OWN_TIME:
+            self.stream_time_ms = external
         closed = [group for group in self.state if self._closed(group)]
         if not closed:
             return

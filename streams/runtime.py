@@ -1,4 +1,5 @@
-"""Running a stream job: worker actors, tasks, state restore, and the commit order.
+"""Running a stream job: worker actors, state restore, and the commit order (a task,
+one sub-topology on one partition, is in task.py).
 
 ``app.start(cluster, workers=N)`` compiles the dataflow (topology.py), creates the
 internal topics, and starts N worker actors. Each worker runs one consumer in the group
@@ -40,91 +41,14 @@ from rafka.client import rpc
 from rafka.client.group import ConsumerRebalanceListener
 from rafka.client.records import TopicPartition
 from rafka.errors import CommitFailedError, RafkaError, TopicExistsError, UnknownMemberIdError
-from rafka.streams.dsl import Node, StreamsApp
-from rafka.streams.processors import NO_TIME, OWN_TIME, Aggregate, TableStore, build
-from rafka.streams.topology import Compiled, SubTopology, changelog_topic, compile_app
+from rafka.streams.dsl import StreamsApp
+from rafka.streams.task import Task
+from rafka.streams.topology import Compiled, changelog_topic, compile_app
 
 logger = logging.getLogger(__name__)
 
 SUPERVISE_INTERVAL_S = 1.0
-
-
-class Task:
-    """One sub-topology on one partition number (see the module docstring)."""
-
-    def __init__(self, compiled: Compiled, sub: SubTopology, partition: int, producer: Any) -> None:
-        self.sub = sub
-        self.partition = partition
-        self.producer = producer
-        self.app = compiled.app
-        self.parents = sub.parents
-        self.processors = {node: build(node, self) for node in sub.nodes}
-        for node in sub.nodes:
-            for parent in sub.parents[node]:
-                self.processors[parent].children.append(self.processors[node])
-        self.sources = {topic: self.processors[node] for node in sub.nodes if node.kind == "source"
-                        for topic in node.options["topics"]}
-        self.aggregates = [p for p in self.processors.values() if isinstance(p, Aggregate)]
-        self.tables = [p for p in self.processors.values() if isinstance(p, TableStore)]
-        self.late_records = 0
-        self.records = 0
-        self.compiled = compiled
-        self.repartition_sinks = [p for p in self.processors.values() if p.node.kind == "repartition_sink"]
-        self._upstream_watermarks: dict[str, dict[int, int]] = {}
-        self._watermark_topic: dict[Node, str | None] = {}
-
-    def send(self, topic: str, table: pa.Table, partition: int | None = None) -> None:
-        self.producer.send_batch(topic, table, partition=partition)
-
-    def partition_count(self, topic: str) -> int:
-        return len(self.producer.partitions_for(topic))
-
-    # -- event time across a repartition --------------------------------------------------
-
-    def upstream_watermark(self, topic: str, upstream_partition: int, watermark_ms: int) -> None:
-        marks = self._upstream_watermarks.setdefault(topic, {})
-        marks[upstream_partition] = max(marks.get(upstream_partition, watermark_ms), watermark_ms)
-
-    def watermark_for(self, node: Node):
-        """Stream time for an aggregation: its own (``OWN_TIME``) when it reads a
-        source topic; behind a repartition topic, the smallest watermark of the
-        upstream tasks that write it, and -inf until every one of them has reported
-        (nothing is late and nothing closes before that)."""
-        if node not in self._watermark_topic:
-            self._watermark_topic[node] = self._internal_source_topic(node)
-        topic = self._watermark_topic[node]
-        if topic is None:
-            return OWN_TIME
-        writer = self.compiled.subtopologies[self.compiled.repartition_topics[topic]]
-        upstream = self.partition_count(writer.source_topics[0])
-        marks = self._upstream_watermarks.get(topic, {})
-        if len(marks) < upstream:
-            return NO_TIME
-        return min(marks.values())
-
-    def _internal_source_topic(self, node: Node) -> str | None:
-        current = node
-        while self.parents[current]:
-            current = self.parents[current][0]
-        if current.options.get("internal"):
-            return current.options["topics"][0]
-        return None
-
-    def process(self, topic: str, batches: pa.RecordBatch | list[pa.RecordBatch]) -> None:
-        """Push a partition's batches from one poll through the graph as one table:
-        fewer, larger steps (an aggregation's per-group work shrinks with batch size)."""
-        table = pa.Table.from_batches(batches if isinstance(batches, list) else [batches])
-        self.sources[topic].process(table, None)
-        for aggregate in self.aggregates:
-            aggregate.punctuate()
-        for sink in self.repartition_sinks:
-            sink.send_watermark()
-
-    def write_changelogs(self) -> None:
-        for aggregate in self.aggregates:
-            entries = aggregate.changelog_entries()
-            if entries is not None:
-                self.producer.send_batch(changelog_topic(self.app, aggregate.node.name), entries, partition=self.partition)
+STATS_TIMEOUT_S = 30.0  # a worker that does not answer stats() in this time is replaced
 
 
 class _StreamWorker(ConsumerRebalanceListener):
@@ -190,6 +114,8 @@ class _StreamWorker(ConsumerRebalanceListener):
 
     def _commit(self, partitions: set[TopicPartition] | None = None) -> None:
         """Changelogs, then flush everything sent, then commit the input offsets."""
+        if partitions is None:
+            self._mark_idle_tasks()
         for task in self.tasks.values():
             task.write_changelogs()
         self.producer.flush()
@@ -205,6 +131,23 @@ class _StreamWorker(ConsumerRebalanceListener):
             # commit, with the state flushed above — and the next poll reports the
             # partitions lost, which drops their tasks.
             logger.warning("streams %r: commit refused, partitions moved: %s", self.app.application_id, error)
+
+    def _mark_idle_tasks(self) -> None:
+        """Send an idle mark for each task that writes a repartition topic, had no input
+        since the last commit, and has read all of its input (see task.Task)."""
+        quiet = [task for task in self.tasks.values() if task.repartition_sinks and not task.idle and not task.active]
+        for task in self.tasks.values():
+            task.active = False
+        if not quiet:
+            return
+        inputs = {task: [TopicPartition(topic, task.partition) for topic in task.sub.source_topics] for task in quiet}
+        try:
+            ends = self.consumer.end_offsets({tp for tps in inputs.values() for tp in tps})
+            for task, tps in inputs.items():
+                if all(self.consumer.position(tp) >= ends[tp] for tp in tps):
+                    task.mark_idle()
+        except RafkaError as error:  # a leader moving: try again at the next commit
+            logger.info("streams %r: no idle check this time: %s", self.app.application_id, error)
 
     # -- rebalance listener (runs inside poll, on the worker thread) ------------------------
 
@@ -231,7 +174,7 @@ class _StreamWorker(ConsumerRebalanceListener):
     def _restore(self, task: Task) -> None:
         for aggregate in task.aggregates:
             for table in _read_partition(self.cluster, changelog_topic(self.app, aggregate.node.name), task.partition):
-                aggregate.restore(table)
+                task.restore(aggregate, table)
                 self.restored_records += table.num_rows
         for store in task.tables:
             topics = task.parents[store.node][0].options["topics"]
@@ -305,6 +248,7 @@ class StreamsJob:
                                   "heartbeat_interval_ms": heartbeat_interval_ms}
         self._actor_options = {"num_cpus": 1, **(actor_options or {})}
         self._workers: list[Any] = []
+        self._started: list[Any] = []  # every worker this job started: stop() kills them all
         self._lock = threading.RLock()
         self._stopped = threading.Event()
         self.failure: dict | None = None
@@ -328,9 +272,12 @@ class StreamsJob:
         self._stop_workers(surplus)
 
     def _start_worker(self):
-        return (ray.remote(_StreamWorker)
-                .options(max_restarts=-1, max_concurrency=4, namespace=self.cluster.namespace, **self._actor_options)
-                .remote(self.cluster.namespace, self.app, self._consumer_options))
+        worker = (ray.remote(_StreamWorker)
+                  .options(max_restarts=-1, max_concurrency=4, namespace=self.cluster.namespace, **self._actor_options)
+                  .remote(self.cluster.namespace, self.app, self._consumer_options))
+        with self._lock:
+            self._started.append(worker)
+        return worker
 
     def _stop_workers(self, workers: list) -> None:
         if not workers:
@@ -340,7 +287,7 @@ class StreamsJob:
         except RafkaError as error:
             logger.warning("streams %r: a worker did not stop cleanly: %s", self.app.application_id, error)
         for worker in workers:
-            ray.kill(worker, no_restart=True)
+            self._kill(worker)
 
     def stats(self) -> list[dict]:
         with self._lock:
@@ -348,7 +295,7 @@ class StreamsJob:
         answers = []
         for worker in workers:
             try:
-                answers.append(rpc.get(worker.stats.remote(), timeout_s=30))
+                answers.append(rpc.get(worker.stats.remote(), timeout_s=STATS_TIMEOUT_S))
             except RafkaError as error:
                 answers.append({"tasks": [], "records": 0, "dead": str(error)})
         return answers
@@ -376,11 +323,22 @@ class StreamsJob:
             time.sleep(0.2)
 
     def stop(self) -> None:
-        """Commit and stop every worker; the job resumes from here when started again."""
+        """Commit and stop every worker; the job resumes from here when started again.
+
+        Then kill every worker this job ever started, replaced ones included (a worker
+        replaced because it did not answer was killed then; this makes sure), so no
+        actor of the job goes on consuming in its group after stop() returns."""
         with self._lock:
             workers, self._workers = self._workers, []
             self._stopped.set()
         self._stop_workers(workers)
+        supervisor = getattr(self, "_supervisor", None)
+        if supervisor is not None and supervisor is not threading.current_thread():
+            supervisor.join(timeout=STATS_TIMEOUT_S + 10)
+        with self._lock:
+            started = list(self._started)
+        for worker in started:
+            self._kill(worker)
 
     def __enter__(self) -> "StreamsJob":
         return self
@@ -390,20 +348,45 @@ class StreamsJob:
 
     def _supervise(self) -> None:
         while not self._stopped.wait(SUPERVISE_INTERVAL_S):
-            with self._lock:
-                workers = list(self._workers)
-            for worker in workers:
-                try:
-                    stats = rpc.get(worker.stats.remote(), timeout_s=30)
-                except RafkaError:
-                    with self._lock:
-                        if not self._stopped.is_set() and worker in self._workers:
-                            logger.warning("streams %r: a worker died; starting a replacement", self.app.application_id)
-                            self._workers[self._workers.index(worker)] = self._start_worker()
-                    continue
-                if stats.get("fatal") is not None and self.failure is None:
-                    self.failure = stats["fatal"]
-                    logger.error("streams %r: a worker failed: %s", self.app.application_id, self.failure["error"])
+            self._check_workers()
+
+    def _check_workers(self) -> None:
+        """One round of supervision: replace each worker that does not answer, report
+        the first fatal error of one that does."""
+        with self._lock:
+            workers = list(self._workers)
+        for worker in workers:
+            try:
+                stats = rpc.get(worker.stats.remote(), timeout_s=STATS_TIMEOUT_S)
+            except RafkaError as error:
+                self._replace(worker, error)
+                continue
+            if stats.get("fatal") is not None and self.failure is None:
+                self.failure = stats["fatal"]
+                logger.error("streams %r: a worker failed: %s", self.app.application_id, self.failure["error"])
+
+    def _replace(self, worker: Any, error: RafkaError) -> None:
+        with self._lock:
+            if self._stopped.is_set() or worker not in self._workers:
+                return
+            logger.warning("streams %r: a worker did not answer (%s); killing it and starting a replacement",
+                           self.app.application_id, error)
+            # Kill it for good first. A worker that is only slow (its stats call timed
+            # out) or that Ray is restarting (max_restarts=-1) would otherwise go on
+            # consuming in the group beside its replacement, tracked by nobody.
+            self._kill(worker)
+            self._workers[self._workers.index(worker)] = self._start_worker()
+
+    def _kill(self, worker: Any) -> None:
+        """Kill a worker actor for good (no restart); one already dead is fine."""
+        try:
+            ray.kill(worker, no_restart=True)
+        except Exception as error:  # noqa: BLE001 - stop() tries again; the actor may be gone
+            logger.warning("streams %r: could not kill a worker: %r", self.app.application_id, error)
+            return
+        with self._lock:
+            if worker in self._started:
+                self._started.remove(worker)
 
 
 def prepare_topics(cluster: Any, compiled: Compiled) -> dict[str, int]:

@@ -55,6 +55,7 @@ def changelog_topic(app: StreamsApp, step: str) -> str:
 def compile_app(app: StreamsApp) -> Compiled:
     if not any(node.kind == "source" for node in app.nodes):
         raise ValueError(f"stream app {app.application_id!r} has no source()")
+    _check_table_topics(app)
     parents: dict[Node, list[Node]] = {node: list(node.parents) for node in app.nodes}
     extra: list[Node] = []
     repartition_writer: dict[str, Node] = {}
@@ -106,6 +107,24 @@ def compile_app(app: StreamsApp) -> Compiled:
     repartition = {topic: component[sink] for topic, sink in repartition_writer.items()}
     changelogs = {changelog_topic(app, n.name): s.index for s in subtopologies for n in s.stores if n.kind == "aggregate"}
     return Compiled(app, subtopologies, repartition, changelogs)
+
+
+def _check_table_topics(app: StreamsApp) -> None:
+    """A table's topic may not also be read as a stream: a task bootstraps a table by
+    moving its consumer to the end of the topic, which would skip the stream's backlog.
+    (Several stream sources may read one topic: each gets every record.)"""
+    table_sources = {node.parents[0] for node in app.nodes if node.kind == "table"}
+    readers: dict[str, list[Node]] = {}
+    for node in app.nodes:
+        if node.kind == "source":
+            for topic in node.options["topics"]:
+                readers.setdefault(topic, []).append(node)
+    for topic, nodes in readers.items():
+        tables = [n for n in nodes if n in table_sources]
+        streams = [n for n in nodes if n not in table_sources]
+        if tables and streams:
+            raise ValueError(f"topic {topic!r} is read both as a table (step {tables[0].name!r}) and as a stream "
+                             f"(step {streams[0].name!r}); read it once, e.g. app.table({topic!r}).to_stream()")
 
 
 def _topological(members: list[Node], parents: dict[Node, list[Node]], order: dict[Node, int]) -> list[Node]:

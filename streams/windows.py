@@ -17,7 +17,8 @@ Every kind takes ``grace_ms``. Per input partition, *stream time* is the largest
 timestamp seen so far; a window is closed once ``end + grace_ms <= stream time`` and a
 record that would land only in closed windows is late: it is dropped and counted. The
 watermark advances only with event time, so a replay or a backlog never makes a valid
-record late.
+record late. Behind a repartition topic, stream time is the upstream tasks' watermark
+(the slowest busy one's; idle ones do not hold it back): see ``task.Task``.
 """
 
 from __future__ import annotations

@@ -188,6 +188,64 @@ def test_windows_behind_a_repartition_follow_the_upstream_watermark():
     assert driver.late_records == late
 
 
+def rekeyed_window_counts(app):
+    source = app.source("in", key_format="utf8", value_format="int")
+    source.key_by(lambda k, v: k * 2, name="rekey").group_by_key() \
+        .window(TimeWindows.tumbling(10_000, 3_000)).count(name="agg", emit="final").to_stream().to("out")
+
+
+def test_an_empty_upstream_partition_does_not_hold_windows_open():
+    app = StreamsApp("test-app")
+    rekeyed_window_counts(app)
+    driver = TopologyTestDriver(app, partitions=2)
+    driver.commit()  # both upstream tasks have read all of their (empty) input: idle
+    for event in EVENTS:  # all to partition 0; partition 1 stays empty
+        driver.pipe("in", [event], partition=0)
+    expected, late = windowed_reference(EVENTS, 10_000, 10_000, 3_000, "count", True)
+    got = {(k, int(h["window_start"])): v for k, v, _, h in driver.read_output("out", "utf8", "int")}
+    assert got == {(k * 2, start): count for (k, start), count in expected.items()}
+    assert len(driver.read_output("out")) == len(expected)
+    assert driver.late_records == late
+
+
+def test_a_lagging_upstream_partition_holds_windows_open_until_it_is_idle():
+    app = StreamsApp("test-app")
+    rekeyed_window_counts(app)
+    driver = TopologyTestDriver(app, partitions=2)
+    lagging = [("d", "1", 1_000), ("d", "2", 2_000)]
+    driver.pipe("in", lagging[:1], partition=1)
+    for event in EVENTS:
+        driver.pipe("in", [event], partition=0)
+    driver.pipe("in", lagging[1:], partition=1)  # far behind partition 0, yet not late
+    assert driver.read_output("out") == []  # the watermark is partition 1's: 2 s
+    assert driver.late_records == 0
+    driver.commit()  # both had input since the last commit: not idle yet
+    assert driver.read_output("out") == []
+    driver.commit()  # now both are idle: the watermark is the largest, 44 s
+    everything = Counter((k * 2, ts - ts % 10_000) for k, _, ts in EVENTS + lagging)
+    closed = {group: count for group, count in everything.items() if group[1] + 10_000 + 3_000 <= 44_000}
+    got = {(k, int(h["window_start"])): v for k, v, _, h in driver.read_output("out", "utf8", "int")}
+    assert got == closed
+    assert len(driver.read_output("out")) == len(closed)
+    assert driver.late_records == 0
+
+
+def test_a_restarted_task_behind_a_repartition_restores_the_upstream_marks():
+    app = StreamsApp("test-app")
+    rekeyed_window_counts(app)
+    driver = TopologyTestDriver(app, partitions=2)
+    driver.commit()  # partition 1 stays empty: idle, and it never says so again
+    for event in EVENTS[:5]:
+        driver.pipe("in", [event], partition=0)
+    driver.restart()  # the downstream tasks come back with partition 1's idle mark
+    for event in EVENTS[5:]:
+        driver.pipe("in", [event], partition=0)
+    expected, late = windowed_reference(EVENTS, 10_000, 10_000, 3_000, "count", True)
+    got = {(k, int(h["window_start"])): v for k, v, _, h in driver.read_output("out", "utf8", "int")}
+    assert got == {(k * 2, start): count for (k, start), count in expected.items()}
+    assert driver.late_records == late
+
+
 SESSION_EVENTS = [  # (key, value, ts): sessions that merge, one out-of-order bridge, late ones
     ("a", "1", 1_000), ("a", "2", 3_000), ("b", "3", 3_500), ("a", "4", 9_000), ("a", "5", 6_000),
     ("b", "6", 20_000), ("a", "7", 2_500), ("a", "8", 30_000), ("b", "9", 4_000), ("a", "10", 27_000),
@@ -196,7 +254,8 @@ SESSION_EVENTS = [  # (key, value, ts): sessions that merge, one out-of-order br
 
 
 def session_reference(events, gap, grace):
-    """(late records, sessions closed by the end of input as (key, [start, end, values]))."""
+    """(late records, sessions closed by the end of input as (key, [start, end, values]),
+    sessions still open at the end in the same form)."""
     sessions, stream_time, late, closed = defaultdict(list), -1, 0, []  # key -> [[start, end, values]]
     for key, value, ts in events:
         stream_time = max(stream_time, ts)
@@ -211,7 +270,7 @@ def session_reference(events, gap, grace):
             for s in [s for s in sessions[k] if s[1] + gap + grace <= stream_time]:
                 sessions[k].remove(s)
                 closed.append((k, s))
-    return late, closed
+    return late, closed, [(k, s) for k, open_ in sessions.items() for s in open_]
 
 
 @pytest.mark.parametrize("emit", ["update", "final"])
@@ -227,7 +286,7 @@ def test_session_windows_match_python(emit):
     app, driver = app_with(build)
     for event in SESSION_EVENTS:
         driver.pipe("in", [event])
-    late, closed = session_reference(SESSION_EVENTS, gap, grace)
+    late, closed, still_open = session_reference(SESSION_EVENTS, gap, grace)
     state = {}
     for key, value, _, headers in driver.read_output("out", "utf8", "int"):
         group = (key, int(headers["window_start"]), int(headers["window_end"]))
@@ -236,12 +295,45 @@ def test_session_windows_match_python(emit):
         else:
             state[group] = value
     expected_closed = {(k, s[0], s[1]): sum(s[2]) for k, s in closed}
+    assert expected_closed and still_open  # the input closes some sessions and leaves others open
     if emit == "final":
         assert state == expected_closed
         assert len(driver.read_output("out")) == len(expected_closed)
     else:
-        assert expected_closed.items() <= state.items()
+        # Every session ever formed was emitted, and every one merged away retracted: what
+        # remains is exactly the sessions closed and those still open.
+        assert state == {**expected_closed, **{(k, s[0], s[1]): sum(s[2]) for k, s in still_open}}
     assert driver.late_records == late
+
+
+def test_session_windows_behind_a_repartition_follow_the_upstream_watermark():
+    from rafka.streams import SessionWindows
+
+    gap, grace = 3_000, 2_000
+
+    def build(app):
+        app.source("in", key_format="utf8", value_format="int").key_by(lambda k, v: k * 2, name="rekey") \
+            .group_by_key().window(SessionWindows(gap, grace)).sum(name="sessions", emit="final") \
+            .to_stream().to("out")
+
+    app, _ = app_with(build)
+    driver = TopologyTestDriver(app, partitions=2)
+    lagging = [("d", "1", 1_000), ("d", "2", 2_500)]
+    driver.pipe("in", lagging[:1], partition=1)
+    for event in SESSION_EVENTS:
+        driver.pipe("in", [event], partition=0)
+    driver.pipe("in", lagging[1:], partition=1)  # far behind partition 0, yet not late
+    assert driver.read_output("out") == [] and driver.late_records == 0
+    driver.commit()
+    driver.commit()  # both upstream tasks idle: the watermark is the newest event, 45 s
+    events = SESSION_EVENTS + lagging
+    _, _, sessions = session_reference(events, gap, 10**9)  # nothing late: every session, open
+    newest = max(ts for _, _, ts in events)
+    expected = {(k * 2, s[0], s[1]): sum(s[2]) for k, s in sessions if s[1] + gap + grace <= newest}
+    got = {(k, int(h["window_start"]), int(h["window_end"])): v
+           for k, v, _, h in driver.read_output("out", "utf8", "int")}
+    assert expected and got == expected
+    assert len(driver.read_output("out")) == len(expected)
 
 
 def sliding_reference(events, size, grace):
@@ -306,4 +398,67 @@ def test_sliding_and_session_state_survive_a_restart():
             sessions.pop(group, None)
         else:
             sessions[group] = value
-    assert sum(sessions.values()) == len(EVENTS)
+    late, closed, still_open = session_reference(EVENTS, 3_000, 60_000)
+    assert late == 0 and not closed  # the grace keeps every session open
+    assert sessions == {(k, s[0], s[1]): len(s[2]) for k, s in still_open}
+
+
+def test_a_source_of_several_topics_reads_them_all():
+    def build(app):
+        source = app.source(["in", "more"], key_format="utf8", value_format="int")
+        source.map_values(lambda v: v * 10).to("out")
+        source.group_by_key().sum(name="totals").to_stream().to("totals")
+
+    app, driver = app_with(build)
+    assert compile_app(app).all_source_topics() == ["in", "more"]
+    driver.pipe("in", EVENTS[:5])
+    driver.pipe("more", EVENTS[5:])
+    assert [(k, v) for k, v, _, _ in driver.read_output("out", "utf8", "int")] == [(k, int(v) * 10) for k, v, _ in EVENTS]
+    totals = {k: v for k, v, _, _ in driver.read_output("totals", "utf8", "int")}
+    reference = defaultdict(int)
+    for key, value, _ in EVENTS:
+        reference[key] += int(value)
+    assert totals == reference
+
+
+def test_a_timestamp_extractor_sets_event_time_for_windows_and_outputs():
+    def build(app):
+        source = app.source("in", key_format="utf8", value_format="int", timestamp_extractor=lambda t: t.column("value"))
+        source.to("stamped")
+        source.group_by_key().window(TimeWindows.tumbling(10_000, 3_000)).count(name="agg", emit="final") \
+            .to_stream().to("out")
+
+    app, driver = app_with(build)
+    # Event time travels in the value; the record timestamps run backwards and would make
+    # nearly every record late if they counted.
+    events = [(key, str(ts), 1_000_000 - index) for index, (key, _, ts) in enumerate(EVENTS)]
+    for event in events:
+        driver.pipe("in", [event])
+    assert [t for _, _, t, _ in driver.read_output("stamped")] == [ts for _, _, ts in EVENTS]
+    expected, late = windowed_reference(EVENTS, 10_000, 10_000, 3_000, "count", True)
+    got = {(k, int(h["window_start"])): v for k, v, _, h in driver.read_output("out", "utf8", "int")}
+    assert expected and got == expected
+    assert driver.late_records == late
+
+
+def test_two_sources_of_one_topic_in_one_subtopology_both_get_every_record():
+    def build(app):
+        first = app.source("in", key_format="utf8", value_format="int")
+        second = app.source("in", key_format="utf8", value_format="int", name="again")
+        first.filter(lambda k, v: v % 2 == 1).merge(second.filter(lambda k, v: v % 2 == 0).map_values(lambda v: -v)) \
+            .to("out")
+
+    app, driver = app_with(build)
+    assert len(compile_app(app).subtopologies) == 1
+    driver.pipe("in", EVENTS)
+    out = sorted((k, v) for k, v, _, _ in driver.read_output("out", "utf8", "int"))
+    assert out == sorted((k, int(v) if int(v) % 2 else -int(v)) for k, v, _ in EVENTS)
+
+
+def test_a_topic_read_as_both_a_table_and_a_stream_is_refused_at_build_time():
+    app = StreamsApp("conflict")
+    users = app.table("users", name="profiles")
+    app.source("users", name="user-stream").join(users).to("out")
+    with pytest.raises(ValueError, match="topic 'users' is read both as a table .*'profiles-source'.* as a stream "
+                                         ".*'user-stream'"):
+        compile_app(app)
