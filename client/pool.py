@@ -21,7 +21,12 @@ unless the error policy says so.
 Error policy (``on_error``), when the handler raises on a batch or record:
 
 * ``"retry"``: retry it forever with exponential backoff (``retry_backoff_ms`` up to
-  ``retry_backoff_max_ms``); its partition waits; every failure is reported.
+  ``retry_backoff_max_ms``); every failure is reported. The actor retries in its poll
+  loop, so *every* partition of that actor waits, not only the failing record's (the
+  other actors go on). An actor that retries for longer than ``max_poll_interval_ms``
+  leaves the group (as any consumer that stops polling): its partitions move to other
+  actors, which start again from the last commit — including the failing record — while
+  the retrying actor's next commit is refused and it rejoins.
 * ``"skip"``: retry ``max_retries`` times, then skip it and go on. In batches mode the
   failed batch is retried row by row so only the rows that fail are skipped.
 * ``"stop"`` (default): retry ``max_retries`` times, then stop the whole pool without
