@@ -45,6 +45,25 @@ class Recorder:
         self.file.close()
 
 
+class FailsFirstPoll(Recorder):
+    """A Recorder whose actor's first ``poll_batches`` raises ``RequestTimeoutError``
+    while ``marker`` exists (once across actors: it removes the marker)."""
+
+    def __init__(self, directory: str, marker: str) -> None:
+        super().__init__(directory)
+        from rafka.client.consumer import Consumer
+
+        original = Consumer.poll_batches
+
+        def poll_batches(consumer, *args, **kwargs):
+            if os.path.exists(marker):
+                os.unlink(marker)
+                raise rafka.RequestTimeoutError("injected: no answer in time")
+            return original(consumer, *args, **kwargs)
+
+        Consumer.poll_batches = poll_batches
+
+
 def handled(directory: str) -> list[tuple[int, int]]:
     """Every (partition, offset) handled, once per handling; a line still being written
     is left out."""
@@ -124,6 +143,7 @@ def test_pool_scales_and_survives_a_killed_actor_without_skipping(cluster, topic
                        if o < committed_before[p] and count > handled_before[(p, o)])
         assert not again, f"records below the last commit were handled again: {again[:5]}... ({len(again)})"
         assert pool.size == 2
+        assert [e["action"] for e in pool.errors() if e["kind"] == "actor"] == ["replace"]
     finally:
         pool.stop()
     assert cluster.admin().describe_group(group)["state"] == "Empty"
@@ -197,6 +217,41 @@ def test_autoscale_grows_with_lag(cluster, topic, tmp_path):
         wait_for(lambda: pool.size == 2, timeout_s=30, what="scale up to 2 (capped by 2 partitions)")
         pool.wait_caught_up(timeout_s=120)
         assert set(handled(tmp_path)) == expected(2000, 2)
+    finally:
+        pool.stop()
+
+
+def test_a_consumer_error_that_would_repeat_stops_the_pool(cluster, topic, tmp_path):
+    cluster.admin().create_topic(topic, partitions=1)
+    pool = cluster.consumer_pool([topic], "pool-" + topic, Recorder, handler_args=(str(tmp_path),),
+                                 **dict(FAST, auto_offset_reset="none"))
+    try:
+        with pytest.raises(rafka.NoOffsetForPartitionError, match="not retriable") as failure:
+            pool.wait(timeout_s=120)
+    finally:
+        pool.stop()
+    assert failure.value.report["action"] == "stop"
+    assert pool.size == 0
+    reports = [(e["kind"], e["error_type"], e["action"]) for e in pool.errors()]
+    assert reports == [("consumer", "NoOffsetForPartitionError", "stop")]
+
+
+def test_a_consumer_actor_failing_with_a_retriable_error_is_replaced(cluster, topic, tmp_path):
+    cluster.admin().create_topic(topic, partitions=2)
+    produce(cluster, topic, 200, 2)
+    marker = tmp_path / "fail"
+    marker.write_text("")
+    out = tmp_path / "out"
+    out.mkdir()
+    pool = cluster.consumer_pool([topic], "pool-" + topic, FailsFirstPoll, handler_args=(str(out), str(marker)),
+                                 **FAST)
+    try:
+        first = pool._workers[0]
+        pool.wait_caught_up(timeout_s=180)
+        assert set(handled(out)) == expected(200, 2)
+        assert pool.size == 1 and pool._workers[0] is not first
+        reports = [(e["kind"], e["error_type"], e["action"]) for e in pool.errors()]
+        assert reports == [("consumer", "RequestTimeoutError", "replace")]
     finally:
         pool.stop()
 
