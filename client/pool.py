@@ -56,7 +56,10 @@ replaced (kept by the pool, so they survive ``stop()``).
 leaves the group, so the group rebalances cooperatively: only moved partitions pause).
 ``autoscale=(min, max)`` lets the pool pick its size from the group's lag: one actor per
 ``lag_per_consumer`` records of lag, within [min, max] and at most one per partition,
-growing at once and shrinking by one after the lag stayed low for three checks.
+growing at once and shrinking by one after the lag stayed low for three checks. The lag
+the autoscaler uses counts a partition with no commit yet from where the group would
+start reading it (the log start offset with ``auto_offset_reset="earliest"``, nothing
+with "latest"), so a new group on a backlog scales up before its first commit.
 """
 
 from __future__ import annotations
@@ -410,8 +413,28 @@ class ConsumerPool:
         return sorted(reports, key=lambda report: report["time_ms"])
 
     def lag(self) -> int:
-        """Records produced to the subscribed partitions and not yet committed by the group."""
-        return self._cluster.admin().describe_group(self.group_id)["total_lag"]
+        """Records of the subscribed partitions the group has yet to process: per
+        partition, the log end offset minus the committed offset or, before the first
+        commit, minus where the group starts reading (the log start offset with
+        ``auto_offset_reset="earliest"``; nothing with "latest" or "none"). Unlike
+        ``Admin.describe_group``, whose lag is None without a commit (as Kafka's tools
+        show '-'), this counts a new group's backlog, so autoscaling sees it."""
+        admin = self._cluster.admin()
+        try:
+            partitions = admin.describe_group(self.group_id)["partitions"]
+        except GroupNotFoundError:
+            partitions = []  # no member has joined yet
+        committed = {(p["topic"], p["partition"]): p["committed_offset"] for p in partitions}
+        topics = self._spec["topics"] or sorted({topic for topic, _ in committed})
+        from_earliest = self._spec["consumer_config"].get("auto_offset_reset", "latest") == "earliest"
+        total = 0
+        for topic in topics:
+            ends = admin.list_offsets(topic, "latest")
+            starts = admin.list_offsets(topic, "earliest") if from_earliest else ends
+            for partition, end in ends.items():
+                offset = committed.get((topic, partition))
+                total += max(0, end - (offset if offset is not None else starts.get(partition, end)))
+        return total
 
     def wait_caught_up(self, timeout_s: float = 60.0) -> None:
         """Wait until every record of the subscribed partitions is committed (lag 0, and

@@ -27,16 +27,21 @@ FAST = {"session_timeout_ms": 3000, "heartbeat_interval_ms": 300, "auto_offset_r
 
 
 class Recorder:
-    """Writes "partition offset" per handled record to a file of its own."""
+    """Writes "partition offset" per handled record to a file of its own. ``gate``: a
+    path; the handler waits until it exists (so nothing is committed before)."""
 
-    def __init__(self, directory: str, poison: bytes | None = None, delay_s: float = 0.0) -> None:
+    def __init__(self, directory: str, poison: bytes | None = None, delay_s: float = 0.0,
+                 gate: str | None = None) -> None:
         self.file = open(os.path.join(directory, f"worker-{os.getpid()}-{time.monotonic_ns()}"), "a")
         self.poison = poison
         self.delay_s = delay_s
+        self.gate = gate
 
     def __call__(self, batch, tp):
         if self.poison is not None and self.poison in batch.column("value").to_pylist():
             raise ValueError(f"poison in {tp.topic}-{tp.partition}")
+        while self.gate is not None and not os.path.exists(self.gate):
+            time.sleep(0.05)
         time.sleep(self.delay_s)
         self.file.write("".join(f"{tp.partition} {offset}\n" for offset in batch.column("offset").to_pylist()))
         self.file.flush()
@@ -206,17 +211,24 @@ def test_records_mode_with_a_function_handler_and_retry(cluster, topic, tmp_path
     assert [(e["offset"], e["action"]) for e in errors] == [(7, "retry")]
 
 
-def test_autoscale_grows_with_lag(cluster, topic, tmp_path):
+def test_autoscale_grows_with_the_backlog_before_the_first_commit(cluster, topic, tmp_path):
     cluster.admin().create_topic(topic, partitions=2)
     produce(cluster, topic, 2000, 2)
-    pool = cluster.consumer_pool([topic], "pool-" + topic, Recorder, handler_args=(str(tmp_path), None, 0.2),
+    gate = tmp_path / "open"
+    out = tmp_path / "out"
+    out.mkdir()
+    pool = cluster.consumer_pool([topic], "pool-" + topic, Recorder, handler_args=(str(out), None, 0.0, str(gate)),
                                  autoscale=(1, 3), lag_per_consumer=500, autoscale_interval_s=0.5,
                                  max_poll_records=20, **FAST)
     try:
         assert pool.size == 1
-        wait_for(lambda: pool.size == 2, timeout_s=30, what="scale up to 2 (capped by 2 partitions)")
-        pool.wait_caught_up(timeout_s=120)
-        assert set(handled(tmp_path)) == expected(2000, 2)
+        # The handler waits at the gate, so nothing is committed: the lag is the backlog.
+        assert pool.lag() == 2000
+        wait_for(lambda: pool.size == 2, timeout_s=120, what="scale up to 2 (capped by 2 partitions)")
+        gate.write_text("")
+        pool.wait_caught_up(timeout_s=180)
+        assert set(handled(out)) == expected(2000, 2)
+        assert pool.lag() == 0
     finally:
         pool.stop()
 
