@@ -10,7 +10,7 @@ import ray
 
 import rafka
 from rafka.actors import names
-from rafka.actors.coordinator import coordinator_handle, coordinator_index
+from rafka.actors.coordinator import coordinator_handle, coordinator_index, find_coordinator
 from rafka.client import rpc
 
 FAST = {"session_timeout_ms": 3000, "heartbeat_interval_ms": 300, "auto_offset_reset": "earliest"}
@@ -305,6 +305,18 @@ def test_admin_lists_describes_resets_and_deletes_groups(cluster, topic, group):
     with pytest.raises(rafka.GroupNotFoundError, match=group):
         admin.describe_group(group)
     assert cluster.consumer(group_id=group).committed(tps) == {tps[0]: None, tps[1]: None}
+
+
+def test_rejected_requests_do_not_create_a_group(cluster, topic, group):
+    coordinator = find_coordinator(cluster.controller, cluster.namespace, group)
+    request = {"member_id": "stray", "topics": [topic], "session_timeout_ms": 3000, "rebalance_timeout_ms": 3000}
+    with pytest.raises(rafka.UnknownMemberIdError, match="stray"):
+        rpc.get(coordinator.heartbeat.remote(group, request))
+    with pytest.raises(rafka.UnknownMemberIdError, match="stray"):
+        rpc.get(coordinator.commit.remote(group, "stray", [[topic, 0, 1, ""]]))
+    assert group not in {g["group_id"] for g in cluster.admin().list_groups()}
+    with pytest.raises(rafka.GroupNotFoundError, match=group):
+        cluster.admin().describe_group(group)
 
 
 def test_bad_group_input_is_named(cluster, topic):
