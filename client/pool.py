@@ -41,11 +41,12 @@ Supervision. The pool checks its actors every second:
   killed and replaced; the error is in ``errors()`` with action "replace";
 * any other consumer error would only repeat in a replacement
   (``NoOffsetForPartitionError`` with ``auto_offset_reset="none"``,
-  ``InconsistentGroupProtocolError``, ``FencedInstanceIdError``, a deleted topic, an
-  exception from the handler class's constructor, a bug): the pool stops, as a Kafka
-  consumer's ``poll()`` raises it, and ``wait()`` / ``wait_caught_up()`` raise that
-  error (the same rafka class; ``RafkaError`` for a non-rafka exception) with the
-  report as its ``report`` attribute. Its action in ``errors()`` is "stop".
+  ``InconsistentGroupProtocolError``, ``FencedInstanceIdError``, ``TopicNotFoundError``
+  when an actor subscribes after a topic was deleted, an exception from the handler
+  class's constructor, a bug): the pool stops, as a Kafka consumer's ``poll()`` raises
+  it, and ``wait()`` / ``wait_caught_up()`` raise that error (the same rafka class;
+  ``RafkaError`` for a non-rafka exception) with the report as its ``report``
+  attribute. Its action in ``errors()`` is "stop".
 
 Every failure is kept in ``errors()`` with its topic, partition, offset (and last
 offset for a batch; None for a consumer error), the exception, its type, and the action
@@ -260,7 +261,7 @@ def _replaceable(error: BaseException) -> bool:
     """Whether a fresh actor may succeed where this consumer loop failed: the error is
     retriable (a timeout, a leader moving), or the cluster could not be reached. Any
     other error (a missing offset with auto_offset_reset="none", a fenced or
-    inconsistent member, a deleted topic, a bug) would only repeat in a replacement."""
+    inconsistent member, a topic deleted before subscribing, a bug) would only repeat in a replacement."""
     return isinstance(error, RafkaError) and (error.retriable or isinstance(error, ClusterError))
 
 
