@@ -350,7 +350,12 @@ class GroupCoordinator:
         ``FencedInstanceIdError``."""
         await self._ready()
         _validate_request(request)
-        group = self._group(group_id)
+        group = self.groups.get(group_id)
+        if group is None:
+            if request.get("member_id"):
+                # Refused: no entry for a group nobody has joined (it would never go).
+                raise UnknownMemberIdError(f"group {group_id!r} has no member {request['member_id']!r}")
+            group = self._group(group_id)
         async with group.lock:
             member = await self._admit(group, request)
             member.deadline = time.monotonic() + member.session_timeout_ms / 1000
@@ -554,7 +559,12 @@ class GroupCoordinator:
         members. Returns once the commit is replicated (acks=all)."""
         await self._ready()
         entries = _validate_offsets(offsets)
-        group = self._group(group_id)
+        group = self.groups.get(group_id)
+        if group is None:
+            if member_id is not None:
+                # Refused: no entry for a group nobody has joined (it would never go).
+                raise UnknownMemberIdError(f"group {group_id!r} has no member {member_id!r}; the commit was refused")
+            group = self._group(group_id)
         async with group.lock:
             if member_id is None:
                 if group.members:

@@ -21,22 +21,46 @@ unless the error policy says so.
 Error policy (``on_error``), when the handler raises on a batch or record:
 
 * ``"retry"``: retry it forever with exponential backoff (``retry_backoff_ms`` up to
-  ``retry_backoff_max_ms``); its partition waits; every failure is reported.
+  ``retry_backoff_max_ms``); every failure is reported. The actor retries in its poll
+  loop, so *every* partition of that actor waits, not only the failing record's (the
+  other actors go on). An actor that retries for longer than ``max_poll_interval_ms``
+  leaves the group (as any consumer that stops polling): its partitions move to other
+  actors, which start again from the last commit — including the failing record — while
+  the retrying actor's next commit is refused and it rejoins.
 * ``"skip"``: retry ``max_retries`` times, then skip it and go on. In batches mode the
   failed batch is retried row by row so only the rows that fail are skipped.
 * ``"stop"`` (default): retry ``max_retries`` times, then stop the whole pool without
   committing the failed record, so the next run starts with it; ``wait()`` raises
   ``HandlerError``.
 
-Every failure is kept (the last 100 per actor) in ``errors()`` with its topic,
-partition, offset (and last offset for a batch), the exception and the action taken.
+Supervision. The pool checks its actors every second:
+
+* an actor that died (killed, its node lost) is killed for good and replaced;
+* an actor whose consumer loop failed outside the handler with an error a fresh actor
+  may not meet again (a retriable rafka error, or the cluster being unreachable) is
+  killed and replaced; the error is in ``errors()`` with action "replace";
+* any other consumer error would only repeat in a replacement
+  (``NoOffsetForPartitionError`` with ``auto_offset_reset="none"``,
+  ``InconsistentGroupProtocolError``, ``FencedInstanceIdError``, ``TopicNotFoundError``
+  when an actor subscribes after a topic was deleted, an exception from the handler
+  class's constructor, a bug): the pool stops, as a Kafka consumer's ``poll()`` raises
+  it, and ``wait()`` / ``wait_caught_up()`` raise that error (the same rafka class;
+  ``RafkaError`` for a non-rafka exception) with the report as its ``report``
+  attribute. Its action in ``errors()`` is "stop".
+
+Every failure is kept in ``errors()`` with its topic, partition, offset (and last
+offset for a batch; None for a consumer error), the exception, its type, and the action
+taken: the last 100 per running actor, and the last 100 of actors that were stopped or
+replaced (kept by the pool, so they survive ``stop()``).
 
 ``scale(n)`` adds actors or stops surplus ones (each finishes its batch, commits and
 leaves the group, so the group rebalances cooperatively: only moved partitions pause).
 ``autoscale=(min, max)`` lets the pool pick its size from the group's lag: one actor per
 ``lag_per_consumer`` records of lag, within [min, max] and at most one per partition,
-growing at once and shrinking by one after the lag stayed low for three checks. Actors
-that die are replaced.
+growing at once and shrinking by one after the lag stayed low for three checks. The lag
+the autoscaler uses counts a partition with no commit yet from where the group would
+start reading it (the log start offset with ``auto_offset_reset="earliest"``, nothing
+with "latest"), so a new group on a backlog scales up before its first commit.
 """
 
 from __future__ import annotations
@@ -52,9 +76,17 @@ from typing import Any, Callable, Iterable
 
 import ray
 
+from rafka import errors as rafka_errors
 from rafka.client import rpc
 from rafka.client.records import Record, TopicPartition
-from rafka.errors import HandlerError, InvalidConfigError, RafkaError
+from rafka.errors import (
+    ClusterError,
+    GroupNotFoundError,
+    HandlerError,
+    InvalidConfigError,
+    RafkaError,
+    RequestTimeoutError,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -74,8 +106,7 @@ class _PoolWorker:
 
         self.spec = spec
         self.cluster = Cluster.connect(namespace=namespace)
-        handler = spec["handler"]
-        self.handler = handler(*spec["handler_args"], **spec["handler_kwargs"]) if inspect.isclass(handler) else handler
+        self.handler: Any = None  # built by the loop, so that a failing constructor is reported
         self.records = 0
         self.batches = 0
         self.failures: collections.deque = collections.deque(maxlen=ERRORS_KEPT)
@@ -103,6 +134,9 @@ class _PoolWorker:
         spec = self.spec
         consumer = None
         try:
+            handler = spec["handler"]
+            self.handler = handler(*spec["handler_args"], **spec["handler_kwargs"]) if inspect.isclass(handler) \
+                else handler
             consumer = self.cluster.consumer(group_id=spec["group_id"], enable_auto_commit=False, **spec["consumer_config"])
             if spec["pattern"] is not None:
                 consumer.subscribe(pattern=spec["pattern"])
@@ -132,15 +166,22 @@ class _PoolWorker:
                         logger.warning("pool worker: commit failed: %s", error)
         except _Abandon:
             pass
-        except BaseException as error:  # noqa: BLE001 - reported through stats()
-            logger.exception("pool worker failed")
-            self.fatal = {"error": repr(error), "traceback": traceback.format_exc()}
+        except BaseException as error:  # noqa: BLE001 - reported through stats(), acted on by the pool
+            action = "replace" if _replaceable(error) else "stop"
+            logger.exception("pool worker: the consumer loop failed (the pool will %s this actor)", action)
+            report = {
+                "kind": "consumer", "topic": None, "partition": None, "offset": None, "last_offset": None,
+                "error": repr(error), "error_type": type(error).__name__, "traceback": traceback.format_exc(),
+                "attempt": None, "action": action, "time_ms": time.time_ns() // 1_000_000,
+            }
+            self.failures.append(report)
+            self.fatal = report
         finally:
             try:
                 if consumer is not None:
                     consumer.close()
                 close = getattr(self.handler, "close", None)
-                if inspect.isclass(spec["handler"]) and callable(close):
+                if self.handler is not None and inspect.isclass(spec["handler"]) and callable(close):
                     close()
             finally:
                 self._stopped.set()
@@ -192,9 +233,10 @@ class _PoolWorker:
                 if self._stopping.is_set() and not exhausted:
                     action = "abandoned (stopping)"
                 report = {
-                    "topic": tp[0], "partition": tp[1], "offset": offsets[0].as_py(),
+                    "kind": "handler", "topic": tp[0], "partition": tp[1], "offset": offsets[0].as_py(),
                     "last_offset": offsets[-1].as_py(), "error": repr(error),
-                    "traceback": traceback.format_exc(), "attempt": attempt, "action": action,
+                    "error_type": type(error).__name__, "traceback": traceback.format_exc(),
+                    "attempt": attempt, "action": action,
                     "time_ms": time.time_ns() // 1_000_000,
                 }
                 self.failures.append(report)
@@ -213,6 +255,14 @@ class _PoolWorker:
 
 class _Abandon(Exception):
     """The pool is stopping while a handler keeps failing: leave without committing."""
+
+
+def _replaceable(error: BaseException) -> bool:
+    """Whether a fresh actor may succeed where this consumer loop failed: the error is
+    retriable (a timeout, a leader moving), or the cluster could not be reached. Any
+    other error (a missing offset with auto_offset_reset="none", a fenced or
+    inconsistent member, a topic deleted before subscribing, a bug) would only repeat in a replacement."""
+    return isinstance(error, RafkaError) and (error.retriable or isinstance(error, ClusterError))
 
 
 class ConsumerPool:
@@ -269,7 +319,10 @@ class ConsumerPool:
         self._workers: list[Any] = []
         self._lock = threading.RLock()
         self._failure: dict | None = None
+        # Failures of actors that were stopped or replaced (theirs die with them).
+        self._reports: collections.deque = collections.deque(maxlen=ERRORS_KEPT)
         self._stopped = threading.Event()
+        self._stopping_lock = threading.Lock()  # held by stop() until every actor is gone
         self._low_lag_checks = 0
         self.scale(consumers)
         self._supervisor = threading.Thread(target=self._supervise, name=f"rafka-pool-{group_id}", daemon=True)
@@ -308,7 +361,30 @@ class ConsumerPool:
         except RafkaError as error:
             logger.warning("pool %r: a worker did not stop cleanly: %s", self.group_id, error)
         for worker in workers:
+            self._keep_errors(worker)
             ray.kill(worker, no_restart=True)
+
+    def _keep_errors(self, worker) -> None:
+        """Keep a worker's failure reports before it goes (errors() then still has them)."""
+        try:
+            reports = rpc.get(worker.errors.remote(), timeout_s=10)
+        except RafkaError:
+            return  # dead already: what it had is lost
+        with self._lock:
+            self._reports.extend(reports)
+
+    def _replace(self, worker, report: dict | None) -> None:
+        """Kill ``worker`` for good and start another in its place (unless the pool is
+        stopping or the worker was already removed)."""
+        with self._lock:
+            if self._stopped.is_set() or worker not in self._workers:
+                return
+            self._workers[self._workers.index(worker)] = self._start_worker()
+            if report is not None:
+                self._reports.append(report)
+        if report is None:
+            self._keep_errors(worker)
+        ray.kill(worker, no_restart=True)
 
     # -- state ---------------------------------------------------------------------------
 
@@ -325,10 +401,11 @@ class ConsumerPool:
         return answers
 
     def errors(self) -> list[dict]:
-        """Recent handler failures of every actor, oldest first (see the module docstring)."""
+        """Recent failures (handler and consumer) of every actor, running or gone, oldest
+        first (see the module docstring)."""
         with self._lock:
             workers = list(self._workers)
-        reports = []
+            reports = list(self._reports)
         for worker in workers:
             try:
                 reports.extend(rpc.get(worker.errors.remote(), timeout_s=10))
@@ -337,14 +414,32 @@ class ConsumerPool:
         return sorted(reports, key=lambda report: report["time_ms"])
 
     def lag(self) -> int:
-        """Records produced to the subscribed partitions and not yet committed by the group."""
-        return self._cluster.admin().describe_group(self.group_id)["total_lag"]
+        """Records of the subscribed partitions the group has yet to process: per
+        partition, the log end offset minus the committed offset or, before the first
+        commit, minus where the group starts reading (the log start offset with
+        ``auto_offset_reset="earliest"``; nothing with "latest" or "none"). Unlike
+        ``Admin.describe_group``, whose lag is None without a commit (as Kafka's tools
+        show '-'), this counts a new group's backlog, so autoscaling sees it."""
+        admin = self._cluster.admin()
+        try:
+            partitions = admin.describe_group(self.group_id)["partitions"]
+        except GroupNotFoundError:
+            partitions = []  # no member has joined yet
+        committed = {(p["topic"], p["partition"]): p["committed_offset"] for p in partitions}
+        topics = self._spec["topics"] or sorted({topic for topic, _ in committed})
+        from_earliest = self._spec["consumer_config"].get("auto_offset_reset", "latest") == "earliest"
+        total = 0
+        for topic in topics:
+            ends = admin.list_offsets(topic, "latest")
+            starts = admin.list_offsets(topic, "earliest") if from_earliest else ends
+            for partition, end in ends.items():
+                offset = committed.get((topic, partition))
+                total += max(0, end - (offset if offset is not None else starts.get(partition, end)))
+        return total
 
     def wait_caught_up(self, timeout_s: float = 60.0) -> None:
         """Wait until every record of the subscribed partitions is committed (lag 0, and
         every partition has a commit); raises ``RequestTimeoutError`` otherwise."""
-        from rafka.errors import GroupNotFoundError, RequestTimeoutError
-
         deadline = time.monotonic() + timeout_s
         while True:
             self._raise_failure()
@@ -366,27 +461,40 @@ class ConsumerPool:
         return sum(metadata.partition_count(topic) for topic in self._spec["topics"] or ())
 
     def wait(self, timeout_s: float | None = None) -> None:
-        """Block until the pool stops (``stop()``, or the "stop" error policy); raises
-        ``HandlerError`` when a handler failure stopped it."""
-        self._stopped.wait(timeout_s)
+        """Block until the pool stops (``stop()``, the "stop" error policy, or a consumer
+        error no replacement could fix); raises ``HandlerError`` when a handler failure
+        stopped it, the consumer's error when that did (see the module docstring)."""
+        if self._stopped.wait(timeout_s):
+            with self._stopping_lock:
+                pass  # stop() has finished: errors() has every actor's reports
         self._raise_failure()
 
     def _raise_failure(self) -> None:
         failure = self._failure
-        if failure is not None:
+        if failure is None:
+            return
+        if failure.get("kind") == "handler":
             raise HandlerError(
                 f"handler failed on {failure['topic']}-{failure['partition']} at offset {failure['offset']} "
                 f"(attempt {failure['attempt']}): {failure['error']}",
                 topic=failure["topic"], partition=failure["partition"], offset=failure["offset"],
                 report=failure)
+        # A consumer error: raise it as its own rafka class, as Consumer.poll() would.
+        error_class = getattr(rafka_errors, failure["error_type"], None)
+        if not (isinstance(error_class, type) and issubclass(error_class, RafkaError)) or error_class is HandlerError:
+            error_class = RafkaError
+        error = error_class(f"pool {self.group_id!r} stopped: a consumer actor failed with {failure['error']} "
+                            "(not retriable, so it was not replaced)")
+        error.report = failure
+        raise error
 
     def stop(self) -> None:
-        """Stop every actor gracefully (each commits and leaves the group)."""
-        with self._lock:
-            workers, self._workers = self._workers, []
-            already = self._stopped.is_set()
-            self._stopped.set()
-        if not already or workers:
+        """Stop every actor gracefully (each commits and leaves the group); returns when
+        they are gone."""
+        with self._stopping_lock:
+            with self._lock:
+                workers, self._workers = self._workers, []
+                self._stopped.set()
             self._stop_workers(workers)
 
     def __enter__(self) -> "ConsumerPool":
@@ -411,22 +519,33 @@ class ConsumerPool:
     def _check_workers(self) -> None:
         with self._lock:
             workers = list(self._workers)
-        for index, worker in enumerate(workers):
+        for worker in workers:
             try:
                 stats = rpc.get(worker.stats.remote(), timeout_s=10)
-            except RafkaError:
+            except RequestTimeoutError:
+                continue  # busy or its node is slow: suspect, not dead; ask again next round
+            except RafkaError as error:
                 # Dead for good (killed without restart, or its node is gone): replace it.
-                with self._lock:
-                    if not self._stopped.is_set() and worker in self._workers:
-                        logger.warning("pool %r: a consumer actor died; starting a replacement", self.group_id)
-                        self._workers[self._workers.index(worker)] = self._start_worker()
+                logger.warning("pool %r: a consumer actor died (%s); starting a replacement", self.group_id, error)
+                self._replace(worker, {
+                    "kind": "actor", "topic": None, "partition": None, "offset": None, "last_offset": None,
+                    "error": f"the consumer actor died: {error}", "error_type": type(error).__name__,
+                    "traceback": "", "attempt": None, "action": "replace", "time_ms": time.time_ns() // 1_000_000,
+                })
                 continue
             fatal = stats.get("fatal")
-            if fatal is not None and fatal.get("action") == "stop":
-                self._failure = fatal
-                logger.error("pool %r: stopping after a handler failure: %s", self.group_id, fatal["error"])
-                self.stop()
-                return
+            if fatal is None:
+                continue
+            if fatal["action"] == "replace":
+                logger.warning("pool %r: a consumer actor failed (%s); starting a replacement", self.group_id,
+                               fatal["error"])
+                self._replace(worker, None)
+                continue
+            # "stop": the handler's policy, or a consumer error a replacement would repeat.
+            self._failure = fatal
+            logger.error("pool %r: stopping after a failure: %s", self.group_id, fatal["error"])
+            self.stop()
+            return
 
     def _autoscale_once(self) -> None:
         low, high = self._autoscale

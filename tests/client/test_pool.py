@@ -8,6 +8,7 @@ produced record was handled at least once.
 
 from __future__ import annotations
 
+import collections
 import os
 import sys
 import time
@@ -26,16 +27,21 @@ FAST = {"session_timeout_ms": 3000, "heartbeat_interval_ms": 300, "auto_offset_r
 
 
 class Recorder:
-    """Writes "partition offset" per handled record to a file of its own."""
+    """Writes "partition offset" per handled record to a file of its own. ``gate``: a
+    path; the handler waits until it exists (so nothing is committed before)."""
 
-    def __init__(self, directory: str, poison: bytes | None = None, delay_s: float = 0.0) -> None:
+    def __init__(self, directory: str, poison: bytes | None = None, delay_s: float = 0.0,
+                 gate: str | None = None) -> None:
         self.file = open(os.path.join(directory, f"worker-{os.getpid()}-{time.monotonic_ns()}"), "a")
         self.poison = poison
         self.delay_s = delay_s
+        self.gate = gate
 
     def __call__(self, batch, tp):
         if self.poison is not None and self.poison in batch.column("value").to_pylist():
             raise ValueError(f"poison in {tp.topic}-{tp.partition}")
+        while self.gate is not None and not os.path.exists(self.gate):
+            time.sleep(0.05)
         time.sleep(self.delay_s)
         self.file.write("".join(f"{tp.partition} {offset}\n" for offset in batch.column("offset").to_pylist()))
         self.file.flush()
@@ -44,12 +50,40 @@ class Recorder:
         self.file.close()
 
 
+class FailsFirstPoll(Recorder):
+    """A Recorder whose actor's first ``poll_batches`` raises ``RequestTimeoutError``
+    while ``marker`` exists (once across actors: it removes the marker)."""
+
+    def __init__(self, directory: str, marker: str) -> None:
+        super().__init__(directory)
+        from rafka.client.consumer import Consumer
+
+        original = Consumer.poll_batches
+
+        def poll_batches(consumer, *args, **kwargs):
+            if os.path.exists(marker):
+                os.unlink(marker)
+                raise rafka.RequestTimeoutError("injected: no answer in time")
+            return original(consumer, *args, **kwargs)
+
+        Consumer.poll_batches = poll_batches
+
+
 def handled(directory: str) -> list[tuple[int, int]]:
+    """Every (partition, offset) handled, once per handling; a line still being written
+    is left out."""
     seen = []
     for name in os.listdir(directory):
         with open(os.path.join(directory, name)) as handle:
-            seen.extend(tuple(map(int, line.split())) for line in handle if line.strip())
+            seen.extend(tuple(map(int, line.split())) for line in handle if line.endswith("\n"))
     return seen
+
+
+def owned_once(pool, partitions: int, sizes: list[int]) -> bool:
+    """The pool's actors own shares of ``sizes`` partitions, disjoint, covering all."""
+    shares = [[tuple(tp)[1] for tp in stats["assignment"]] for stats in pool.stats()]
+    owned = [partition for share in shares for partition in share]
+    return sorted(map(len, shares)) == sizes and sorted(owned) == list(range(partitions))
 
 
 def produce(cluster, topic, count, partitions, poison_at=None):
@@ -74,36 +108,50 @@ def wait_for(condition, timeout_s=60.0, what="condition"):
 def test_pool_scales_and_survives_a_killed_actor_without_skipping(cluster, topic, tmp_path):
     cluster.admin().create_topic(topic, partitions=4)
     produce(cluster, topic, 4000, 4)
-    pool = cluster.consumer_pool([topic], "pool-" + topic, Recorder, handler_args=(str(tmp_path),),
+    group = "pool-" + topic
+    pool = cluster.consumer_pool([topic], group, Recorder, handler_args=(str(tmp_path),),
                                  consumers=2, max_poll_records=200, **FAST)
     try:
-        pool.wait_caught_up(timeout_s=90)
+        pool.wait_caught_up(timeout_s=180)
         assert set(handled(tmp_path)) == expected(4000, 4)
-        wait_for(lambda: sorted(len(s["assignment"]) for s in pool.stats()) == [2, 2], what="2 + 2 partitions")
+        wait_for(lambda: owned_once(pool, 4, [2, 2]), what="2 + 2 partitions, each owned once")
 
         pool.scale(3)
-        wait_for(lambda: sorted(len(s["assignment"]) for s in pool.stats()) == [1, 1, 2], what="three members")
+        wait_for(lambda: owned_once(pool, 4, [1, 1, 2]), what="three members, each partition owned once")
+        # Scale down: the one actor left owns every partition and keeps processing.
         pool.scale(1)
-        wait_for(lambda: [len(s["assignment"]) for s in pool.stats()] == [4], what="one member with all")
+        wait_for(lambda: owned_once(pool, 4, [4]), what="one member with all")
+        produce(cluster, topic, 400, 4)
+        pool.wait_caught_up(timeout_s=180)
+        assert set(handled(tmp_path)) == expected(4400, 4)
 
-        # Kill the only actor for good while records keep coming: the pool replaces
-        # it, the new actor resumes from the committed offsets, nothing is skipped.
+        # Kill an actor for good while records keep coming: the pool replaces it, its
+        # partitions move, and their new owner resumes from the committed offsets.
         pool.scale(2)
-        wait_for(lambda: sorted(len(s["assignment"]) for s in pool.stats()) == [2, 2], what="two members")
+        wait_for(lambda: owned_once(pool, 4, [2, 2]), what="two members")
         produce(cluster, topic, 4000, 4)
         victim = pool._workers[0]
         victim_member = ray.get(victim.stats.remote())["member_id"]
+        committed_before = {p["partition"]: p["committed_offset"] or 0
+                            for p in cluster.admin().describe_group(group)["partitions"]}
+        handled_before = collections.Counter(handled(tmp_path))
         ray.kill(victim, no_restart=True)
-        killed_s = time.monotonic()
-        members = lambda: {m["member_id"] for m in cluster.admin().describe_group("pool-" + topic)["members"]}  # noqa: E731
-        wait_for(lambda: victim_member not in members(), timeout_s=10, what="the dead member to leave")
-        assert time.monotonic() - killed_s < FAST["session_timeout_ms"] / 1000 + 1.5
-        pool.wait_caught_up(timeout_s=90)
-        assert set(handled(tmp_path)) == expected(8000, 4)
-        assert pool.size == 2 and victim not in pool._workers
+        members = lambda: {m["member_id"] for m in cluster.admin().describe_group(group)["members"]}  # noqa: E731
+        wait_for(lambda: victim_member not in members(), timeout_s=120, what="the dead member to be removed")
+        wait_for(lambda: victim not in pool._workers and owned_once(pool, 4, [2, 2]), timeout_s=120,
+                 what="the replacement and the survivor to own every partition once")
+        pool.wait_caught_up(timeout_s=180)
+        handled_after = collections.Counter(handled(tmp_path))
+        assert set(handled_after) == expected(8400, 4)  # nothing skipped
+        # At-least-once re-handles only what follows the last commit: nothing below it.
+        again = sorted((p, o) for (p, o), count in handled_after.items()
+                       if o < committed_before[p] and count > handled_before[(p, o)])
+        assert not again, f"records below the last commit were handled again: {again[:5]}... ({len(again)})"
+        assert pool.size == 2
+        assert [e["action"] for e in pool.errors() if e["kind"] == "actor"] == ["replace"]
     finally:
         pool.stop()
-    assert cluster.admin().describe_group("pool-" + topic)["state"] == "Empty"
+    assert cluster.admin().describe_group(group)["state"] == "Empty"
 
 
 def test_skip_policy_reports_and_skips_only_the_failing_record(cluster, topic, tmp_path):
@@ -163,17 +211,59 @@ def test_records_mode_with_a_function_handler_and_retry(cluster, topic, tmp_path
     assert [(e["offset"], e["action"]) for e in errors] == [(7, "retry")]
 
 
-def test_autoscale_grows_with_lag(cluster, topic, tmp_path):
+def test_autoscale_grows_with_the_backlog_before_the_first_commit(cluster, topic, tmp_path):
     cluster.admin().create_topic(topic, partitions=2)
     produce(cluster, topic, 2000, 2)
-    pool = cluster.consumer_pool([topic], "pool-" + topic, Recorder, handler_args=(str(tmp_path), None, 0.2),
+    gate = tmp_path / "open"
+    out = tmp_path / "out"
+    out.mkdir()
+    pool = cluster.consumer_pool([topic], "pool-" + topic, Recorder, handler_args=(str(out), None, 0.0, str(gate)),
                                  autoscale=(1, 3), lag_per_consumer=500, autoscale_interval_s=0.5,
                                  max_poll_records=20, **FAST)
     try:
         assert pool.size == 1
-        wait_for(lambda: pool.size == 2, timeout_s=30, what="scale up to 2 (capped by 2 partitions)")
-        pool.wait_caught_up(timeout_s=120)
-        assert set(handled(tmp_path)) == expected(2000, 2)
+        # The handler waits at the gate, so nothing is committed: the lag is the backlog.
+        assert pool.lag() == 2000
+        wait_for(lambda: pool.size == 2, timeout_s=120, what="scale up to 2 (capped by 2 partitions)")
+        gate.write_text("")
+        pool.wait_caught_up(timeout_s=180)
+        assert set(handled(out)) == expected(2000, 2)
+        assert pool.lag() == 0
+    finally:
+        pool.stop()
+
+
+def test_a_consumer_error_that_would_repeat_stops_the_pool(cluster, topic, tmp_path):
+    cluster.admin().create_topic(topic, partitions=1)
+    pool = cluster.consumer_pool([topic], "pool-" + topic, Recorder, handler_args=(str(tmp_path),),
+                                 **dict(FAST, auto_offset_reset="none"))
+    try:
+        with pytest.raises(rafka.NoOffsetForPartitionError, match="not retriable") as failure:
+            pool.wait(timeout_s=120)
+    finally:
+        pool.stop()
+    assert failure.value.report["action"] == "stop"
+    assert pool.size == 0
+    reports = [(e["kind"], e["error_type"], e["action"]) for e in pool.errors()]
+    assert reports == [("consumer", "NoOffsetForPartitionError", "stop")]
+
+
+def test_a_consumer_actor_failing_with_a_retriable_error_is_replaced(cluster, topic, tmp_path):
+    cluster.admin().create_topic(topic, partitions=2)
+    produce(cluster, topic, 200, 2)
+    marker = tmp_path / "fail"
+    marker.write_text("")
+    out = tmp_path / "out"
+    out.mkdir()
+    pool = cluster.consumer_pool([topic], "pool-" + topic, FailsFirstPoll, handler_args=(str(out), str(marker)),
+                                 **FAST)
+    try:
+        first = pool._workers[0]
+        pool.wait_caught_up(timeout_s=180)
+        assert set(handled(out)) == expected(200, 2)
+        assert pool.size == 1 and pool._workers[0] is not first
+        reports = [(e["kind"], e["error_type"], e["action"]) for e in pool.errors()]
+        assert reports == [("consumer", "RequestTimeoutError", "replace")]
     finally:
         pool.stop()
 
