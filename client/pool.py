@@ -343,15 +343,23 @@ class ConsumerPool:
             if self._stopped.is_set():
                 raise RafkaError("the pool is stopped")
             while len(self._workers) < consumers:
-                self._workers.append(self._start_worker())
+                self._workers.append(self._start_worker(len(self._workers)))
             surplus = self._workers[consumers:]
             del self._workers[consumers:]
         self._stop_workers(surplus)
 
-    def _start_worker(self):
+    def _start_worker(self, slot: int):
+        """The actor for position ``slot`` of the pool. With ``group_instance_id`` set,
+        each slot is its own static member, ``<group_instance_id>-<slot>``: one shared id
+        would make the actors fence each other, and a replacement in the same slot
+        takes over its predecessor's partitions without a rebalance."""
+        spec = self._spec
+        instance_id = spec["consumer_config"].get("group_instance_id")
+        if instance_id is not None:
+            spec = {**spec, "consumer_config": {**spec["consumer_config"], "group_instance_id": f"{instance_id}-{slot}"}}
         return (ray.remote(_PoolWorker)
                 .options(max_restarts=-1, max_concurrency=4, namespace=self._cluster.namespace, **self._actor_options)
-                .remote(self._cluster.namespace, self._spec))
+                .remote(self._cluster.namespace, spec))
 
     def _stop_workers(self, workers: list) -> None:
         if not workers:
@@ -379,7 +387,8 @@ class ConsumerPool:
         with self._lock:
             if self._stopped.is_set() or worker not in self._workers:
                 return
-            self._workers[self._workers.index(worker)] = self._start_worker()
+            slot = self._workers.index(worker)
+            self._workers[slot] = self._start_worker(slot)
             if report is not None:
                 self._reports.append(report)
         if report is None:

@@ -101,7 +101,8 @@ def expected(count, partitions):
 def wait_for(condition, timeout_s=60.0, what="condition"):
     deadline = time.monotonic() + timeout_s
     while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.2)
 
 
@@ -152,6 +153,21 @@ def test_pool_scales_and_survives_a_killed_actor_without_skipping(cluster, topic
     finally:
         pool.stop()
     assert cluster.admin().describe_group(group)["state"] == "Empty"
+
+
+def test_static_members_of_a_pool_each_get_their_own_instance_id(cluster, topic, tmp_path):
+    cluster.admin().create_topic(topic, partitions=2)
+    produce(cluster, topic, 200, 2)
+    pool = cluster.consumer_pool([topic], "pool-" + topic, Recorder, handler_args=(str(tmp_path),), consumers=2,
+                                 group_instance_id="billing", **FAST)
+    try:
+        pool.wait_caught_up(timeout_s=60)
+        wait_for(lambda: owned_once(pool, 2, [1, 1]), what="one partition per static member")
+        members = cluster.admin().describe_group("pool-" + topic)["members"]
+    finally:
+        pool.stop()
+    assert sorted(m["instance_id"] for m in members) == ["billing-0", "billing-1"]
+    assert set(handled(tmp_path)) == expected(200, 2)
 
 
 def test_skip_policy_reports_and_skips_only_the_failing_record(cluster, topic, tmp_path):
