@@ -187,6 +187,10 @@ class _Group:
         self.offsets: dict[TopicPartition, tuple[int, str, int]] = {}
         self.partition_counts: dict[str, int] = {}
         self.last_commit_s = float("-inf")  # monotonic; commits loaded from the log are not recent
+        # Whether the log holds a membership record of this group: once it does, every
+        # change (the last member leaving too) must be written, or a restart would bring
+        # back members that left.
+        self.membership_logged = False
         self.lock = asyncio.Lock()
         self.changed = asyncio.Event()
 
@@ -277,6 +281,7 @@ class GroupCoordinator:
             group.assignor = value["assignor"]
             group.members = {mid: _Member.from_record(mid, record) for mid, record in value["members"].items()}
             group.instances = {m.instance_id: mid for mid, m in group.members.items() if m.instance_id}
+            group.membership_logged = True
 
     def _group(self, group_id: str) -> _Group:
         group = self.groups.get(group_id)
@@ -331,12 +336,13 @@ class GroupCoordinator:
         await self._call_leader("produce", payload)
 
     async def _write_group(self, group: _Group) -> None:
-        if not group.members and group.assignor is None:
-            return
+        if not group.members and group.assignor is None and not group.membership_logged:
+            return  # never had members: nothing to record
         await self._write([(["g", group.group_id], {
             "epoch": group.epoch, "assignor": group.assignor,
             "members": {mid: member.to_record() for mid, member in group.members.items()},
         })])
+        group.membership_logged = True
 
     # -- membership --------------------------------------------------------------------
 

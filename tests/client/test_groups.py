@@ -263,6 +263,11 @@ def test_a_restarted_coordinator_keeps_commits_and_members(cluster, topic, group
     poll_until([consumer], lambda: len(consumer.assignment()) == 3)
     assert consumer.committed([tps[0]])[tps[0]] == 6
     consumer.close()
+    # The member left: a second restart must not bring it back from the log.
+    assert cluster.admin().describe_group(group)["members"] == []
+    ray.kill(coordinator, no_restart=False)
+    assert cluster.admin().describe_group(group)["members"] == []
+    assert cluster.consumer(group_id=group).committed([tps[0]])[tps[0]] == 6
 
 
 def test_admin_lists_describes_resets_and_deletes_groups(cluster, topic, group):
