@@ -38,7 +38,8 @@ Supervision. The pool checks its actors every second:
 * an actor that died (killed, its node lost) is killed for good and replaced;
 * an actor whose consumer loop failed outside the handler with an error a fresh actor
   may not meet again (a retriable rafka error, or the cluster being unreachable) is
-  killed and replaced; the error is in ``errors()`` with action "replace";
+  killed and replaced; the error is in ``errors()`` with action "replace". A slot that
+  keeps failing is refilled after a backoff (1, 2, 4 ... 30 s), not on every check;
 * any other consumer error would only repeat in a replacement
   (``NoOffsetForPartitionError`` with ``auto_offset_reset="none"``,
   ``InconsistentGroupProtocolError``, ``FencedInstanceIdError``, ``TopicNotFoundError``
@@ -95,6 +96,11 @@ POLICIES = ("retry", "skip", "stop")
 ERRORS_KEPT = 100
 SUPERVISE_INTERVAL_S = 1.0
 SCALE_DOWN_CHECKS = 3
+# A slot whose actor keeps failing is refilled after 1, 2, 4 ... at most 30 s (the
+# backoff starts over once the slot has gone REPLACE_BACKOFF_RESET_S without a failure),
+# so an error that repeats does not start a new actor every round.
+REPLACE_BACKOFF_MAX_S = 30.0
+REPLACE_BACKOFF_RESET_S = 60.0
 
 
 class _PoolWorker:
@@ -324,6 +330,8 @@ class ConsumerPool:
         self._stopped = threading.Event()
         self._stopping_lock = threading.Lock()  # held by stop() until every actor is gone
         self._low_lag_checks = 0
+        # Per slot: (monotonic time of its last replacement, the backoff that followed it).
+        self._replacements: dict[int, tuple[float, float]] = {}
         self.scale(consumers)
         self._supervisor = threading.Thread(target=self._supervise, name=f"rafka-pool-{group_id}", daemon=True)
         self._supervisor.start()
@@ -388,6 +396,13 @@ class ConsumerPool:
             if self._stopped.is_set() or worker not in self._workers:
                 return
             slot = self._workers.index(worker)
+            now_s = time.monotonic()
+            last_s, backoff_s = self._replacements.get(slot, (float("-inf"), 0.0))
+            if now_s - last_s > REPLACE_BACKOFF_RESET_S:
+                backoff_s = 0.0
+            if now_s < last_s + backoff_s:
+                return  # asked again on a later round
+            self._replacements[slot] = (now_s, min(max(2 * backoff_s, 1.0), REPLACE_BACKOFF_MAX_S))
             self._workers[slot] = self._start_worker(slot)
             if report is not None:
                 self._reports.append(report)
