@@ -20,6 +20,10 @@ from rafka.connect.herder import HERDER_NAME, Herder
 
 DEFAULT_REST_PORT = 8083
 DEFAULT_REST_HOST = "127.0.0.1"
+HERDER_RETRY_BACKOFF_S = 0.5
+# Herder methods that are safe to send again when the first try may or may not have run.
+_REPEATABLE_CALLS = frozenset({"ready", "list_connectors", "info", "config", "status", "task_configs", "offsets",
+                               "plugin_list", "validate_config", "pause", "resume"})
 
 
 class Connect:
@@ -53,7 +57,18 @@ class Connect:
         return cls(cluster, herder, rpc.get(herder.ready.remote()))
 
     def _call(self, method: str, *args: Any, timeout_s: float = 120.0) -> Any:
-        return rpc.get(getattr(self._herder, method).remote(*args), timeout_s=timeout_s)
+        """Call the herder. A call that only reads, or sets a target state, is repeated
+        while the herder restarts (``ActorUnavailableError``: Ray is bringing it back);
+        one that creates or deletes is not, since it may have happened."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                return rpc.get(getattr(self._herder, method).remote(*args),
+                               timeout_s=max(deadline - time.monotonic(), 0.1))
+            except rpc.ActorUnavailableError:
+                if method not in _REPEATABLE_CALLS or time.monotonic() + HERDER_RETRY_BACKOFF_S > deadline:
+                    raise
+            time.sleep(HERDER_RETRY_BACKOFF_S)
 
     # -- connectors ----------------------------------------------------------------------
 

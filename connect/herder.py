@@ -26,6 +26,7 @@ import hashlib
 import json
 import threading
 import time
+import urllib.parse
 from typing import Any
 
 import ray
@@ -43,6 +44,7 @@ MONITOR_INTERVAL_S = 1.0
 STATUS_TIMEOUT_S = 10.0
 MAX_BACKOFF_S = 60.0
 BACKOFF_RESET_S = 60.0
+REST_PORT_KEY = "rest-port"  # in __connect_configs: the port taken when any free one would do
 
 
 class _Task:
@@ -108,13 +110,31 @@ class Herder:
                         connector = _Connector(key[len("connector-"):], value["config"], value.get("target_state", "RUNNING"))
                         self.connectors[connector.name] = connector
                         self._start(connector)
-            self.rest = RestServer(self, self.rest_host, self.rest_port)
-            self.rest_url = self.rest.start()
+            self.rest_url = self._start_rest(RestServer, stored.get(REST_PORT_KEY))
             threading.Thread(target=self._monitor, name="herder-monitor", daemon=True).start()
         except BaseException as error:  # noqa: BLE001 - ready() reports it
             self._init_error = error
         finally:
             self._ready.set()
+
+    def _start_rest(self, server_class: type, stored: dict | None) -> str:
+        """Start the REST API; its URL. Asked for any free port (0), the herder takes the
+        port it had before a restart when that is free again, and records the one it got,
+        so a URL handed out before Ray restarted the herder still answers."""
+        if self.rest_port != 0:
+            self.rest = server_class(self, self.rest_host, self.rest_port)
+            return self.rest.start()
+        previous_port = (stored or {}).get("port")
+        if previous_port:
+            try:
+                self.rest = server_class(self, self.rest_host, previous_port)
+                return self.rest.start()
+            except ConnectError:
+                pass  # taken by now: any free port, recorded below
+        self.rest = server_class(self, self.rest_host, 0)
+        url = self.rest.start()
+        self.configs.put(REST_PORT_KEY, {"port": urllib.parse.urlsplit(url).port})
+        return url
 
     def ready(self, timeout_s: float = 120.0) -> str:
         """The REST API's URL once the herder has loaded its configs."""

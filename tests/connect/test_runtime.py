@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import urllib.request
 
 import pytest
 import ray
@@ -189,6 +190,10 @@ def test_herder_restart_keeps_configs_and_adopts_running_tasks(cluster, connect,
     again = wait_for(lambda: _attach(cluster), what="herder back")
     assert name in again.list()
     assert again.wait_for_state(name)["tasks"][0]["worker_id"] == before
+    # Started on any free port, the herder is back on the same one: old URLs still work.
+    assert again.rest_url == connect.rest_url
+    with urllib.request.urlopen(connect.rest_url + "/connectors", timeout=30) as response:
+        assert name in json.loads(response.read())
     again.delete(name)
     with pytest.raises(ConnectorNotFoundError):
         again.status(name)
