@@ -158,7 +158,7 @@ def down(address: str | None, namespace: str | None) -> None:
     except RafkaError as error:
         if not ours:
             raise
-        message = f"no rafka cluster was running ({_one_line(error)})"
+        message = f"rafka was already gone: {_one_line(error)}"
     else:
         try:
             brokers = f"{len(cluster.brokers())} broker(s)"

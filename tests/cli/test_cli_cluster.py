@@ -235,7 +235,7 @@ def test_down_stops_the_head_up_started_when_the_rafka_actors_are_gone(tmp_path)
         environment["RAFKA_HOME"] = str(tmp_path)
         completed = subprocess.run([RAFKA, "down"], capture_output=True, text=True, env=environment, timeout=60)
         assert completed.returncode == 0, completed.stderr
-        assert completed.stdout.startswith("no rafka cluster was running (cannot reach Ray at")
+        assert completed.stdout.startswith("rafka was already gone: cannot reach Ray at")
         assert completed.stdout.strip().endswith(f"; stopped the Ray head at {address}")
         reaper.join(timeout=30)
         assert head.returncode is not None
