@@ -177,16 +177,22 @@ def start_ray_head(num_cpus: int | None) -> dict:
             "ray_auth_mode": "token"}
 
 
-def stop_ray_head(state: dict) -> int:
-    """Kill the processes of the Ray head ``start_ray_head`` started; return how many."""
+def ray_head_processes(state: dict) -> list[psutil.Process]:
+    """The live processes of the Ray head ``start_ray_head`` started (by its temp dir)."""
     marker = state["ray_temp_dir"]
-    doomed = []
+    found = []
     for process in psutil.process_iter(["cmdline"]):
         try:
             if any(marker in part for part in process.info["cmdline"] or []):
-                doomed.append(process)
+                found.append(process)
         except (psutil.Error, TypeError):
             continue
+    return found
+
+
+def stop_ray_head(state: dict) -> int:
+    """Kill the processes of the Ray head ``start_ray_head`` started; return how many."""
+    doomed = ray_head_processes(state)
     for process in doomed:
         try:
             process.terminate()

@@ -101,6 +101,11 @@ def up(brokers: int | None, data_dir: str | None, num_cpus: int | None, address:
             if state.get("started_ray"):
                 connection.stop_ray_head(state)
             connection.clear_state()
+    elif (state is not None and state.get("started_ray") and address != state["address"]
+          and connection.ray_head_processes(state)):
+        # Recording the new cluster would lose the only record of a Ray head we started.
+        raise ClusterError(f"`rafka up` started a Ray head at {state['address']} that still runs: stop it with "
+                           f"`rafka down` first, or give this cluster its own RAFKA_HOME")
     started = {"address": address, "started_ray": False}
     if address is None:
         started = connection.start_ray_head(num_cpus)

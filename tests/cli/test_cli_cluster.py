@@ -207,9 +207,7 @@ def test_existing_topic_is_reported(rafka_cli):
 def test_a_bad_address_fails_at_once(tmp_path):
     environment = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     environment["RAFKA_HOME"] = str(tmp_path)
-    with socket.socket() as probe:  # a port nobody listens on
-        probe.bind(("127.0.0.1", 0))
-        address = f"127.0.0.1:{probe.getsockname()[1]}"
+    address = f"127.0.0.1:{_closed_port()}"
     completed = subprocess.run([RAFKA, "topics", "list", "--address", address], capture_output=True, text=True,
                                env=environment, timeout=60)
     assert completed.returncode == 1
@@ -217,31 +215,53 @@ def test_a_bad_address_fails_at_once(tmp_path):
     assert len(completed.stderr.strip().splitlines()) == 1
 
 
-def test_down_stops_the_head_up_started_when_the_rafka_actors_are_gone(tmp_path):
-    # A stand-in for a Ray head whose rafka actors died: `down` finds no cluster at the
-    # recorded address, and must still stop the head's processes and forget the state.
+@pytest.fixture
+def standin_head(tmp_path):
+    """A state file naming a Ray head `up` started, at an address nobody listens on, and a
+    process standing in for that head (found, like a real one, by its temp dir)."""
     marker = str(tmp_path / "rafka-ray-standin")
     head = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)", marker])
     # Reap it as soon as it dies: `down` waits for a zombie as for a live process.
     reaper = threading.Thread(target=head.wait, daemon=True)
     reaper.start()
-    try:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            address = f"127.0.0.1:{probe.getsockname()[1]}"
-        (tmp_path / "cli.json").write_text(json.dumps({"address": address, "started_ray": True,
-                                                       "ray_temp_dir": marker, "namespace": "rafka"}))
-        environment = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-        environment["RAFKA_HOME"] = str(tmp_path)
-        completed = subprocess.run([RAFKA, "down"], capture_output=True, text=True, env=environment, timeout=60)
-        assert completed.returncode == 0, completed.stderr
-        assert completed.stdout.startswith("rafka was already gone: cannot reach Ray at")
-        assert completed.stdout.strip().endswith(f"; stopped the Ray head at {address}")
-        reaper.join(timeout=30)
-        assert head.returncode is not None
-        assert not (tmp_path / "cli.json").exists()
-    finally:
-        head.kill()
+    address = f"127.0.0.1:{_closed_port()}"
+    (tmp_path / "cli.json").write_text(json.dumps({"address": address, "started_ray": True, "ray_temp_dir": marker,
+                                                   "namespace": "rafka"}))
+    environment = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    environment["RAFKA_HOME"] = str(tmp_path)
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([RAFKA, *args], capture_output=True, text=True, env=environment, timeout=60)
+
+    run.address, run.head, run.reaper, run.state_path = address, head, reaper, tmp_path / "cli.json"
+    yield run
+    head.kill()
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:  # bound, never listened on, then released
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_down_stops_the_head_up_started_when_the_rafka_actors_are_gone(standin_head):
+    # `down` finds no cluster at the recorded address, and must still stop the head's
+    # processes and forget the state.
+    completed = standin_head("down")
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.startswith("rafka was already gone: cannot reach Ray at")
+    assert completed.stdout.strip().endswith(f"; stopped the Ray head at {standin_head.address}")
+    standin_head.reaper.join(timeout=30)
+    assert standin_head.head.returncode is not None
+    assert not standin_head.state_path.exists()
+
+
+def test_up_elsewhere_keeps_the_record_of_a_running_head_it_started(standin_head):
+    state = standin_head.state_path.read_text()
+    completed = standin_head("up", "--address", f"127.0.0.1:{_closed_port()}")
+    assert completed.returncode == 1
+    assert f"`rafka up` started a Ray head at {standin_head.address} that still runs" in completed.stderr
+    assert standin_head.state_path.read_text() == state and psutil.pid_exists(standin_head.head.pid)
 
 
 def test_commands_without_a_cluster_say_so(tmp_path):
