@@ -110,7 +110,7 @@ class Target:
     embedded: bool
     brokers: int | None
     address: str | None
-    namespace: str
+    namespace: str | None  # None: the one `rafka up` recorded, else rafka
     topic: str | None
     partitions: int | None
     replication_factor: int | None

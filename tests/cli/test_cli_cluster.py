@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
+import threading
 
+import psutil
 import pytest
 
 RAFKA = os.path.join(os.path.dirname(sys.executable), "rafka")
+NAMESPACE = "rafka-cli-test"  # not the default: plain commands must find it through `up`'s state
 
 
 @pytest.fixture(scope="module")
@@ -17,6 +21,7 @@ def rafka_cli(tmp_path_factory):
     home = tmp_path_factory.mktemp("rafka-home")
     environment = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_AUTH_MODE")}
     environment["RAFKA_HOME"] = str(home)
+    environment["COLUMNS"] = "200"  # rich tables: no wrapped headers when stdout is a pipe
 
     def run(*args: str, stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
         completed = subprocess.run([RAFKA, *args], input=stdin, capture_output=True, text=True, env=environment,
@@ -25,15 +30,49 @@ def rafka_cli(tmp_path_factory):
             raise AssertionError(f"rafka {' '.join(args)} failed: {completed.stderr}")
         return completed
 
-    up = run("up", "--brokers", "2", "--data-dir", str(home / "data"))
+    run.state_path = home / "cli.json"
+    up = run("up", "--brokers", "2", "--data-dir", str(home / "data"), "--namespace", NAMESPACE)
     assert "rafka is up: 2 broker(s)" in up.stdout
+    state = json.loads(run.state_path.read_text())
     yield run
-    run("down", check=False)
+    # `down` is checked here, once, so no test has to run last.
+    down = run("down", check=False)
+    assert down.returncode == 0, down.stderr
+    assert down.stdout.strip() == f"rafka is down (2 broker(s) stopped); stopped the Ray head at {state['address']}"
+    assert not run.state_path.exists()
+    assert not _processes_with(state["ray_temp_dir"])
+
+
+def _processes_with(marker: str) -> list[psutil.Process]:
+    found = []
+    for process in psutil.process_iter(["cmdline"]):
+        try:
+            if any(marker in part for part in process.info["cmdline"] or []):
+                found.append(process)
+        except psutil.Error:
+            continue
+    return found
+
+
+@pytest.fixture(scope="module")
+def existing_topic(rafka_cli) -> str:
+    """A topic for error cases that need one to exist (made here, not by another test)."""
+    created = rafka_cli("topics", "create", "errors-target", check=False)
+    assert created.returncode == 0 or "already exists" in created.stderr, created.stderr
+    return "errors-target"
+
+
+def _brokers_section(status: str) -> str:
+    return status.split("partitions")[0]
 
 
 def test_second_up_changes_nothing(rafka_cli):
+    state_before = rafka_cli.state_path.read_text()
+    brokers_before = _brokers_section(rafka_cli("status").stdout)
     again = rafka_cli("up")
-    assert "already running" in again.stdout
+    assert "already running" in again.stdout and f"(namespace {NAMESPACE})" in again.stdout
+    assert rafka_cli.state_path.read_text() == state_before
+    assert _brokers_section(rafka_cli("status").stdout) == brokers_before
 
 
 def test_create_produce_consume_describe(rafka_cli):
@@ -48,6 +87,38 @@ def test_create_produce_consume_describe(rafka_cli):
     assert "lines" in rafka_cli("topics", "list").stdout.split()
     status = rafka_cli("status").stdout
     assert "lines" in status and "brokers" in status
+    header = next(line for line in status.splitlines() if "leader" in line)
+    assert ["topic", "partition", "leader", "epoch", "replicas", "isr", "under-replicated"] == \
+        [cell.strip() for cell in header.strip("┃ ").split("┃")]
+    rows = [line for line in status.splitlines() if line.lstrip("│ ").startswith("lines ")]
+    assert len(rows) == 2 and not any("YES" in row for row in rows)  # both replicas in sync
+
+
+def test_alter_shows_in_describe_and_delete_removes_the_topic(rafka_cli):
+    rafka_cli("topics", "create", "altered", "--config", "retention.ms=600000")
+    altered = rafka_cli("topics", "alter", "altered", "--config", "retention.ms=1000", "--config",
+                        "segment.bytes=1048576", "--partitions", "3")
+    assert altered.stdout.strip() == ("altered topic altered: retention.ms=1000, segment.bytes=1048576, "
+                                      "partitions 1 -> 3")
+    described = rafka_cli("topics", "describe", "altered").stdout
+    assert "partitions 3" in described and "retention.ms=1000" in described and "segment.bytes=1048576" in described
+    assert "partition 2" in described
+    rafka_cli("topics", "alter", "altered", "--config", "retention.ms=")  # KEY= resets to the default
+    assert "retention.ms" not in rafka_cli("topics", "describe", "altered").stdout
+    assert rafka_cli("topics", "delete", "altered").stdout.strip() == "deleted topic altered"
+    assert "altered" not in rafka_cli("topics", "list").stdout.split()
+
+
+def test_produce_a_file_and_consume_a_partition_from_an_offset(rafka_cli, tmp_path):
+    rafka_cli("topics", "create", "from-file", "--partitions", "2")
+    lines = tmp_path / "lines.txt"
+    lines.write_text("".join(f"line-{i}\n" for i in range(5)))
+    produced = rafka_cli("produce", "from-file", "--file", str(lines), "--partition", "1")
+    assert "produced 5 record(s) to from-file" in produced.stderr
+    consumed = rafka_cli("consume", "from-file", "--partition", "1", "--offset", "3", "--max-messages", "2",
+                         "--format", "json")
+    records = [json.loads(line) for line in consumed.stdout.splitlines()]
+    assert [(r["partition"], r["offset"], r["value"]) for r in records] == [(1, 3, "line-3"), (1, 4, "line-4")]
 
 
 def test_keys_and_json_output(rafka_cli):
@@ -104,16 +175,24 @@ def test_groups_consume_describe_reset_delete(rafka_cli):
         (("topics", "describe", "missing"), None, "unknown topic 'missing'"),
         (("produce", "missing"), "x\n", "unknown topic 'missing'"),
         (("consume", "missing", "--max-messages", "1"), None, "unknown topic 'missing'"),
-        (("produce", "lines", "--json"), "not json\n", "line 1 is not JSON"),
+        (("consume", "missing", "--partition", "0", "--max-messages", "1"), None, "unknown topic 'missing'"),
+        (("produce", "{topic}", "--json"), "not json\n", "line 1 is not JSON"),
         (("groups", "describe", "nobody"), None, "unknown consumer group 'nobody'"),
         (("groups", "delete", "nobody"), None, "unknown consumer group 'nobody'"),
-        (("groups", "reset-offsets", "g", "--topic", "lines"), None, "give exactly one of --to-earliest"),
+        (("groups", "reset-offsets", "g", "--topic", "{topic}"), None, "give exactly one of --to-earliest"),
         (("groups", "reset-offsets", "g", "--topic", "missing", "--to-earliest"), None, "unknown topic 'missing'"),
-        (("consume", "lines", "--group", "g", "--offset", "3"), None, "--offset needs exactly one --partition"),
+        (("consume", "{topic}", "--group", "g", "--offset", "3"), None, "--offset needs exactly one --partition"),
+        (("topics", "alter", "missing", "--config", "retention.ms=1"), None, "unknown topic 'missing'"),
+        (("topics", "alter", "missing"), None, "unknown topic 'missing'"),
+        (("topics", "alter", "{topic}"), None, "nothing to alter on topic errors-target"),
+        (("topics", "alter", "{topic}", "--config", "retention.ms=soon"), None,
+         "'retention.ms' must be an integer, got 'soon'"),
+        (("topics", "alter", "{topic}", "--partitions", "1"), None, "a new count must be more, got 1"),
+        (("topics", "delete", "missing"), None, "unknown topic 'missing'"),
     ],
 )
-def test_errors_are_one_line_and_exit_nonzero(rafka_cli, args, stdin, message):
-    completed = rafka_cli(*args, stdin=stdin, check=False)
+def test_errors_are_one_line_and_exit_nonzero(rafka_cli, existing_topic, args, stdin, message):
+    completed = rafka_cli(*(arg.format(topic=existing_topic) for arg in args), stdin=stdin, check=False)
     assert completed.returncode == 1
     assert message in completed.stderr
     assert "Traceback" not in completed.stderr and len(completed.stderr.strip().splitlines()) == 1
@@ -123,6 +202,66 @@ def test_existing_topic_is_reported(rafka_cli):
     rafka_cli("topics", "create", "twice")
     completed = rafka_cli("topics", "create", "twice", check=False)
     assert completed.returncode == 1 and "topic 'twice' already exists" in completed.stderr
+
+
+def test_a_bad_address_fails_at_once(tmp_path):
+    environment = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    environment["RAFKA_HOME"] = str(tmp_path)
+    address = f"127.0.0.1:{_closed_port()}"
+    completed = subprocess.run([RAFKA, "topics", "list", "--address", address], capture_output=True, text=True,
+                               env=environment, timeout=60)
+    assert completed.returncode == 1
+    assert completed.stderr.startswith(f"rafka: error: cannot reach Ray at {address}")
+    assert len(completed.stderr.strip().splitlines()) == 1
+
+
+@pytest.fixture
+def standin_head(tmp_path):
+    """A state file naming a Ray head `up` started, at an address nobody listens on, and a
+    process standing in for that head (found, like a real one, by its temp dir)."""
+    marker = str(tmp_path / "rafka-ray-standin")
+    head = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)", marker])
+    # Reap it as soon as it dies: `down` waits for a zombie as for a live process.
+    reaper = threading.Thread(target=head.wait, daemon=True)
+    reaper.start()
+    address = f"127.0.0.1:{_closed_port()}"
+    (tmp_path / "cli.json").write_text(json.dumps({"address": address, "started_ray": True, "ray_temp_dir": marker,
+                                                   "namespace": "rafka"}))
+    environment = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    environment["RAFKA_HOME"] = str(tmp_path)
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([RAFKA, *args], capture_output=True, text=True, env=environment, timeout=60)
+
+    run.address, run.head, run.reaper, run.state_path = address, head, reaper, tmp_path / "cli.json"
+    yield run
+    head.kill()
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:  # bound, never listened on, then released
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_down_stops_the_head_up_started_when_the_rafka_actors_are_gone(standin_head):
+    # `down` finds no cluster at the recorded address, and must still stop the head's
+    # processes and forget the state.
+    completed = standin_head("down")
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.startswith("rafka was already gone: cannot reach Ray at")
+    assert completed.stdout.strip().endswith(f"; stopped the Ray head at {standin_head.address}")
+    standin_head.reaper.join(timeout=30)
+    assert standin_head.head.returncode is not None
+    assert not standin_head.state_path.exists()
+
+
+def test_up_elsewhere_keeps_the_record_of_a_running_head_it_started(standin_head):
+    state = standin_head.state_path.read_text()
+    completed = standin_head("up", "--address", f"127.0.0.1:{_closed_port()}")
+    assert completed.returncode == 1
+    assert f"`rafka up` started a Ray head at {standin_head.address} that still runs" in completed.stderr
+    assert standin_head.state_path.read_text() == state and psutil.pid_exists(standin_head.head.pid)
 
 
 def test_commands_without_a_cluster_say_so(tmp_path):
