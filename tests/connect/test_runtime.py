@@ -201,3 +201,50 @@ def _attach(cluster):
         return Connect.attach(cluster)
     except Exception:  # noqa: BLE001 - still restarting
         return None
+
+
+def test_sink_paused_and_resumed_mid_stream_delivers_every_record(cluster, connect, topic, tmp_path):
+    # Records trickle in, so the sink task spends its time waiting inside a poll: a pause
+    # that lands there used to make the loop drop what that poll returned (the consumer
+    # had moved past them, so a later commit skipped them for good).
+    import threading
+
+    cluster.admin().create_topic(topic, partitions=2)
+    total = 3000
+    producing_done = threading.Event()
+
+    def produce() -> None:
+        producer = cluster.producer(linger_ms=0)
+        try:
+            for start in range(0, total, 20):
+                for n in range(start, min(total, start + 20)):
+                    producer.send(topic, value=json.dumps({"n": n}).encode(), key=str(n).encode())
+                producer.flush()
+                time.sleep(0.03)
+        finally:
+            producer.close()
+            producing_done.set()
+
+    out = tmp_path / "sink.txt"
+    name = f"pause-sink-{topic}"
+    connect.create(name, {"connector.class": "AppendingSink", "topics": topic, "out": str(out),
+                          "offset.flush.interval.ms": 200})
+    connect.wait_for_state(name)
+    producer_thread = threading.Thread(target=produce, daemon=True)
+    producer_thread.start()
+    pauses = 0
+    while not producing_done.is_set() and pauses < 8:
+        wait_for(lambda: len(lines_of(out)) > 0, what="records written before the pause")
+        connect.pause(name)
+        connect.wait_for_state(name, "PAUSED")
+        time.sleep(0.3)
+        connect.resume(name)
+        connect.wait_for_state(name)
+        pauses += 1
+        time.sleep(0.3)
+    producer_thread.join(timeout=120)
+    assert producing_done.is_set()
+    assert pauses >= 2
+    wait_for(lambda: set(lines_of(out)) == set(range(total)), timeout_s=120,
+             what=f"every record in the sink (missing {sorted(set(range(total)) - set(lines_of(out)))[:20]})")
+    connect.delete(name)
