@@ -133,7 +133,7 @@ def test_sink_record_that_fails_goes_to_the_dead_letter_queue_with_error_headers
     assert b"poison record" in headers[b'{"n": 7}']["__connect.errors.exception.message"]
     assert headers[b'{"n": 7}']["__connect.errors.topic"] == topic.encode()
     assert headers[b"not json"]["__connect.errors.stage"] == b"VALUE_CONVERTER"
-    assert connect.status(name)["tasks"][0]["dead_lettered"] == 3
+    assert connect.status(name)["tasks"][0]["dead_lettered"] == 3, json.dumps(connect.status(name)["tasks"])
     connect.delete(name)
 
 
@@ -247,4 +247,32 @@ def test_sink_paused_and_resumed_mid_stream_delivers_every_record(cluster, conne
     assert pauses >= 2
     wait_for(lambda: set(lines_of(out)) == set(range(total)), timeout_s=120,
              what=f"every record in the sink (missing {sorted(set(range(total)) - set(lines_of(out)))[:20]})")
+    connect.delete(name)
+
+
+def test_sink_commits_no_offset_past_a_record_the_dead_letter_queue_refused(cluster, connect, topic, tmp_path):
+    # The DLQ topic takes no batch over 1 KiB and a dead-lettered record carries its
+    # stack trace in headers, so every DLQ write fails on the broker.
+    cluster.admin().create_topic(topic, partitions=1)
+    dlq = f"{topic}-dlq"
+    cluster.admin().create_topic(dlq, partitions=1, config={"max.message.bytes": "1024"})
+    producer = cluster.producer()
+    for n in range(100):
+        producer.send(topic, value=json.dumps({"n": n}).encode())
+    producer.flush()
+    out = tmp_path / "sink.txt"
+    name = f"dlq-refused-{topic}"
+    connect.create(name, {"connector.class": "AppendingSink", "topics": topic, "out": str(out), "poison": "50",
+                          "errors.tolerance": "all", "errors.deadletterqueue.topic.name": dlq,
+                          "offset.flush.interval.ms": 200})
+    failure = wait_for(lambda: (t := connect.status(name)["tasks"][0]).get("trace") or t.get("last_failure"),
+                       what="the task failing on the DLQ write")
+    assert "dead-letter queue" in failure
+    assert "RecordTooLargeError" in failure
+    group = cluster.consumer(group_id=f"connect-{name}")
+    try:
+        committed = group.committed([TopicPartition(topic, 0)])[TopicPartition(topic, 0)]
+    finally:
+        group.close()
+    assert committed is None or committed <= 50, committed
     connect.delete(name)
