@@ -194,12 +194,16 @@ class Herder:
 
     def restart(self, name: str, include_tasks: bool = False, only_failed: bool = False) -> dict:
         """Restart the connector (and with ``include_tasks`` its tasks; with
-        ``only_failed`` only the ones that failed)."""
+        ``only_failed`` only the ones that failed). A plain restart of a connector that
+        has not failed restarts its Connector instance only, as Kafka Connect does: its
+        tasks keep running unless the task configs it computes now differ."""
         with self._lock:
             connector = self._get(name)
             if only_failed and connector.state != "FAILED" and not include_tasks:
                 return self.status(name)
-            if include_tasks or connector.state == "FAILED":
+            if not include_tasks and connector.state != "FAILED":
+                self._restart_instance(connector)
+            elif include_tasks or connector.state == "FAILED":
                 tasks = [t for t in connector.tasks if not only_failed or t.status.get("state") == "FAILED"]
                 if connector.state == "FAILED" or len(tasks) == len(connector.tasks) and include_tasks:
                     self._stop(connector)
@@ -365,6 +369,30 @@ class Herder:
             except Exception:  # noqa: BLE001
                 pass
         connector.state = "UNASSIGNED"
+
+    def _restart_instance(self, connector: _Connector) -> None:
+        """Stop the Connector instance and start a fresh one on the same config. Task
+        actors running with the generation it computes are adopted (keeping their
+        restart count); others are replaced, and tasks it no longer has are stopped."""
+        if connector.instance is not None:
+            try:
+                connector.instance.stop()
+            except Exception:  # noqa: BLE001 - a fresh instance replaces it either way
+                pass
+        fresh = _Connector(connector.name, connector.config, connector.target_state)
+        self.connectors[connector.name] = fresh
+        self._start(fresh)
+        old = {task.id: task for task in connector.tasks}
+        for task in fresh.tasks:
+            before = old.pop(task.id, None)
+            if before is not None and fresh.generation == connector.generation:
+                task.restarts, task.last_failure = before.restarts, before.last_failure
+                if before.actor is not None:
+                    task.status = before.status  # the same actor, adopted
+        for leftover in old.values():
+            if leftover.actor is not None:
+                _kill(leftover.actor)
+                leftover.actor = None
 
     def _restart_task_now(self, connector: _Connector, task: _Task) -> None:
         if task.actor is not None:
