@@ -16,12 +16,14 @@ status (``trace`` while it is down, ``last_failure`` after), with the restart co
 A task that has run for ``BACKOFF_RESET_S`` starts its backoff over.
 
 Concurrency: requests arrive on the actor's threads (REST and Ray calls) and the monitor
-runs on its own; ``_lock`` serialises every change to connector state.
+runs on its own; ``_lock`` serialises every change to connector state. Loading the
+configs runs on a thread of its own, and every request waits for it.
 """
 
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
 import threading
@@ -43,6 +45,20 @@ MONITOR_INTERVAL_S = 1.0
 STATUS_TIMEOUT_S = 10.0
 MAX_BACKOFF_S = 60.0
 BACKOFF_RESET_S = 60.0
+
+
+def _after_init(method: Any) -> Any:
+    """A request waits until the herder has loaded its configs and plugins: a handle
+    held across a herder restart must not see an empty herder (404 for a connector
+    that exists, an unknown plugin)."""
+
+    @functools.wraps(method)
+    def wrapper(self: "Herder", *args: Any, **kwargs: Any) -> Any:
+        if not self._ready.is_set() or self._init_error is not None:
+            self.ready()
+        return method(self, *args, **kwargs)
+
+    return wrapper
 
 
 class _Task:
@@ -126,15 +142,18 @@ class Herder:
 
     # -- requests ------------------------------------------------------------------------
 
+    @_after_init
     def list_connectors(self) -> list[str]:
         return sorted(self.connectors)
 
+    @_after_init
     def create(self, name: str, config: dict) -> dict:
         with self._lock:
             if name in self.connectors:
                 raise ConnectorExistsError(f"connector {name!r} already exists")
             return self.put_config(name, config)[1]
 
+    @_after_init
     def put_config(self, name: str, config: dict) -> tuple[bool, dict]:
         """Create connector ``name`` or replace its config; (created, info)."""
         config = {**config, "name": name} if isinstance(config, dict) else config
@@ -150,6 +169,7 @@ class Herder:
             self._start(connector)
             return existing is None, self.info(name)
 
+    @_after_init
     def delete(self, name: str) -> None:
         with self._lock:
             connector = self._get(name)
@@ -159,18 +179,22 @@ class Herder:
             self.statuses.put_many({f"connector-{name}": None,
                                     **{f"task-{name}-{task.id}": None for task in connector.tasks}})
 
+    @_after_init
     def config(self, name: str) -> dict:
         return dict(self._get(name).config)
 
+    @_after_init
     def info(self, name: str) -> dict:
         connector = self._get(name)
         return {"name": name, "config": dict(connector.config), "type": connector.kind,
                 "tasks": [{"connector": name, "task": task.id} for task in connector.tasks]}
 
+    @_after_init
     def task_configs(self, name: str) -> list[dict]:
         connector = self._get(name)
         return [{"id": {"connector": name, "task": task.id}, "config": task.config} for task in connector.tasks]
 
+    @_after_init
     def status(self, name: str) -> dict:
         connector = self._get(name)
         state = connector.state
@@ -183,15 +207,19 @@ class Herder:
             status["connector"]["trace"] = connector.trace
         return status
 
+    @_after_init
     def task_status(self, name: str, task_id: int) -> dict:
         return self._task_status(self._task(name, task_id))
 
+    @_after_init
     def pause(self, name: str) -> None:
         self._set_target(name, "PAUSED")
 
+    @_after_init
     def resume(self, name: str) -> None:
         self._set_target(name, "RUNNING")
 
+    @_after_init
     def restart(self, name: str, include_tasks: bool = False, only_failed: bool = False) -> dict:
         """Restart the connector (and with ``include_tasks`` its tasks; with
         ``only_failed`` only the ones that failed). A plain restart of a connector that
@@ -215,14 +243,17 @@ class Herder:
                         self._restart_task_now(connector, task)
             return self.status(name)
 
+    @_after_init
     def restart_task(self, name: str, task_id: int) -> None:
         with self._lock:
             connector = self._get(name)
             self._restart_task_now(connector, self._task(name, task_id))
 
+    @_after_init
     def plugin_list(self) -> list[dict]:
         return list_plugins(self.plugins)
 
+    @_after_init
     def validate_config(self, plugin: str, config: dict) -> dict:
         """Kafka Connect's validate answer: ``error_count`` and per-key errors."""
         from rafka.connect.errors import ConnectorConfigError
@@ -236,6 +267,7 @@ class Herder:
         return {"name": plugin, "error_count": len(errors),
                 "configs": [{"value": {"name": e["name"], "errors": e["errors"]}} for e in errors]}
 
+    @_after_init
     def register_plugin(self, name: str, payload: bytes) -> None:
         """Make the pickled connector class ``payload`` available as ``name``."""
         cls = ray.cloudpickle.loads(payload)
@@ -243,6 +275,7 @@ class Herder:
             self.configs.put(f"plugin-{name}", {"class": base64.b64encode(payload).decode("ascii")})
             self.plugins[name] = cls
 
+    @_after_init
     def offsets(self, name: str) -> dict:
         """Committed progress: source offsets, or the sink group's committed offsets."""
         connector = self._get(name)

@@ -18,8 +18,15 @@ def rafka(*args: str, url: str | None = None, env: dict | None = None) -> subpro
     return subprocess.run(command, capture_output=True, text=True, timeout=180, env={**os.environ, **(env or {})})
 
 
+def rest_url(cluster) -> str:
+    """The URL the herder listens on now (a restarted herder started with port 0 moves)."""
+    from rafka.connect import Connect
+
+    return Connect.attach(cluster).rest_url
+
+
 def test_cli_creates_inspects_pauses_restarts_and_deletes_a_connector(cluster, connect_runtime, topic, tmp_path):
-    url = connect_runtime.rest_url
+    url = rest_url(cluster)
     cluster.admin().create_topic(topic)
     source = tmp_path / "in.txt"
     source.write_text("a\nb\n")
@@ -57,8 +64,8 @@ def test_cli_creates_inspects_pauses_restarts_and_deletes_a_connector(cluster, c
     assert deleted.returncode == 0 and f"connector {name} deleted" in deleted.stdout
 
 
-def test_cli_errors_exit_1_with_the_servers_message(connect_runtime):
-    url = connect_runtime.rest_url
+def test_cli_errors_exit_1_with_the_servers_message(cluster, connect_runtime):
+    url = rest_url(cluster)
     missing = rafka("status", "no-such-connector", url=url)
     assert missing.returncode == 1
     assert "no-such-connector" in missing.stderr and "HTTP 404" in missing.stderr

@@ -183,15 +183,25 @@ def test_herder_restart_keeps_configs_and_adopts_running_tasks(cluster, connect,
     before = connect.wait_for_state(name)["tasks"][0]["worker_id"]
     with pytest.raises(ConnectorExistsError):
         connect.create(name, {"connector.class": "CountingSource", "topic": topic})
+    killed_pid = _herder_pid(cluster)
     ray.kill(ray.get_actor(HERDER_NAME, namespace=cluster.namespace), no_restart=False)
-    from rafka.connect import Connect
-
+    # ray.kill returns before the actor dies: until it does, the old herder still answers
+    # (and a call it takes then fails with "the actor was restarted").
+    wait_for(lambda: _herder_pid(cluster) not in (None, killed_pid), what="a new herder process")
     again = wait_for(lambda: _attach(cluster), what="herder back")
     assert name in again.list()
     assert again.wait_for_state(name)["tasks"][0]["worker_id"] == before
     again.delete(name)
     with pytest.raises(ConnectorNotFoundError):
         again.status(name)
+
+
+def _herder_pid(cluster):
+    try:
+        herder = ray.get_actor(HERDER_NAME, namespace=cluster.namespace)
+        return ray.get(herder.__ray_call__.remote(lambda self: os.getpid()), timeout=10)
+    except Exception:  # noqa: BLE001 - dead or restarting
+        return None
 
 
 def _attach(cluster):
