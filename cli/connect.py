@@ -234,7 +234,11 @@ def connect_restart(name: str, include_tasks: bool, only_failed: bool, task_id: 
         click.echo(f"task {task_id} of connector {name} restarted")
         return
     query = f"?includeTasks={str(include_tasks).lower()}&onlyFailed={str(only_failed).lower()}"
-    _echo(request(base, "POST", f"/connectors/{_name(name)}/restart{query}"))
+    status = request(base, "POST", f"/connectors/{_name(name)}/restart{query}")
+    if status is None:  # 204: a plain restart of the connector instance
+        click.echo(f"connector {name} restarted")
+    else:
+        _echo(status)
 
 
 @connect.command("plugins")

@@ -16,12 +16,14 @@ status (``trace`` while it is down, ``last_failure`` after), with the restart co
 A task that has run for ``BACKOFF_RESET_S`` starts its backoff over.
 
 Concurrency: requests arrive on the actor's threads (REST and Ray calls) and the monitor
-runs on its own; ``_lock`` serialises every change to connector state.
+runs on its own; ``_lock`` serialises every change to connector state. Loading the
+configs runs on a thread of its own, and every request waits for it.
 """
 
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
 import threading
@@ -45,6 +47,20 @@ STATUS_TIMEOUT_S = 10.0
 MAX_BACKOFF_S = 60.0
 BACKOFF_RESET_S = 60.0
 REST_PORT_KEY = "rest-port"  # in __connect_configs: the port taken when any free one would do
+
+
+def _after_init(method: Any) -> Any:
+    """A request waits until the herder has loaded its configs and plugins: a handle
+    held across a herder restart must not see an empty herder (404 for a connector
+    that exists, an unknown plugin)."""
+
+    @functools.wraps(method)
+    def wrapper(self: "Herder", *args: Any, **kwargs: Any) -> Any:
+        if not self._ready.is_set() or self._init_error is not None:
+            self.ready()
+        return method(self, *args, **kwargs)
+
+    return wrapper
 
 
 class _Task:
@@ -146,15 +162,18 @@ class Herder:
 
     # -- requests ------------------------------------------------------------------------
 
+    @_after_init
     def list_connectors(self) -> list[str]:
         return sorted(self.connectors)
 
+    @_after_init
     def create(self, name: str, config: dict) -> dict:
         with self._lock:
             if name in self.connectors:
                 raise ConnectorExistsError(f"connector {name!r} already exists")
             return self.put_config(name, config)[1]
 
+    @_after_init
     def put_config(self, name: str, config: dict) -> tuple[bool, dict]:
         """Create connector ``name`` or replace its config; (created, info)."""
         config = {**config, "name": name} if isinstance(config, dict) else config
@@ -170,6 +189,7 @@ class Herder:
             self._start(connector)
             return existing is None, self.info(name)
 
+    @_after_init
     def delete(self, name: str) -> None:
         with self._lock:
             connector = self._get(name)
@@ -179,18 +199,22 @@ class Herder:
             self.statuses.put_many({f"connector-{name}": None,
                                     **{f"task-{name}-{task.id}": None for task in connector.tasks}})
 
+    @_after_init
     def config(self, name: str) -> dict:
         return dict(self._get(name).config)
 
+    @_after_init
     def info(self, name: str) -> dict:
         connector = self._get(name)
         return {"name": name, "config": dict(connector.config), "type": connector.kind,
                 "tasks": [{"connector": name, "task": task.id} for task in connector.tasks]}
 
+    @_after_init
     def task_configs(self, name: str) -> list[dict]:
         connector = self._get(name)
         return [{"id": {"connector": name, "task": task.id}, "config": task.config} for task in connector.tasks]
 
+    @_after_init
     def status(self, name: str) -> dict:
         connector = self._get(name)
         state = connector.state
@@ -203,23 +227,31 @@ class Herder:
             status["connector"]["trace"] = connector.trace
         return status
 
+    @_after_init
     def task_status(self, name: str, task_id: int) -> dict:
         return self._task_status(self._task(name, task_id))
 
+    @_after_init
     def pause(self, name: str) -> None:
         self._set_target(name, "PAUSED")
 
+    @_after_init
     def resume(self, name: str) -> None:
         self._set_target(name, "RUNNING")
 
+    @_after_init
     def restart(self, name: str, include_tasks: bool = False, only_failed: bool = False) -> dict:
         """Restart the connector (and with ``include_tasks`` its tasks; with
-        ``only_failed`` only the ones that failed)."""
+        ``only_failed`` only the ones that failed). A plain restart of a connector that
+        has not failed restarts its Connector instance only, as Kafka Connect does: its
+        tasks keep running unless the task configs it computes now differ."""
         with self._lock:
             connector = self._get(name)
             if only_failed and connector.state != "FAILED" and not include_tasks:
                 return self.status(name)
-            if include_tasks or connector.state == "FAILED":
+            if not include_tasks and connector.state != "FAILED":
+                self._restart_instance(connector)
+            elif include_tasks or connector.state == "FAILED":
                 tasks = [t for t in connector.tasks if not only_failed or t.status.get("state") == "FAILED"]
                 if connector.state == "FAILED" or len(tasks) == len(connector.tasks) and include_tasks:
                     self._stop(connector)
@@ -231,14 +263,17 @@ class Herder:
                         self._restart_task_now(connector, task)
             return self.status(name)
 
+    @_after_init
     def restart_task(self, name: str, task_id: int) -> None:
         with self._lock:
             connector = self._get(name)
             self._restart_task_now(connector, self._task(name, task_id))
 
+    @_after_init
     def plugin_list(self) -> list[dict]:
         return list_plugins(self.plugins)
 
+    @_after_init
     def validate_config(self, plugin: str, config: dict) -> dict:
         """Kafka Connect's validate answer: ``error_count`` and per-key errors."""
         from rafka.connect.errors import ConnectorConfigError
@@ -252,6 +287,7 @@ class Herder:
         return {"name": plugin, "error_count": len(errors),
                 "configs": [{"value": {"name": e["name"], "errors": e["errors"]}} for e in errors]}
 
+    @_after_init
     def register_plugin(self, name: str, payload: bytes) -> None:
         """Make the pickled connector class ``payload`` available as ``name``."""
         cls = ray.cloudpickle.loads(payload)
@@ -259,6 +295,7 @@ class Herder:
             self.configs.put(f"plugin-{name}", {"class": base64.b64encode(payload).decode("ascii")})
             self.plugins[name] = cls
 
+    @_after_init
     def offsets(self, name: str) -> dict:
         """Committed progress: source offsets, or the sink group's committed offsets."""
         connector = self._get(name)
@@ -385,6 +422,30 @@ class Herder:
             except Exception:  # noqa: BLE001
                 pass
         connector.state = "UNASSIGNED"
+
+    def _restart_instance(self, connector: _Connector) -> None:
+        """Stop the Connector instance and start a fresh one on the same config. Task
+        actors running with the generation it computes are adopted (keeping their
+        restart count); others are replaced, and tasks it no longer has are stopped."""
+        if connector.instance is not None:
+            try:
+                connector.instance.stop()
+            except Exception:  # noqa: BLE001 - a fresh instance replaces it either way
+                pass
+        fresh = _Connector(connector.name, connector.config, connector.target_state)
+        self.connectors[connector.name] = fresh
+        self._start(fresh)
+        old = {task.id: task for task in connector.tasks}
+        for task in fresh.tasks:
+            before = old.pop(task.id, None)
+            if before is not None and fresh.generation == connector.generation:
+                task.restarts, task.last_failure = before.restarts, before.last_failure
+                if before.actor is not None:
+                    task.status = before.status  # the same actor, adopted
+        for leftover in old.values():
+            if leftover.actor is not None:
+                _kill(leftover.actor)
+                leftover.actor = None
 
     def _restart_task_now(self, connector: _Connector, task: _Task) -> None:
         if task.actor is not None:

@@ -10,7 +10,7 @@ GET        /connectors/{name}                              info (name, config, t
 GET        /connectors/{name}/config                       the config
 PUT        /connectors/{name}/config  {config}             201 created or 200 updated
 GET        /connectors/{name}/status                       connector and task states
-POST       /connectors/{name}/restart[?includeTasks&onlyFailed]   200 (202 with tasks)
+POST       /connectors/{name}/restart[?includeTasks&onlyFailed]   204 (202 and status with either)
 PUT        /connectors/{name}/pause                        202
 PUT        /connectors/{name}/resume                       202
 DELETE     /connectors/{name}                              204
@@ -194,7 +194,9 @@ class RestServer:
         include_tasks = _flag(request, "includeTasks")
         only_failed = _flag(request, "onlyFailed")
         status = await self._call(self.herder.restart, request.match_info["name"], include_tasks, only_failed)
-        return web.json_response(status, status=202 if include_tasks or only_failed else 200)
+        if not include_tasks and not only_failed:
+            return web.Response(status=204)  # Kafka Connect's answer to a plain restart
+        return web.json_response(status, status=202)
 
     async def pause(self, request: web.Request) -> web.Response:
         await self._call(self.herder.pause, request.match_info["name"])

@@ -7,7 +7,9 @@ before partitions are revoked, and on stop) the runtime calls ``task.pre_commit`
 the positions, flushes the dead-letter queue, and commits what ``pre_commit`` returned.
 So an offset is committed only after the sink said its records are durable — at least
 once. ``context.offset(tp, n)`` (in ``open`` or ``put``) seeks the consumer and moves
-the position to ``n``.
+the position to ``n``. A paused task keeps polling with its partitions paused; records
+a poll returned while the pause arrived are not put, and the consumer seeks back to the
+first of them, so resume reads them again.
 
 A batch ``put`` that raises (anything but ``RetriableError``) is, with
 ``errors.tolerance=all``, retried one record at a time so that only the records that
@@ -87,6 +89,9 @@ class _SinkRun:
                 self.sync_pause()
                 batches = self.consumer.poll_batches(timeout_s=POLL_TIMEOUT_S, max_records=MAX_RECORDS_PER_PUT)
                 if self.runner.paused:
+                    # The pause arrived while the poll waited: its records are not put,
+                    # so the consumer must read them again after resume.
+                    self.rewind(batches)
                     continue
                 records, raws, ends = self.convert(batches)
                 self.put(records, raws)
@@ -112,6 +117,16 @@ class _SinkRun:
             self.consumer.pause(*assignment)
         else:
             self.consumer.resume(*(tp for tp in assignment if (tp.topic, tp.partition) not in self.paused_by_task))
+
+    def rewind(self, batches: dict) -> None:
+        """Seek each partition back to the first record of ``batches`` (which were
+        polled but will not be put); the consumer had moved past them, and a later
+        commit would have skipped them."""
+        assignment = self.consumer.assignment()
+        for tp, tp_batches in batches.items():
+            first = next((batch.column("offset")[0].as_py() for batch in tp_batches if batch.num_rows), None)
+            if first is not None and tp in assignment:
+                self.consumer.seek(tp, first)
 
     def convert(self, batches: dict) -> tuple[list[SinkRecord], list[tuple], dict[tuple[str, int], int]]:
         runner = self.runner

@@ -134,7 +134,7 @@ def test_sink_record_that_fails_goes_to_the_dead_letter_queue_with_error_headers
     assert b"poison record" in headers[b'{"n": 7}']["__connect.errors.exception.message"]
     assert headers[b'{"n": 7}']["__connect.errors.topic"] == topic.encode()
     assert headers[b"not json"]["__connect.errors.stage"] == b"VALUE_CONVERTER"
-    assert connect.status(name)["tasks"][0]["dead_lettered"] == 3
+    assert connect.status(name)["tasks"][0]["dead_lettered"] == 3, json.dumps(connect.status(name)["tasks"])
     connect.delete(name)
 
 
@@ -184,9 +184,11 @@ def test_herder_restart_keeps_configs_and_adopts_running_tasks(cluster, connect,
     before = connect.wait_for_state(name)["tasks"][0]["worker_id"]
     with pytest.raises(ConnectorExistsError):
         connect.create(name, {"connector.class": "CountingSource", "topic": topic})
+    killed_pid = _herder_pid(cluster)
     ray.kill(ray.get_actor(HERDER_NAME, namespace=cluster.namespace), no_restart=False)
-    from rafka.connect import Connect
-
+    # ray.kill returns before the actor dies: until it does, the old herder still answers
+    # (and a call it takes then fails with "the actor was restarted").
+    wait_for(lambda: _herder_pid(cluster) not in (None, killed_pid), what="a new herder process")
     again = wait_for(lambda: _attach(cluster), what="herder back")
     assert name in again.list()
     assert again.wait_for_state(name)["tasks"][0]["worker_id"] == before
@@ -199,6 +201,14 @@ def test_herder_restart_keeps_configs_and_adopts_running_tasks(cluster, connect,
         again.status(name)
 
 
+def _herder_pid(cluster):
+    try:
+        herder = ray.get_actor(HERDER_NAME, namespace=cluster.namespace)
+        return ray.get(herder.__ray_call__.remote(lambda self: os.getpid()), timeout=10)
+    except Exception:  # noqa: BLE001 - dead or restarting
+        return None
+
+
 def _attach(cluster):
     from rafka.connect import Connect
 
@@ -206,3 +216,78 @@ def _attach(cluster):
         return Connect.attach(cluster)
     except Exception:  # noqa: BLE001 - still restarting
         return None
+
+
+def test_sink_paused_and_resumed_mid_stream_delivers_every_record(cluster, connect, topic, tmp_path):
+    # Records trickle in, so the sink task spends its time waiting inside a poll: a pause
+    # that lands there used to make the loop drop what that poll returned (the consumer
+    # had moved past them, so a later commit skipped them for good).
+    import threading
+
+    cluster.admin().create_topic(topic, partitions=2)
+    total = 3000
+    producing_done = threading.Event()
+
+    def produce() -> None:
+        producer = cluster.producer(linger_ms=0)
+        try:
+            for start in range(0, total, 20):
+                for n in range(start, min(total, start + 20)):
+                    producer.send(topic, value=json.dumps({"n": n}).encode(), key=str(n).encode())
+                producer.flush()
+                time.sleep(0.03)
+        finally:
+            producer.close()
+            producing_done.set()
+
+    out = tmp_path / "sink.txt"
+    name = f"pause-sink-{topic}"
+    connect.create(name, {"connector.class": "AppendingSink", "topics": topic, "out": str(out),
+                          "offset.flush.interval.ms": 200})
+    connect.wait_for_state(name)
+    producer_thread = threading.Thread(target=produce, daemon=True)
+    producer_thread.start()
+    pauses = 0
+    while not producing_done.is_set() and pauses < 8:
+        wait_for(lambda: len(lines_of(out)) > 0, what="records written before the pause")
+        connect.pause(name)
+        connect.wait_for_state(name, "PAUSED")
+        time.sleep(0.3)
+        connect.resume(name)
+        connect.wait_for_state(name)
+        pauses += 1
+        time.sleep(0.3)
+    producer_thread.join(timeout=120)
+    assert producing_done.is_set()
+    assert pauses >= 2
+    wait_for(lambda: set(lines_of(out)) == set(range(total)), timeout_s=120,
+             what=f"every record in the sink (missing {sorted(set(range(total)) - set(lines_of(out)))[:20]})")
+    connect.delete(name)
+
+
+def test_sink_commits_no_offset_past_a_record_the_dead_letter_queue_refused(cluster, connect, topic, tmp_path):
+    # The DLQ topic takes no batch over 1 KiB and a dead-lettered record carries its
+    # stack trace in headers, so every DLQ write fails on the broker.
+    cluster.admin().create_topic(topic, partitions=1)
+    dlq = f"{topic}-dlq"
+    cluster.admin().create_topic(dlq, partitions=1, config={"max.message.bytes": "1024"})
+    producer = cluster.producer()
+    for n in range(100):
+        producer.send(topic, value=json.dumps({"n": n}).encode())
+    producer.flush()
+    out = tmp_path / "sink.txt"
+    name = f"dlq-refused-{topic}"
+    connect.create(name, {"connector.class": "AppendingSink", "topics": topic, "out": str(out), "poison": "50",
+                          "errors.tolerance": "all", "errors.deadletterqueue.topic.name": dlq,
+                          "offset.flush.interval.ms": 200})
+    failure = wait_for(lambda: (t := connect.status(name)["tasks"][0]).get("trace") or t.get("last_failure"),
+                       what="the task failing on the DLQ write")
+    assert "dead-letter queue" in failure
+    assert "RecordTooLargeError" in failure
+    group = cluster.consumer(group_id=f"connect-{name}")
+    try:
+        committed = group.committed([TopicPartition(topic, 0)])[TopicPartition(topic, 0)]
+    finally:
+        group.close()
+    assert committed is None or committed <= 50, committed
+    connect.delete(name)
