@@ -126,7 +126,7 @@ def connect() -> None:
 @click.option("--port", type=click.IntRange(0, 65535), default=8083, show_default=True, help="REST API port.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="REST API address (0.0.0.0 for every interface).")
 @click.option("--address", default=None, help="Ray address (default: RAY_ADDRESS or `rafka up`'s).")
-@click.option("--namespace", default=connection.DEFAULT_NAMESPACE, show_default=True)
+@click.option("--namespace", default=None, help="Ray namespace of the rafka cluster (default: `rafka up`'s, else rafka).")
 @_fails_cleanly
 def connect_start(port: int, host: str, address: str | None, namespace: str) -> None:
     """Start Connect on the running rafka cluster (a second start says where it runs)."""
@@ -142,7 +142,7 @@ def connect_start(port: int, host: str, address: str | None, namespace: str) -> 
 
 @connect.command("stop")
 @click.option("--address", default=None, help="Ray address (default: RAY_ADDRESS or `rafka up`'s).")
-@click.option("--namespace", default=connection.DEFAULT_NAMESPACE, show_default=True)
+@click.option("--namespace", default=None, help="Ray namespace of the rafka cluster (default: `rafka up`'s, else rafka).")
 @_fails_cleanly
 def connect_stop(address: str | None, namespace: str) -> None:
     """Stop every connector (tasks commit first) and Connect itself. Configs stay."""

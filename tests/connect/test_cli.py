@@ -19,7 +19,7 @@ def rafka(*args: str, url: str | None = None, env: dict | None = None) -> subpro
 
 
 def rest_url(cluster) -> str:
-    """The URL the herder listens on now (a restarted herder started with port 0 moves)."""
+    """The URL the running herder answers on."""
     from rafka.connect import Connect
 
     return Connect.attach(cluster).rest_url

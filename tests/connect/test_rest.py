@@ -23,12 +23,10 @@ def call(base: str, method: str, path: str, body=None, raw: bytes | None = None)
 
 
 @pytest.fixture
-def base(cluster, connect_runtime):
-    """The REST URL as the herder answers it now: a herder that Ray restarted (as
-    test_runtime.py makes it) listens on a new port when it was started with port 0."""
-    from rafka.connect import Connect
-
-    return Connect.attach(cluster).rest_url
+def base(connect_runtime):
+    """The URL handed out when Connect started; a herder that Ray restarted (as
+    test_runtime.py makes it) listens on the same port again."""
+    return connect_runtime.rest_url
 
 
 def wait_state(base: str, name: str, state: str) -> dict:
