@@ -39,6 +39,20 @@ def test_time_windows_match_the_reference(timestamps, shape, grace_ms, stream_ti
     assert new_time == (expected_time if timestamps else stream_time)
 
 
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(0, 10_000), max_size=60), st.sampled_from([(1000, 1000), (1000, 250)]),
+       st.integers(0, 2000), st.integers(-1, 10_000))
+def test_time_windows_without_advance_keep_the_given_stream_time(timestamps, shape, grace_ms, stream_time):
+    windows = TimeWindows(shape[0], shape[1], grace_ms)
+    rows, starts, late, new_time = windows.assign(np.array(timestamps, dtype=np.int64), stream_time, advance=False)
+    expected = [(row, start) for row, ts in enumerate(timestamps)
+                for start in range(ts - ts % shape[1], ts - shape[0], -shape[1])
+                if start + shape[0] + grace_ms > stream_time]
+    assert sorted(zip(rows.tolist(), starts.tolist())) == sorted(expected)
+    assert late == len(timestamps) - len({row for row, _ in expected})
+    assert new_time == stream_time
+
+
 def test_window_arguments_are_checked():
     with pytest.raises(ValueError, match="size_ms"):
         TimeWindows.tumbling(0)
