@@ -360,9 +360,13 @@ class Aggregate(Processor):
         """The changes since the last call, as a table for the changelog topic."""
         if not self.changed:
             return None
-        keys = [msgpack.packb([group[0], group[1]]) for group in self.changed]
-        values = [None if value is None else msgpack.packb([value, self.latest_ts.get(group, 0)])
-                  for group, value in self.changed.items()]
+        # One packer for the whole commit (msgpack.packb builds one per call, which cost
+        # as much as the packing). A tuple packs to the same bytes as a list, so a group
+        # (key, window start) is its own changelog key [key, window start].
+        pack = msgpack.Packer(autoreset=True).pack
+        latest = self.latest_ts
+        keys = list(map(pack, self.changed))
+        values = [None if value is None else pack((value, latest.get(group, 0))) for group, value in self.changed.items()]
         self.changed = {}
         return pa.table({"key": pa.array(keys, pa.binary()), "value": pa.array(values, pa.binary())})
 

@@ -81,4 +81,9 @@ def test_decode_names_bad_input():
         codec.decode(pa.array([b"12", b"x"]), "int", "value of clicks")
     with pytest.raises(ValueError, match="not JSON"):
         codec.decode(pa.array([b"{"]), "json", "value of clicks")
+    for not_utf8 in (b"\xff1", b"1\xc3", b"\xff1.5"):  # numbers are parsed from a string view, not validated first
+        with pytest.raises(ValueError, match="value of clicks is not"):
+            codec.decode(pa.array([b"1", not_utf8]), "int" if b"." not in not_utf8 else "float", "value of clicks")
+    assert codec.decode(pa.array([b"-12", None]), "int", "v").to_pylist() == [-12, None]
+    assert codec.decode(pa.array([b"2.5"], pa.large_binary()), "float", "v").to_pylist() == [2.5]
     assert codec.decode(pa.array([b'{"a": 1}']), "json", "v").to_pylist() == [{"a": 1}]
