@@ -66,22 +66,33 @@ def run(cluster, source: str, sink: str, variant: str, workers: int, produce_eve
     try:
         partitions = cluster.metadata.partition_count(source)
         while True:
-            owned = [len(s["tasks"]) for s in job.stats()]
+            before = job.stats()
+            owned = [len(s["tasks"]) for s in before]
             if sum(owned) == partitions and min(owned) > 0:
                 break
             time.sleep(0.05)
         ready_s = time.perf_counter()
         produced = produce_events()
         produced_s = time.perf_counter()
+        while sum(s["records"] for s in job.stats()) < len(produced[0]):  # every event processed
+            time.sleep(0.02)
+        processed_s = time.perf_counter()
         job.wait_caught_up(timeout_s=1800)
         done_s = time.perf_counter()
-        records = sum(s["records"] for s in job.stats())
+        stats = job.stats()
+        records = sum(s["records"] for s in stats)
+        # Per worker, during the measurement: wall seconds in poll / process / commit,
+        # polls that brought records, and the actor process's CPU seconds.
+        loops = [{"loop_s": {phase: round(seconds - old["loop_s"][phase], 2) for phase, seconds in new["loop_s"].items()},
+                  "polls_with_records": new["polls_with_records"] - old["polls_with_records"],
+                  "cpu_s": round(new["process_cpu_s"] - old["process_cpu_s"], 2)}
+                 for old, new in zip(before, stats)]
     finally:
         job.stop()
     return {"variant": variant, "workers": workers, "events": records,
             "startup_s": round(ready_s - started, 2), "seconds": round(done_s - ready_s, 2),
-            "producing_s": round(produced_s - ready_s, 2),
-            "events_per_s": round(records / (done_s - ready_s))}, produced
+            "producing_s": round(produced_s - ready_s, 2), "processed_s": round(processed_s - ready_s, 2),
+            "events_per_s": round(records / (done_s - ready_s)), "workers_loop": loops}, produced
 
 
 def check_output(cluster, sink: str, produced: np.ndarray, partitions: int) -> int:
