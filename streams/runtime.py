@@ -67,9 +67,10 @@ class _StreamWorker(ConsumerRebalanceListener):
         self.fatal: dict | None = None
         self.restored_records = 0
         self.records = 0  # input records processed by this worker, over every task it ran
-        # Where the worker's loop spends its time (wall seconds), and how many polls
-        # brought records: what limits a job's throughput, for benchmarks and tuning.
+        # Where the worker's loop spends its time (wall seconds, and CPU seconds of its
+        # thread), and how many polls brought records: what limits a job's throughput.
         self.loop_s = {"poll": 0.0, "process": 0.0, "commit": 0.0}
+        self.loop_cpu_s = {"poll": 0.0, "process": 0.0, "commit": 0.0}
         self.polls_with_records = 0
         self._stopping = threading.Event()
         self._stopped = threading.Event()
@@ -80,6 +81,7 @@ class _StreamWorker(ConsumerRebalanceListener):
         return {"tasks": sorted(self.tasks), "records": self.records,
                 "late_records": sum(t.late_records for t in self.tasks.values()),
                 "loop_s": {phase: round(seconds, 3) for phase, seconds in self.loop_s.items()},
+                "loop_cpu_s": {phase: round(seconds, 3) for phase, seconds in self.loop_cpu_s.items()},
                 "polls_with_records": self.polls_with_records, "process_cpu_s": round(time.process_time(), 3),
                 "restored_records": self.restored_records, "fatal": self.fatal, "stopped": self._stopped.is_set()}
 
@@ -97,13 +99,14 @@ class _StreamWorker(ConsumerRebalanceListener):
                 auto_offset_reset=app.auto_offset_reset, **self.consumer_options)
             self.consumer.subscribe(self.compiled.all_source_topics(), listener=self)
             next_commit_s = time.monotonic() + app.commit_interval_ms / 1000
-            loop_s, clock = self.loop_s, time.perf_counter
+            loop_s, loop_cpu_s, clock, cpu_clock = self.loop_s, self.loop_cpu_s, time.perf_counter, time.thread_time
             uncommitted = False  # records processed since the last commit
             while not self._stopping.is_set():
-                started_s = clock()
+                started_s, started_cpu_s = clock(), cpu_clock()
                 polled = self.consumer.poll_batches(timeout_s=0.1, max_records=app.max_poll_records)
-                polled_s = clock()
+                polled_s, polled_cpu_s = clock(), cpu_clock()
                 loop_s["poll"] += polled_s - started_s
+                loop_cpu_s["poll"] += polled_cpu_s - started_cpu_s
                 self.polls_with_records += bool(polled)
                 drained, uncommitted = not polled and uncommitted, uncommitted or bool(polled)
                 for tp, batches in polled.items():
@@ -112,19 +115,22 @@ class _StreamWorker(ConsumerRebalanceListener):
                         before = task.records
                         task.process(tp.topic, batches)
                         self.records += task.records - before
-                processed_s = clock()
+                processed_s, processed_cpu_s = clock(), cpu_clock()
                 loop_s["process"] += processed_s - polled_s
+                loop_cpu_s["process"] += processed_cpu_s - polled_cpu_s
                 if time.monotonic() >= next_commit_s:
                     self._commit()
                     next_commit_s = time.monotonic() + app.commit_interval_ms / 1000
                     uncommitted = False
                     loop_s["commit"] += clock() - processed_s
+                    loop_cpu_s["commit"] += cpu_clock() - processed_cpu_s
                 elif drained:
                     # Idle marks keep to the interval: "no input since the last commit"
                     # must not shrink to one empty poll.
                     self._commit(idle_check=False)
                     uncommitted = False
                     loop_s["commit"] += clock() - processed_s
+                    loop_cpu_s["commit"] += cpu_clock() - processed_cpu_s
             self._commit()
         except BaseException as error:  # noqa: BLE001 - reported through stats()
             logger.exception("stream worker failed")
