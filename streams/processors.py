@@ -223,6 +223,10 @@ class Aggregate(Processor):
         self.final = options["emit"] == "final"
         self.state: dict[tuple[Any, int | None], Any] = {}
         self.changed: dict[tuple[Any, int | None], Any] = {}  # since the last commit; None = deleted
+        # Groups whose last changelog entry is a value: only these need a tombstone when
+        # their window closes (a window opened and closed between two commits never
+        # reached the changelog, and most do when windows are short).
+        self.in_changelog: set[tuple[Any, int | None]] = set()
         self.stream_time_ms = NO_TIME
         self.late_records = 0
         self.latest_ts: dict[tuple[Any, int | None], int] = {}
@@ -360,10 +364,23 @@ class Aggregate(Processor):
         """The changes since the last call, as a table for the changelog topic."""
         if not self.changed:
             return None
-        keys = [msgpack.packb([group[0], group[1]]) for group in self.changed]
-        values = [None if value is None else msgpack.packb([value, self.latest_ts.get(group, 0)])
-                  for group, value in self.changed.items()]
+        # One packer for the whole commit (msgpack.packb builds one per call, which cost
+        # as much as the packing). A tuple packs to the same bytes as a list, so a group
+        # (key, window start) is its own changelog key [key, window start].
+        pack = msgpack.Packer(autoreset=True).pack
+        latest, in_changelog = self.latest_ts, self.in_changelog
+        deleted = [group for group, value in self.changed.items() if value is None]
+        written = [group for group in deleted if group in in_changelog]
+        in_changelog.difference_update(deleted)
+        kept = [(group, value) for group, value in self.changed.items() if value is not None]
+        in_changelog.update(group for group, _ in kept)
         self.changed = {}
+        if not kept and not written:
+            return None
+        keys = list(map(pack, written))
+        keys += [pack(group) for group, _ in kept]
+        values = [None] * len(written)
+        values += [pack((value, latest.get(group, 0))) for group, value in kept]
         return pa.table({"key": pa.array(keys, pa.binary()), "value": pa.array(values, pa.binary())})
 
     def restore(self, table: pa.Table) -> None:
@@ -372,10 +389,12 @@ class Aggregate(Processor):
             if value is None:
                 self.state.pop(group, None)
                 self.latest_ts.pop(group, None)
+                self.in_changelog.discard(group)
             else:
                 aggregate, latest = msgpack.unpackb(value)
                 self.state[group] = aggregate
                 self.latest_ts[group] = latest
+                self.in_changelog.add(group)
                 if group[1] is not None:
                     self.stream_time_ms = max(self.stream_time_ms, latest)
                     if self.windows is not None:

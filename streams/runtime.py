@@ -14,7 +14,9 @@ its source partition to its current end and goes on from there (so stream record
 backlog are joined against the table as it is now). Then it processes input from the
 committed offsets.
 
-Commit, every ``commit_interval_ms`` and before partitions are revoked: (1) each
+Commit, every ``commit_interval_ms``, when a poll finds no input after records were
+processed since the last commit (a drained input need not wait out the interval to be
+durable), and before partitions are revoked: (1) each
 aggregation sends its changes since the last commit to its changelog, (2) the producer
 is flushed — every changelog, repartition and output record sent so far is
 acknowledged by all in-sync replicas (acks=all) — and only then (3) the input offsets
@@ -65,6 +67,11 @@ class _StreamWorker(ConsumerRebalanceListener):
         self.fatal: dict | None = None
         self.restored_records = 0
         self.records = 0  # input records processed by this worker, over every task it ran
+        # Where the worker's loop spends its time (wall seconds, and CPU seconds of its
+        # thread), and how many polls brought records: what limits a job's throughput.
+        self.loop_s = {"poll": 0.0, "process": 0.0, "commit": 0.0}
+        self.loop_cpu_s = {"poll": 0.0, "process": 0.0, "commit": 0.0}
+        self.polls_with_records = 0
         self._stopping = threading.Event()
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._run, name="rafka-stream-worker", daemon=True)
@@ -73,6 +80,9 @@ class _StreamWorker(ConsumerRebalanceListener):
     def stats(self) -> dict:
         return {"tasks": sorted(self.tasks), "records": self.records,
                 "late_records": sum(t.late_records for t in self.tasks.values()),
+                "loop_s": {phase: round(seconds, 3) for phase, seconds in self.loop_s.items()},
+                "loop_cpu_s": {phase: round(seconds, 3) for phase, seconds in self.loop_cpu_s.items()},
+                "polls_with_records": self.polls_with_records, "process_cpu_s": round(time.process_time(), 3),
                 "restored_records": self.restored_records, "fatal": self.fatal, "stopped": self._stopped.is_set()}
 
     def stop(self, timeout_s: float = 60.0) -> bool:
@@ -89,17 +99,38 @@ class _StreamWorker(ConsumerRebalanceListener):
                 auto_offset_reset=app.auto_offset_reset, **self.consumer_options)
             self.consumer.subscribe(self.compiled.all_source_topics(), listener=self)
             next_commit_s = time.monotonic() + app.commit_interval_ms / 1000
+            loop_s, loop_cpu_s, clock, cpu_clock = self.loop_s, self.loop_cpu_s, time.perf_counter, time.thread_time
+            uncommitted = False  # records processed since the last commit
             while not self._stopping.is_set():
+                started_s, started_cpu_s = clock(), cpu_clock()
                 polled = self.consumer.poll_batches(timeout_s=0.1, max_records=app.max_poll_records)
+                polled_s, polled_cpu_s = clock(), cpu_clock()
+                loop_s["poll"] += polled_s - started_s
+                loop_cpu_s["poll"] += polled_cpu_s - started_cpu_s
+                self.polls_with_records += bool(polled)
+                drained, uncommitted = not polled and uncommitted, uncommitted or bool(polled)
                 for tp, batches in polled.items():
                     for sub in self.compiled.subtopology_of(tp.topic):
                         task = self.tasks[(sub.index, tp.partition)]
                         before = task.records
                         task.process(tp.topic, batches)
                         self.records += task.records - before
+                processed_s, processed_cpu_s = clock(), cpu_clock()
+                loop_s["process"] += processed_s - polled_s
+                loop_cpu_s["process"] += processed_cpu_s - polled_cpu_s
                 if time.monotonic() >= next_commit_s:
                     self._commit()
                     next_commit_s = time.monotonic() + app.commit_interval_ms / 1000
+                    uncommitted = False
+                    loop_s["commit"] += clock() - processed_s
+                    loop_cpu_s["commit"] += cpu_clock() - processed_cpu_s
+                elif drained:
+                    # Idle marks keep to the interval: "no input since the last commit"
+                    # must not shrink to one empty poll.
+                    self._commit(idle_check=False)
+                    uncommitted = False
+                    loop_s["commit"] += clock() - processed_s
+                    loop_cpu_s["commit"] += cpu_clock() - processed_cpu_s
             self._commit()
         except BaseException as error:  # noqa: BLE001 - reported through stats()
             logger.exception("stream worker failed")
@@ -112,9 +143,9 @@ class _StreamWorker(ConsumerRebalanceListener):
             finally:
                 self._stopped.set()
 
-    def _commit(self, partitions: set[TopicPartition] | None = None) -> None:
+    def _commit(self, partitions: set[TopicPartition] | None = None, idle_check: bool = True) -> None:
         """Changelogs, then flush everything sent, then commit the input offsets."""
-        if partitions is None:
+        if partitions is None and idle_check:
             self._mark_idle_tasks()
         for task in self.tasks.values():
             task.write_changelogs()
@@ -320,7 +351,7 @@ class StreamsJob:
                 pass
             if time.monotonic() > deadline:
                 raise RequestTimeoutError(f"stream job {self.app.application_id!r} did not catch up in {timeout_s} s")
-            time.sleep(0.2)
+            time.sleep(0.05)
 
     def stop(self) -> None:
         """Commit and stop every worker; the job resumes from here when started again.

@@ -4,6 +4,7 @@ out-of-order and late events."""
 
 from collections import Counter, defaultdict
 
+import msgpack
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
@@ -135,6 +136,29 @@ def test_state_survives_a_task_restart_through_the_changelog():
     driver.pipe("in", EVENTS[5:])
     final = {k: v for k, v, _, _ in driver.read_output("out", "utf8", "int")}
     assert final == dict(Counter(k for k, _, _ in EVENTS))
+
+
+def test_a_window_closed_between_commits_leaves_no_changelog_entry_and_state_restores():
+    def build(app):
+        windowed = app.source("in", key_format="utf8").group_by_key().window(TimeWindows.tumbling(10_000))
+        windowed.count(name="counts", emit="final").to_stream().to("out")
+
+    app, driver = app_with(build)
+    driver.pipe("in", [("a", "1", 1_000), ("b", "1", 2_000)])
+    driver.commit()  # a@0 and b@0 reach the changelog
+    driver.pipe("in", [("a", "1", 11_000)])  # closes a@0 and b@0 (tombstones), opens a@10000
+    driver.pipe("in", [("c", "1", 21_000)])  # closes a@10000 before any commit saw it, opens c@20000
+    driver.commit()
+    entries = [(tuple(msgpack.unpackb(key)), None if value is None else msgpack.unpackb(value)[0])
+               for table in driver.changelogs[("test-app-counts-changelog", 0)]
+               for key, value in zip(table.column("key").to_pylist(), table.column("value").to_pylist())]
+    assert sorted(entries, key=repr) == sorted([(("a", 0), 1), (("b", 0), 1), (("a", 0), None), (("b", 0), None),
+                                                (("c", 20_000), 1)], key=repr)
+    driver.restart()
+    assert driver.tasks[0].aggregates[0].state == {("c", 20_000): 1}
+    driver.pipe("in", [("c", "1", 22_000), ("d", "1", 35_000)])
+    counts = {(key, int(headers["window_start"])): value for key, value, _, headers in driver.read_output("out", "utf8", "int")}
+    assert counts == {("a", 0): 1, ("b", 0): 1, ("a", 10_000): 1, ("c", 20_000): 2}
 
 
 def test_stream_table_join_inner_and_left():

@@ -143,3 +143,20 @@ def test_windowed_count_with_final_emission_on_actors(cluster, topic):
               if start + 60_000 + 5_000 <= newest[partition_for_key(key.encode(), 2)]}
     assert len(closed) >= 15  # 5 keys, 3 closed minutes at least
     assert got == closed
+
+
+def test_a_drained_input_is_committed_without_waiting_out_the_commit_interval(cluster, topic):
+    admin = cluster.admin()
+    admin.create_topic(topic, partitions=2)
+    admin.create_topic(topic + "-out", partitions=1)
+    with cluster.producer(acks="all") as producer:
+        for index in range(50):
+            producer.send(topic, b"x", key=f"k{index % 5}".encode())
+    app = StreamsApp("drained-" + topic, commit_interval_ms=600_000)  # the interval alone would take 10 minutes
+    app.source(topic, key_format="utf8").group_by_key().count(name="counts").to_stream().to(topic + "-out")
+    job = app.start(cluster, workers=1, **JOB)
+    try:
+        job.wait_caught_up(timeout_s=60)
+    finally:
+        job.stop()
+    assert latest_per_key(cluster, topic + "-out") == {f"k{index}": 10 for index in range(5)}

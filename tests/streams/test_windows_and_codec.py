@@ -39,6 +39,20 @@ def test_time_windows_match_the_reference(timestamps, shape, grace_ms, stream_ti
     assert new_time == (expected_time if timestamps else stream_time)
 
 
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(0, 10_000), max_size=60), st.sampled_from([(1000, 1000), (1000, 250)]),
+       st.integers(0, 2000), st.integers(-1, 10_000))
+def test_time_windows_without_advance_keep_the_given_stream_time(timestamps, shape, grace_ms, stream_time):
+    windows = TimeWindows(shape[0], shape[1], grace_ms)
+    rows, starts, late, new_time = windows.assign(np.array(timestamps, dtype=np.int64), stream_time, advance=False)
+    expected = [(row, start) for row, ts in enumerate(timestamps)
+                for start in range(ts - ts % shape[1], ts - shape[0], -shape[1])
+                if start + shape[0] + grace_ms > stream_time]
+    assert sorted(zip(rows.tolist(), starts.tolist())) == sorted(expected)
+    assert late == len(timestamps) - len({row for row, _ in expected})
+    assert new_time == stream_time
+
+
 def test_window_arguments_are_checked():
     with pytest.raises(ValueError, match="size_ms"):
         TimeWindows.tumbling(0)
@@ -67,4 +81,9 @@ def test_decode_names_bad_input():
         codec.decode(pa.array([b"12", b"x"]), "int", "value of clicks")
     with pytest.raises(ValueError, match="not JSON"):
         codec.decode(pa.array([b"{"]), "json", "value of clicks")
+    for not_utf8 in (b"\xff1", b"1\xc3", b"\xff1.5"):  # numbers are parsed from a string view, not validated first
+        with pytest.raises(ValueError, match="value of clicks is not"):
+            codec.decode(pa.array([b"1", not_utf8]), "int" if b"." not in not_utf8 else "float", "value of clicks")
+    assert codec.decode(pa.array([b"-12", None]), "int", "v").to_pylist() == [-12, None]
+    assert codec.decode(pa.array([b"2.5"], pa.large_binary()), "float", "v").to_pylist() == [2.5]
     assert codec.decode(pa.array([b'{"a": 1}']), "json", "v").to_pylist() == [{"a": 1}]
