@@ -19,8 +19,9 @@ processed since the last commit (a drained input need not wait out the interval 
 durable), and before partitions are revoked: (1) each
 aggregation sends its changes since the last commit to its changelog, (2) the producer
 is flushed — every changelog, repartition and output record sent so far is
-acknowledged by all in-sync replicas (acks=all) — and only then (3) the input offsets
-are committed. Guarantee: **at-least-once**. No input record is lost: an offset is
+acknowledged by all in-sync replicas (acks=all); if any of them failed for good, the
+flush raises and the worker fails without committing — and only then (3) the input
+offsets are committed. Guarantee: **at-least-once**. No input record is lost: an offset is
 committed only after the state and outputs it produced are durable. After a crash the
 task restores the state as of its last changelog flush, which may include the effect
 of records after the last committed offset; those records are processed again, so an
@@ -40,6 +41,7 @@ import pyarrow as pa
 import ray
 
 from rafka.client import rpc
+from rafka.client.delivery import CheckedProducer
 from rafka.client.group import ConsumerRebalanceListener
 from rafka.client.records import TopicPartition
 from rafka.errors import CommitFailedError, RafkaError, TopicExistsError, UnknownMemberIdError
@@ -91,7 +93,9 @@ class _StreamWorker(ConsumerRebalanceListener):
 
     def _run(self) -> None:
         app = self.app
-        self.producer = self.cluster.producer(acks="all", linger_ms=5)
+        # Checked: a lost output or changelog batch fails the worker's next flush, before
+        # it commits the input offsets past it (see client/delivery.py).
+        self.producer = CheckedProducer(self.cluster.producer(acks="all", linger_ms=5))
         self.consumer = None
         try:
             self.consumer = self.cluster.consumer(
