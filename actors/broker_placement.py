@@ -41,6 +41,11 @@ BROKER_DIRECTORY_PREFIX = "broker-"
 BROKER_START_TIMEOUT_S = 120.0
 NODE_PROBE_TIMEOUT_S = 60.0
 NAME_RELEASE_TIMEOUT_S = 10.0
+# A node that has just joined is alive in Ray's node table a moment before the GCS
+# scheduler has its resources; an actor pinned to it then is refused as unschedulable.
+# While the node stays alive, the launch is tried again for this long.
+NEW_NODE_SCHEDULABLE_TIMEOUT_S = 30.0
+NEW_NODE_RETRY_INTERVAL_S = 0.5
 
 
 def broker_directory(data_dir: str, broker_id: int) -> str:
@@ -157,18 +162,34 @@ async def start(placements: list[tuple[int, str]], data_dir: str, namespace: str
     killed and the error raised: nothing half-started is left running."""
     for broker_id, _ in placements:
         await _release_name(names.broker(broker_id), namespace)
-    handles = []
+    handles: dict[int, ray.actor.ActorHandle] = {}
     try:
-        for broker_id, node_id in placements:
-            handles.append(launch(broker_id, node_id, data_dir, namespace))
-        infos = await asyncio.gather(*(_wait(handle.info.remote(), BROKER_START_TIMEOUT_S) for handle in handles))
-        incarnations = await asyncio.gather(*(_wait(handle.heartbeat.remote(), BROKER_START_TIMEOUT_S)
-                                              for handle in handles))
+        infos = await asyncio.gather(*(_launch(broker_id, node_id, data_dir, namespace, handles)
+                                       for broker_id, node_id in placements))
+        incarnations = await asyncio.gather(*(_wait(handles[broker_id].heartbeat.remote(), BROKER_START_TIMEOUT_S)
+                                              for broker_id, _ in placements))
     except BaseException:
-        for handle in handles:
+        for handle in handles.values():
             ray.kill(handle, no_restart=True)
         raise
     return list(zip(infos, incarnations))
+
+
+async def _launch(broker_id: int, node_id: str, data_dir: str, namespace: str,
+                  handles: dict[int, ray.actor.ActorHandle]) -> dict:
+    """Launch one broker and wait for its ``info``; ``handles[broker_id]`` is its handle.
+    Refused as unschedulable on a node that is still alive (one that has just joined),
+    it is launched again, for at most ``NEW_NODE_SCHEDULABLE_TIMEOUT_S``."""
+    deadline = time.monotonic() + NEW_NODE_SCHEDULABLE_TIMEOUT_S
+    while True:
+        handles[broker_id] = launch(broker_id, node_id, data_dir, namespace)
+        try:
+            return await _wait(handles[broker_id].info.remote(), BROKER_START_TIMEOUT_S)
+        except ray.exceptions.ActorUnschedulableError:
+            if time.monotonic() + NEW_NODE_RETRY_INTERVAL_S > deadline or node_id not in alive_node_ids():
+                raise
+        await asyncio.sleep(NEW_NODE_RETRY_INTERVAL_S)
+        await _release_name(names.broker(broker_id), namespace)
 
 
 async def _wait(ref: ray.ObjectRef, timeout_s: float):
