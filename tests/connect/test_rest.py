@@ -73,7 +73,8 @@ def test_connector_lifecycle_through_rest(cluster, base, topic, tmp_path):
     deadline = time.monotonic() + 30
     while call(base, "GET", f"/connectors/{name}/offsets")[1]["offsets"] != \
             [{"partition": {"filename": str(source)}, "offset": {"position": 4}}]:
-        assert time.monotonic() < deadline, call(base, "GET", f"/connectors/{name}/offsets")
+        if time.monotonic() > deadline:
+            raise AssertionError(call(base, "GET", f"/connectors/{name}/offsets"))
         time.sleep(0.2)
     assert call(base, "DELETE", f"/connectors/{name}")[0] == 204
     status, error = call(base, "GET", f"/connectors/{name}")
