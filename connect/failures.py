@@ -8,10 +8,11 @@ original key, value and headers, to that topic, adding Kafka Connect's context h
 (``__connect.errors.topic``, ``.partition``, ``.offset``, ``.connector.name``,
 ``.task.id``, ``.stage``, ``.class.name``, ``.exception.class.name``,
 ``.exception.message``, ``.exception.stacktrace``). DLQ records are flushed (acks=all)
-before the offsets after them are committed, and ``flush`` raises
+before the offsets after them are committed, and ``flush`` (or the next DLQ send) raises
 ``DeadLetterQueueError`` (failing the task, which then restarts from its last commit)
-if any of them was not written, so a failed record is never lost: it is in the DLQ or
-it is read again.
+if one of them was not written, so a failed record is never lost: it is in the DLQ or
+it is read again. The DLQ producer is a ``CheckedProducer`` (client/delivery.py), which
+holds the futures of the sends still in flight.
 """
 
 from __future__ import annotations
@@ -22,14 +23,12 @@ import time
 import traceback
 from typing import Any
 
+from rafka.client.delivery import CheckedProducer
 from rafka.connect.errors import ConnectError
 
 logger = logging.getLogger("rafka.connect")
 
 FAILURES_KEPT = 20
-# Unacknowledged DLQ sends kept before ``fail`` waits for them: bounds the memory and
-# the records a task has to read again when a DLQ write fails.
-DLQ_PENDING_MAX = 10_000
 HEADER_PREFIX = "__connect.errors."
 
 
@@ -55,8 +54,7 @@ class FailureHandler:
         self.failed = 0
         self.dead_lettered = 0
         self.recent: collections.deque = collections.deque(maxlen=FAILURES_KEPT)
-        self._producer = None
-        self._pending: list = []  # futures of DLQ sends not yet checked by flush
+        self._producer: CheckedProducer | None = None
 
     def fail(self, stage: str, where: dict[str, Any], error: BaseException, stage_class: str = "",
              raw: tuple[bytes | None, bytes | None, list | None] | None = None) -> None:
@@ -86,26 +84,26 @@ class FailureHandler:
             headers += [(HEADER_PREFIX + name, str(text).encode("utf-8")) for name, text in context.items() if text is not None]
         if self._producer is None:
             ensure_topic_plain(self.cluster, self.dlq_topic, self.dlq_replication)
-            self._producer = self.cluster.producer(acks="all", linger_ms=5)
-        self._pending.append(self._producer.send(self.dlq_topic, value=value, key=key, headers=headers))
+            self._producer = CheckedProducer(self.cluster.producer(acks="all", linger_ms=5))
+        try:
+            self._producer.send(self.dlq_topic, value=value, key=key, headers=headers)
+        except Exception as failure:  # noqa: BLE001 - an earlier DLQ record was not written
+            raise self._lost(failure) from failure
         self.dead_lettered += 1
-        if len(self._pending) >= DLQ_PENDING_MAX:
-            self.flush()
 
     def flush(self) -> None:
         """Wait until every DLQ record is acknowledged (before offsets are committed);
-        raise DeadLetterQueueError if one was not written (the producer's flush itself
-        does not raise for a failed batch: only the record futures tell)."""
+        raise DeadLetterQueueError if one was not written."""
         if self._producer is None:
             return
-        self._producer.flush()
-        pending, self._pending = self._pending, []
-        errors = [error for error in (future.exception(0) for future in pending) if error is not None]
-        if errors:
-            self.dead_lettered -= len(errors)
-            raise DeadLetterQueueError(
-                f"{len(errors)} of {len(pending)} records could not be written to the dead-letter queue "
-                f"{self.dlq_topic!r}: {type(errors[0]).__name__}: {errors[0]}") from errors[0]
+        try:
+            self._producer.flush()
+        except Exception as failure:  # noqa: BLE001 - any failure means a DLQ record is lost
+            raise self._lost(failure) from failure
+
+    def _lost(self, failure: BaseException) -> DeadLetterQueueError:
+        return DeadLetterQueueError(f"a record could not be written to the dead-letter queue {self.dlq_topic!r}: "
+                                    f"{type(failure).__name__}: {failure}")
 
     def close(self) -> None:
         if self._producer is not None:
