@@ -389,7 +389,7 @@ class ConsumerPool:
         with self._lock:
             self._reports.extend(reports)
 
-    def _replace(self, worker, report: dict | None) -> None:
+    def _replace(self, worker, why: str, report: dict | None) -> None:
         """Kill ``worker`` for good and start another in its place (unless the pool is
         stopping or the worker was already removed)."""
         with self._lock:
@@ -401,7 +401,8 @@ class ConsumerPool:
             if now_s - last_s > REPLACE_BACKOFF_RESET_S:
                 backoff_s = 0.0
             if now_s < last_s + backoff_s:
-                return  # asked again on a later round
+                return  # asked again on a later round (and said then)
+            logger.warning("pool %r: %s; starting a replacement", self.group_id, why)
             self._replacements[slot] = (now_s, min(max(2 * backoff_s, 1.0), REPLACE_BACKOFF_MAX_S))
             self._workers[slot] = self._start_worker(slot)
             if report is not None:
@@ -550,8 +551,7 @@ class ConsumerPool:
                 continue  # busy or its node is slow: suspect, not dead; ask again next round
             except RafkaError as error:
                 # Dead for good (killed without restart, or its node is gone): replace it.
-                logger.warning("pool %r: a consumer actor died (%s); starting a replacement", self.group_id, error)
-                self._replace(worker, {
+                self._replace(worker, f"a consumer actor died ({error})", {
                     "kind": "actor", "topic": None, "partition": None, "offset": None, "last_offset": None,
                     "error": f"the consumer actor died: {error}", "error_type": type(error).__name__,
                     "traceback": "", "attempt": None, "action": "replace", "time_ms": time.time_ns() // 1_000_000,
@@ -561,9 +561,7 @@ class ConsumerPool:
             if fatal is None:
                 continue
             if fatal["action"] == "replace":
-                logger.warning("pool %r: a consumer actor failed (%s); starting a replacement", self.group_id,
-                               fatal["error"])
-                self._replace(worker, None)
+                self._replace(worker, f"a consumer actor failed ({fatal['error']})", None)
                 continue
             # "stop": the handler's policy, or a consumer error a replacement would repeat.
             self._failure = fatal

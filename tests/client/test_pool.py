@@ -313,12 +313,12 @@ def test_a_slot_that_keeps_failing_is_refilled_with_backoff(monkeypatch):
     pool._lock, pool._stopped = threading.RLock(), threading.Event()
     pool._reports, pool._replacements = collections.deque(maxlen=10), {}
     pool._start_worker = lambda slot: started.append(slot) or f"worker-{len(started)}"
-    pool._workers = ["worker-0"]
+    pool._workers, pool.group_id = ["worker-0"], "g"
     report = {"action": "replace"}
 
     def fail_and_replace(after_s: float) -> None:
         clock[0] += after_s
-        pool._replace(pool._workers[0], report)
+        pool._replace(pool._workers[0], "it failed", report)
 
     fail_and_replace(0)        # first failure: replaced at once, backoff 1 s
     fail_and_replace(0.5)      # within 1 s: deferred
