@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import time
 
@@ -33,6 +34,8 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from rafka.actors import names
 from rafka.actors.broker import META_FILE, Broker
+
+logger = logging.getLogger(__name__)
 
 BROKER_DIRECTORY_PREFIX = "broker-"
 # Bounds on starting brokers: a node may first have to start a worker process, which
@@ -180,7 +183,8 @@ async def _launch(broker_id: int, node_id: str, data_dir: str, namespace: str,
     """Launch one broker and wait for its ``info``; ``handles[broker_id]`` is its handle.
     Refused as unschedulable on a node that is still alive (one that has just joined),
     it is launched again, for at most ``NEW_NODE_SCHEDULABLE_TIMEOUT_S``."""
-    deadline = time.monotonic() + NEW_NODE_SCHEDULABLE_TIMEOUT_S
+    started = time.monotonic()
+    deadline = started + NEW_NODE_SCHEDULABLE_TIMEOUT_S
     while True:
         handles[broker_id] = launch(broker_id, node_id, data_dir, namespace)
         try:
@@ -188,6 +192,8 @@ async def _launch(broker_id: int, node_id: str, data_dir: str, namespace: str,
         except ray.exceptions.ActorUnschedulableError:
             if time.monotonic() + NEW_NODE_RETRY_INTERVAL_S > deadline or node_id not in alive_node_ids():
                 raise
+            logger.warning("broker %s: node %s refused it as unschedulable %.1f s after the first try; "
+                           "trying again", broker_id, node_id, time.monotonic() - started)
         await asyncio.sleep(NEW_NODE_RETRY_INTERVAL_S)
         await _release_name(names.broker(broker_id), namespace)
 

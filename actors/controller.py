@@ -147,6 +147,10 @@ class Controller:
             self._incarnations[broker_id] = incarnation
             self._last_heartbeat_s[broker_id] = time.monotonic()
             self._dead.discard(broker_id)
+            # A broker started again under its id is a new actor: a handle cached for
+            # the old one (which _nudge may have looked up while Ray was still trying
+            # to restart it on its lost node) would only ever answer "unschedulable".
+            self._broker_handles.pop(broker_id, None)
             await self._ensure_on_broker(broker_id)
 
     def _broker(self, broker_id: int) -> ray.actor.ActorHandle:
@@ -193,6 +197,7 @@ class Controller:
             async with self._mutex():
                 self._incarnations[broker_id] = incarnation
                 self._dead.discard(broker_id)
+                self._broker_handles.pop(broker_id, None)  # it may be a new actor (see add_broker)
                 logger.info("controller: broker %s is (back) up", broker_id)
                 try:
                     await self._ensure_on_broker(broker_id)
