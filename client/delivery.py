@@ -50,6 +50,28 @@ class CheckedProducer:
         for future in pending:
             future.result(0)
 
+    def checkpoint(self) -> list:
+        """The sends not yet known to have succeeded, as a marker for ``settled``: a
+        caller that wants to act once everything sent so far is acknowledged, without
+        waiting for it (a stream worker committing offsets while it goes on processing).
+        Raises a failure already seen, like ``send``."""
+        self._raise_known_failure()
+        return list(self._pending)
+
+    @staticmethod
+    def settled(checkpoint: list, wait: bool = False) -> bool:
+        """Whether every send of ``checkpoint`` has completed; raises the first failure
+        among them once all have. Never blocks unless ``wait``, which waits for them
+        (each send ends within the producer's ``delivery_timeout_ms``)."""
+        if wait:
+            for future in checkpoint:
+                future.result(None)
+        elif not all(future.done() for future in checkpoint):
+            return False
+        for future in checkpoint:
+            future.result(0)
+        return True
+
     def close(self, timeout_s: float | None = None) -> None:
         self._producer.close(timeout_s)
 

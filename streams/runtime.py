@@ -17,12 +17,20 @@ committed offsets.
 Commit, every ``commit_interval_ms``, when a poll finds no input after records were
 processed since the last commit (a drained input need not wait out the interval to be
 durable), and before partitions are revoked: (1) each
-aggregation sends its changes since the last commit to its changelog, (2) the producer
-is flushed — every changelog, repartition and output record sent so far is
-acknowledged by all in-sync replicas (acks=all); if any of them failed for good, the
-flush raises and the worker fails without committing — and only then (3) the input
-offsets are committed. Guarantee: **at-least-once**. No input record is lost: an offset is
-committed only after the state and outputs it produced are durable. After a crash the
+aggregation sends its changes since the last commit to its changelog, (2) every
+changelog, repartition and output record sent so far is acknowledged by all in-sync
+replicas (acks=all); if any of them failed for good, the worker fails without
+committing — and only then (3) the input offsets reached at (1) are committed.
+
+The periodic commit is pipelined: at (1) the worker notes the input positions and the
+producer's pending sends (``CheckedProducer.checkpoint``) and goes on processing; it
+commits those positions at a later loop turn, once every one of those sends is
+acknowledged (2). One such commit is in flight at a time: the next one first waits for
+it. Before partitions are revoked and when the worker stops, the commit is synchronous
+(flush, then commit), and it supersedes the one in flight.
+
+Guarantee: **at-least-once**. No input record is lost: an offset is committed only
+after the state and outputs it produced are durable. After a crash the
 task restores the state as of its last changelog flush, which may include the effect
 of records after the last committed offset; those records are processed again, so an
 aggregate may count them twice and outputs may repeat. Exactly-once needs transactions,
@@ -74,6 +82,10 @@ class _StreamWorker(ConsumerRebalanceListener):
         self.loop_s = {"poll": 0.0, "process": 0.0, "commit": 0.0}
         self.loop_cpu_s = {"poll": 0.0, "process": 0.0, "commit": 0.0}
         self.polls_with_records = 0
+        # The commit in flight (see the module docstring): input positions to commit once
+        # every send of the producer checkpoint is acknowledged. None when there is none.
+        self._pending_positions: dict[TopicPartition, int] | None = None
+        self._pending_checkpoint: list = []
         self._stopping = threading.Event()
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._run, name="rafka-stream-worker", daemon=True)
@@ -123,18 +135,18 @@ class _StreamWorker(ConsumerRebalanceListener):
                 loop_s["process"] += processed_s - polled_s
                 loop_cpu_s["process"] += processed_cpu_s - polled_cpu_s
                 if time.monotonic() >= next_commit_s:
-                    self._commit()
+                    self._start_commit()
                     next_commit_s = time.monotonic() + app.commit_interval_ms / 1000
                     uncommitted = False
-                    loop_s["commit"] += clock() - processed_s
-                    loop_cpu_s["commit"] += cpu_clock() - processed_cpu_s
                 elif drained:
                     # Idle marks keep to the interval: "no input since the last commit"
                     # must not shrink to one empty poll.
-                    self._commit(idle_check=False)
+                    self._start_commit(idle_check=False)
                     uncommitted = False
-                    loop_s["commit"] += clock() - processed_s
-                    loop_cpu_s["commit"] += cpu_clock() - processed_cpu_s
+                # With no input to process, waiting for the commit in flight costs nothing.
+                self._finish_commit(wait=not polled)
+                loop_s["commit"] += clock() - processed_s
+                loop_cpu_s["commit"] += cpu_clock() - processed_cpu_s
             self._commit()
         except BaseException as error:  # noqa: BLE001 - reported through stats()
             logger.exception("stream worker failed")
@@ -147,15 +159,50 @@ class _StreamWorker(ConsumerRebalanceListener):
             finally:
                 self._stopped.set()
 
+    def _start_commit(self, idle_check: bool = True) -> None:
+        """The pipelined commit's step (1): changelogs sent, positions and pending sends
+        noted; ``_finish_commit`` commits them once the sends are acknowledged. A
+        commit still in flight is finished first (waiting for its sends)."""
+        self._finish_commit(wait=True)
+        if idle_check:
+            self._mark_idle_tasks()
+        for task in self.tasks.values():
+            task.write_changelogs()
+        self._pending_positions = {tp: self.consumer.position(tp) for tp in self.consumer.assignment()}
+        self._pending_checkpoint = self.producer.checkpoint()
+
+    def _finish_commit(self, wait: bool) -> None:
+        """Commit the positions of the commit in flight if its sends are all acknowledged
+        (with ``wait``, after waiting for them); raises if one of them failed."""
+        if self._pending_positions is None:
+            return
+        if not self.producer.settled(self._pending_checkpoint, wait=wait):
+            return
+        # Partitions that left since (lost ones are dropped on the spot, revoked ones were
+        # committed synchronously) are not this worker's to commit any more.
+        assignment = self.consumer.assignment()
+        positions = {tp: offset for tp, offset in self._pending_positions.items() if tp in assignment}
+        self._pending_positions, self._pending_checkpoint = None, []
+        self._commit_positions(positions)
+
     def _commit(self, partitions: set[TopicPartition] | None = None, idle_check: bool = True) -> None:
-        """Changelogs, then flush everything sent, then commit the input offsets."""
+        """Synchronous: changelogs, then flush everything sent, then commit the input
+        offsets (of ``partitions``, default all assigned). The commit in flight is settled
+        by the flush; its positions of other partitions are committed with these."""
         if partitions is None and idle_check:
             self._mark_idle_tasks()
         for task in self.tasks.values():
             task.write_changelogs()
         self.producer.flush()
-        positions = {tp: self.consumer.position(tp) for tp in self.consumer.assignment()
-                     if partitions is None or tp in partitions}
+        assignment = self.consumer.assignment()
+        positions = {tp: offset for tp, offset in (self._pending_positions or {}).items()
+                     if tp in assignment and partitions is not None and tp not in partitions}
+        self._pending_positions, self._pending_checkpoint = None, []
+        positions.update({tp: self.consumer.position(tp) for tp in assignment
+                          if partitions is None or tp in partitions})
+        self._commit_positions(positions)
+
+    def _commit_positions(self, positions: dict[TopicPartition, int]) -> None:
         if not positions:
             return
         try:
@@ -193,6 +240,8 @@ class _StreamWorker(ConsumerRebalanceListener):
             del self.tasks[key]
 
     def on_partitions_lost(self, lost: set[TopicPartition]) -> None:
+        if self._pending_positions is not None:  # another worker may own them already
+            self._pending_positions = {tp: offset for tp, offset in self._pending_positions.items() if tp not in lost}
         numbers = {tp.partition for tp in lost}
         for key in [key for key in self.tasks if key[1] in numbers]:
             del self.tasks[key]

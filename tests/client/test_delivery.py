@@ -3,6 +3,8 @@ pipeline that commits after flushing never commits past a lost output."""
 
 from __future__ import annotations
 
+import time
+
 import pyarrow as pa
 import pytest
 
@@ -39,3 +41,25 @@ def test_a_failure_already_known_is_raised_at_the_next_send(cluster, topic):
         producer.close()
     # Nothing was sent after the failure was known.
     assert cluster.consumer().end_offsets([rafka.TopicPartition(topic, 0)]) == {rafka.TopicPartition(topic, 0): 0}
+
+
+def test_a_checkpoint_settles_once_its_sends_are_acknowledged_and_raises_their_failure(cluster, topic):
+    cluster.admin().create_topic(topic, partitions=1, config={"max.message.bytes": "1024"})
+    producer = CheckedProducer(cluster.producer(acks="all", linger_ms=0, delivery_timeout_ms=5000))
+    try:
+        sent = [producer.send(topic, b"small-%d" % index) for index in range(3)]
+        checkpoint = producer.checkpoint()
+        later = producer.send(topic, b"after the checkpoint")
+        while not producer.settled(checkpoint):
+            time.sleep(0.01)
+        assert all(future.done() and future.exception(0) is None for future in sent)
+        later.result(timeout=30)
+        # A refused send fails the checkpoint holding it: when it settles, or at once
+        # if the refusal is already known when the checkpoint is taken.
+        producer.send(topic, b"x" * 4096)
+        with pytest.raises(rafka.RecordTooLargeError):
+            refused = producer.checkpoint()
+            while not producer.settled(refused):
+                time.sleep(0.01)
+    finally:
+        producer.close()

@@ -160,3 +160,34 @@ def test_a_drained_input_is_committed_without_waiting_out_the_commit_interval(cl
     finally:
         job.stop()
     assert latest_per_key(cluster, topic + "-out") == {f"k{index}": 10 for index in range(5)}
+
+
+def test_scaling_out_mid_stream_with_commits_in_flight_counts_every_word_once(cluster, topic):
+    # A 50 ms commit interval keeps a pipelined commit in flight most of the time, so the
+    # rebalance that scaling out causes finds one. Without a failure the counts are
+    # exact: the revoked partitions are committed synchronously, with the state behind
+    # them, and their new owner starts from there.
+    admin = cluster.admin()
+    admin.create_topic(topic, partitions=4)
+    admin.create_topic(topic + "-out", partitions=2)
+    app = StreamsApp("scale-" + topic, commit_interval_ms=50)
+    app.source(topic, value_format="utf8").map_batches(split_words, name="split") \
+        .group_by_key().count(name="counts").to_stream().to(topic + "-out")
+    texts = lines(3000, seed=11)
+    now_ms = int(time.time() * 1000)  # (timestamps older than retention.ms would be deleted)
+    job = app.start(cluster, workers=1, **JOB)
+    try:
+        produce_lines(cluster, topic, texts[:1500], now_ms)
+        job.scale(2)
+        # Slowly, so the second worker joins (and the first is revoked) mid-stream.
+        for begin in range(1500, 3000, 150):
+            produce_lines(cluster, topic, texts[begin:begin + 150], now_ms + begin)
+            time.sleep(0.5)
+        job.wait_caught_up(timeout_s=120)
+        stats = job.stats()
+        assert sum(len(s["tasks"]) for s in stats) >= 4
+        assert all(s["records"] > 0 for s in stats), stats  # both workers took part
+    finally:
+        job.stop()
+    reference = Counter(word for text in texts for word in text.split())
+    assert latest_per_key(cluster, topic + "-out") == dict(reference)
