@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import os
 import time
 
@@ -35,8 +34,6 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from rafka.actors import names
 from rafka.actors.broker import META_FILE, Broker
 
-logger = logging.getLogger(__name__)
-
 BROKER_DIRECTORY_PREFIX = "broker-"
 # Bounds on starting brokers: a node may first have to start a worker process, which
 # takes seconds on a busy machine; past these the attempt fails (and the controller's
@@ -44,11 +41,6 @@ BROKER_DIRECTORY_PREFIX = "broker-"
 BROKER_START_TIMEOUT_S = 120.0
 NODE_PROBE_TIMEOUT_S = 60.0
 NAME_RELEASE_TIMEOUT_S = 10.0
-# A node that has just joined is alive in Ray's node table a moment before the GCS
-# scheduler has its resources; an actor pinned to it then is refused as unschedulable.
-# While the node stays alive, the launch is tried again for this long.
-NEW_NODE_SCHEDULABLE_TIMEOUT_S = 30.0
-NEW_NODE_RETRY_INTERVAL_S = 0.5
 
 
 def broker_directory(data_dir: str, broker_id: int) -> str:
@@ -165,37 +157,18 @@ async def start(placements: list[tuple[int, str]], data_dir: str, namespace: str
     killed and the error raised: nothing half-started is left running."""
     for broker_id, _ in placements:
         await _release_name(names.broker(broker_id), namespace)
-    handles: dict[int, ray.actor.ActorHandle] = {}
+    handles = []
     try:
-        infos = await asyncio.gather(*(_launch(broker_id, node_id, data_dir, namespace, handles)
-                                       for broker_id, node_id in placements))
-        incarnations = await asyncio.gather(*(_wait(handles[broker_id].heartbeat.remote(), BROKER_START_TIMEOUT_S)
-                                              for broker_id, _ in placements))
+        for broker_id, node_id in placements:
+            handles.append(launch(broker_id, node_id, data_dir, namespace))
+        infos = await asyncio.gather(*(_wait(handle.info.remote(), BROKER_START_TIMEOUT_S) for handle in handles))
+        incarnations = await asyncio.gather(*(_wait(handle.heartbeat.remote(), BROKER_START_TIMEOUT_S)
+                                              for handle in handles))
     except BaseException:
-        for handle in handles.values():
+        for handle in handles:
             ray.kill(handle, no_restart=True)
         raise
     return list(zip(infos, incarnations))
-
-
-async def _launch(broker_id: int, node_id: str, data_dir: str, namespace: str,
-                  handles: dict[int, ray.actor.ActorHandle]) -> dict:
-    """Launch one broker and wait for its ``info``; ``handles[broker_id]`` is its handle.
-    Refused as unschedulable on a node that is still alive (one that has just joined),
-    it is launched again, for at most ``NEW_NODE_SCHEDULABLE_TIMEOUT_S``."""
-    started = time.monotonic()
-    deadline = started + NEW_NODE_SCHEDULABLE_TIMEOUT_S
-    while True:
-        handles[broker_id] = launch(broker_id, node_id, data_dir, namespace)
-        try:
-            return await _wait(handles[broker_id].info.remote(), BROKER_START_TIMEOUT_S)
-        except ray.exceptions.ActorUnschedulableError:
-            if time.monotonic() + NEW_NODE_RETRY_INTERVAL_S > deadline or node_id not in alive_node_ids():
-                raise
-            logger.warning("broker %s: node %s refused it as unschedulable %.1f s after the first try; "
-                           "trying again", broker_id, node_id, time.monotonic() - started)
-        await asyncio.sleep(NEW_NODE_RETRY_INTERVAL_S)
-        await _release_name(names.broker(broker_id), namespace)
 
 
 async def _wait(ref: ray.ObjectRef, timeout_s: float):

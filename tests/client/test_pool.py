@@ -94,6 +94,15 @@ def produce(cluster, topic, count, partitions, poison_at=None):
             producer.send(topic, value, partition=index % partitions)
 
 
+def marker_and_out(tmp_path, marker_name):
+    """A marker file that exists (a handler fails while it does) and an empty directory
+    for the handlers' records."""
+    marker, out = tmp_path / marker_name, tmp_path / "out"
+    marker.write_text("")
+    out.mkdir()
+    return marker, out
+
+
 def expected(count, partitions):
     ends = [len(range(p, count, partitions)) for p in range(partitions)]
     return {(p, o) for p in range(partitions) for o in range(ends[p])}
@@ -205,10 +214,7 @@ def test_stop_policy_stops_the_pool_before_the_failing_record(cluster, topic, tm
 def test_records_mode_with_a_function_handler_and_retry(cluster, topic, tmp_path):
     cluster.admin().create_topic(topic, partitions=1)
     produce(cluster, topic, 50, 1)
-    marker = tmp_path / "fail-once"
-    marker.write_text("")
-    out = tmp_path / "out"
-    out.mkdir()
+    marker, out = marker_and_out(tmp_path, "fail-once")
 
     def handle(record):
         if record.offset == 7 and marker.exists():
@@ -268,10 +274,7 @@ def test_a_consumer_error_that_would_repeat_stops_the_pool(cluster, topic, tmp_p
 def test_a_consumer_actor_failing_with_a_retriable_error_is_replaced(cluster, topic, tmp_path):
     cluster.admin().create_topic(topic, partitions=2)
     produce(cluster, topic, 200, 2)
-    marker = tmp_path / "fail"
-    marker.write_text("")
-    out = tmp_path / "out"
-    out.mkdir()
+    marker, out = marker_and_out(tmp_path, "fail")
     pool = cluster.consumer_pool([topic], "pool-" + topic, FailsFirstPoll, handler_args=(str(out), str(marker)),
                                  **FAST)
     try:

@@ -232,15 +232,21 @@ def test_an_empty_upstream_partition_does_not_hold_windows_open():
     assert driver.late_records == late
 
 
+def pipe_beside_a_lagging_partition(driver, events, lagging):
+    """``events`` one by one into partition 0, between the two records of ``lagging``
+    into partition 1: the second far behind partition 0, yet not late."""
+    driver.pipe("in", lagging[:1], partition=1)
+    for event in events:
+        driver.pipe("in", [event], partition=0)
+    driver.pipe("in", lagging[1:], partition=1)
+
+
 def test_a_lagging_upstream_partition_holds_windows_open_until_it_is_idle():
     app = StreamsApp("test-app")
     rekeyed_window_counts(app)
     driver = TopologyTestDriver(app, partitions=2)
     lagging = [("d", "1", 1_000), ("d", "2", 2_000)]
-    driver.pipe("in", lagging[:1], partition=1)
-    for event in EVENTS:
-        driver.pipe("in", [event], partition=0)
-    driver.pipe("in", lagging[1:], partition=1)  # far behind partition 0, yet not late
+    pipe_beside_a_lagging_partition(driver, EVENTS, lagging)
     assert driver.read_output("out") == []  # the watermark is partition 1's: 2 s
     assert driver.late_records == 0
     driver.commit()  # both had input since the last commit: not idle yet
@@ -343,10 +349,7 @@ def test_session_windows_behind_a_repartition_follow_the_upstream_watermark():
     app, _ = app_with(build)
     driver = TopologyTestDriver(app, partitions=2)
     lagging = [("d", "1", 1_000), ("d", "2", 2_500)]
-    driver.pipe("in", lagging[:1], partition=1)
-    for event in SESSION_EVENTS:
-        driver.pipe("in", [event], partition=0)
-    driver.pipe("in", lagging[1:], partition=1)  # far behind partition 0, yet not late
+    pipe_beside_a_lagging_partition(driver, SESSION_EVENTS, lagging)
     assert driver.read_output("out") == [] and driver.late_records == 0
     driver.commit()
     driver.commit()  # both upstream tasks idle: the watermark is the newest event, 45 s
