@@ -26,6 +26,17 @@ assignor choice ("range" or "sticky") decides only the targets.
 waits up to ``wait_ms`` for the group to change, so a rebalance reaches members at once
 instead of at their next heartbeat interval.
 
+Initial rebalance delay (Kafka's ``group.initial.rebalance.delay.ms``, KIP-134, asked
+for by the consumer that joins an empty group: ``group_initial_rebalance_delay_ms``).
+When several consumers start together, the first to join would otherwise get every
+partition and start reading, only to hand most of them over a moment later. So a group
+that a member joins while it is empty grants nothing for the delay; every member that
+joins meanwhile extends it by the delay again (never past the first member's rebalance
+timeout), and it ends at once when the group has ``group_initial_members`` members (a
+launcher that starts N consumers at once, such as a stream job, knows N). Targets are
+computed as usual meanwhile; grants start when it ends. A coordinator that restarts
+during the delay forgets it (members then get partitions at once).
+
 Liveness. A member whose heartbeat has not arrived for ``session_timeout_ms`` is
 removed (its partitions are free again); so is one that was asked to release a
 partition and has not within ``rebalance_timeout_ms`` (the consumer's
@@ -193,6 +204,12 @@ class _Group:
         self.membership_logged = False
         self.lock = asyncio.Lock()
         self.changed = asyncio.Event()
+        # The initial rebalance delay (module docstring): grants wait until
+        # initial_until (monotonic s), or until initial_members have joined.
+        self.initial_until: float | None = None
+        self.initial_cap_s = 0.0  # the first member's join + its rebalance timeout
+        self.initial_delay_s = 0.0
+        self.initial_members = 0
 
     def notify(self) -> None:
         """Wake every long-polling heartbeat of this group."""
@@ -205,9 +222,45 @@ class _Group:
                 return member_id
         return None
 
+    def start_initial_delay(self, request: dict) -> None:
+        """The first member of an empty group joined: start the delay it asks for."""
+        delay_ms = request.get("group_initial_rebalance_delay_ms") or 0
+        if delay_ms <= 0:
+            self.initial_until = None
+            return
+        now = time.monotonic()
+        self.initial_delay_s = delay_ms / 1000
+        self.initial_cap_s = now + request["rebalance_timeout_ms"] / 1000
+        self.initial_members = request.get("group_initial_members") or 0
+        self.initial_until = min(now + self.initial_delay_s, self.initial_cap_s)
+        self._wake_at_end_of_delay()
+
+    def extend_initial_delay(self) -> None:
+        """Another member joined during the delay: it starts again (up to the cap)."""
+        if self.in_initial_delay():
+            self.initial_until = min(time.monotonic() + self.initial_delay_s, self.initial_cap_s)
+            self._wake_at_end_of_delay()
+
+    def in_initial_delay(self) -> bool:
+        if self.initial_until is None:
+            return False
+        if time.monotonic() >= self.initial_until or (
+                self.initial_members and len(self.members) >= self.initial_members):
+            self.initial_until = None  # over for good
+            return False
+        return True
+
+    def _wake_at_end_of_delay(self) -> None:
+        # Members long-poll while they hold nothing; wake them when grants may start.
+        # (A wake-up for a delay that was extended meanwhile is harmless: they poll again.)
+        delay_s = max(0.0, self.initial_until - time.monotonic()) + 0.001
+        asyncio.get_running_loop().call_later(delay_s, self.notify)
+
     def state(self) -> str:
         if not self.members:
             return "Empty"
+        if self.in_initial_delay():
+            return "PreparingRebalance"  # Kafka's name for a group waiting for members to join
         stable = all(m.granted == m.target == m.owned for m in self.members.values())
         return "Stable" if stable else "Reconciling"
 
@@ -419,10 +472,15 @@ class GroupCoordinator:
             else:
                 await self._write_group(group)
             return member
+        was_empty = not group.members
         group.members[member.member_id] = member
         if instance_id:
             group.instances[instance_id] = member.member_id
         group.assignor = assignor
+        if was_empty:
+            group.start_initial_delay(request)
+        else:
+            group.extend_initial_delay()
         self._update_subscription(member, request)
         await self._rebalance(group)
         return member
@@ -491,6 +549,9 @@ class GroupCoordinator:
 
     async def _respond(self, group: _Group, member: _Member) -> dict:
         """Compute what ``member`` may own now; persist before growing what it holds."""
+        if group.in_initial_delay():
+            return {"member_id": member.member_id, "epoch": member.epoch, "group_epoch": group.epoch,
+                    "assignment": sorted(member.granted)}
         keep = member.granted & member.target
         grants = {tp for tp in member.target - member.granted if group.holder(tp, member.member_id) is None}
         new_grant = keep | grants
@@ -659,6 +720,10 @@ def _validate_request(request: dict) -> None:
         value = request.get(name)
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
             raise InvalidConfigError(f"{name} must be a positive int, got {value!r}")
+    for name in ("group_initial_rebalance_delay_ms", "group_initial_members"):
+        value = request.get(name, 0)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise InvalidConfigError(f"{name} must be a non-negative int, got {value!r}")
 
 
 def _validate_offsets(offsets: list[list]) -> dict[TopicPartition, tuple[int, str]]:

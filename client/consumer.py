@@ -82,6 +82,11 @@ class ConsumerConfig:
     group_instance_id: str | None = None
     partition_assignment_strategy: str = "sticky"
     client_id: str = ""
+    # Asked of the coordinator when this consumer joins an empty group (Kafka's broker
+    # setting group.initial.rebalance.delay.ms; see actors/coordinator.py): no partitions
+    # for this long while more members join, or until the group has group_initial_members.
+    group_initial_rebalance_delay_ms: int = 0
+    group_initial_members: int = 0
 
     @classmethod
     def build(cls, **options: Any) -> "ConsumerConfig":
@@ -121,10 +126,11 @@ _STRINGS = ("auto_offset_reset", "partition_assignment_strategy", "client_id")
 
 
 class _PartitionState:
-    __slots__ = ("position", "generation", "in_flight", "buffered", "paused", "retry_at")
+    __slots__ = ("position", "generation", "in_flight", "buffered", "paused", "retry_at", "high_watermark")
 
     def __init__(self) -> None:
         self.position: int | None = None
+        self.high_watermark: int | None = None  # from the latest fetch answer (current_lag)
         self.generation = 0  # bumped by seek: answers to older fetches are dropped
         self.in_flight = False
         self.buffered: collections.deque = collections.deque()  # [batches, next_offset]
@@ -388,6 +394,15 @@ class Consumer:
             self._init_positions()
         return state.position
 
+    def current_lag(self, tp: TopicPartition) -> int | None:
+        """Records of ``tp`` between the position and the high watermark the leader
+        reported with its latest fetch answer (Kafka's ``currentLag``, KIP-695): no call
+        to the leader, so it may be behind; None before a fetch has been answered."""
+        state = self._state(tp)
+        if state.high_watermark is None or state.position is None:
+            return None
+        return max(0, state.high_watermark - state.position)
+
     def _init_positions(self) -> None:
         """Give every partition without a position one: the group's committed offset
         (one call for all of them), else per ``auto_offset_reset``."""
@@ -571,6 +586,7 @@ class Consumer:
                 self._metadata.invalidate(tp.topic)
                 state.retry_at = time.monotonic() + RETRY_BACKOFF_S
                 continue
+            state.high_watermark = response.high_watermark
             if response.records is not None:
                 state.buffered.append([decode_stream(response.records), response.next_offset])
             elif response.next_offset > fetch_offset:

@@ -189,6 +189,8 @@ class GroupMembership:
                     "session_timeout_ms": config.session_timeout_ms,
                     "rebalance_timeout_ms": config.max_poll_interval_ms,
                     "owned": sorted(self._owned), "wait_ms": 0 if pending else config.heartbeat_interval_ms,
+                    "group_initial_rebalance_delay_ms": config.group_initial_rebalance_delay_ms,
+                    "group_initial_members": config.group_initial_members,
                 }
             try:
                 response = self.coordinator.call("heartbeat", request,

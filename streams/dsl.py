@@ -49,7 +49,7 @@ class StreamsApp:
     internal topics). Build the dataflow with ``source``/``table``, then ``start``."""
 
     def __init__(self, application_id: str, *, auto_offset_reset: str = "earliest",
-                 commit_interval_ms: int = 200, max_poll_records: int = 100_000) -> None:
+                 commit_interval_ms: int = 30_000, max_poll_records: int = 100_000) -> None:
         from rafka.actors.controller import validate_topic_name
 
         validate_topic_name(application_id)  # it prefixes topic names

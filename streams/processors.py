@@ -235,8 +235,12 @@ class Aggregate(Processor):
         self.late_records = 0
         self.latest_ts: dict[tuple[Any, int | None], int] = {}
         # The earliest stream time at which some window in the state closes: punctuate
-        # scans the state only once stream time reaches it.
+        # does nothing before stream time reaches it.
         self.next_close_ms = np.iinfo(np.int64).max
+        # Time windows: window start -> the groups of that window in the state (a dict
+        # used as an ordered set), so that closing windows costs what they hold, not a
+        # scan of every group.
+        self.window_groups: dict[int, dict] = {}
 
     # -- processing ----------------------------------------------------------------------
 
@@ -285,22 +289,35 @@ class Aggregate(Processor):
             columns["v"] = values
             aggregations.append(("v", how))
         grouped = pa.table(columns).group_by(["k", "w"], use_threads=False).aggregate(aggregations)
-        result_column = grouped.column(f"k_count" if how == "count" else f"v_{how}").to_pylist()
-        state, changed, latest = self.state, self.changed, self.latest_ts
+        partials = grouped.column(f"k_count" if how == "count" else f"v_{how}").to_pylist()
         groups = list(zip(grouped.column("k").to_pylist(), grouped.column("w").to_pylist()))
         newest_ts = grouped.column("t_max").to_pylist()
+        state, changed, latest = self.state, self.changed, self.latest_ts
         combine = {"count": int.__add__, "sum": _add, "min": min, "max": max}[how]
         get = state.get
-        for group, newest, partial in zip(groups, newest_ts, result_column):
+        created = []
+        for group, newest, partial in zip(groups, newest_ts, partials):
             current = get(group)
             if current is None:
                 state[group] = changed[group] = partial
                 latest[group] = newest
+                created.append(group)
             else:
                 state[group] = changed[group] = combine(current, partial)
                 if newest > latest[group]:
                     latest[group] = newest
+        if self.windows is not None:
+            self._index_new(created)
         return groups
+
+    def _index_new(self, groups: list) -> None:
+        """Add groups just created in the state to their windows' entries."""
+        window_groups = self.window_groups
+        for group in groups:
+            members = window_groups.get(group[1])
+            if members is None:
+                members = window_groups[group[1]] = {}
+            members[group] = None
 
     def _per_record(self, keys, window_starts, values, timestamps) -> list:
         fn = self.node.options["fn"]
@@ -312,10 +329,10 @@ class Aggregate(Processor):
             group = (key, start)
             if group in state:
                 aggregate = fn(state[group], value)
-            elif self.how == "reduce":
-                aggregate = value
             else:
-                aggregate = fn(initializer(), value)
+                if start is not None:
+                    self._index_new([group])
+                aggregate = value if self.how == "reduce" else fn(initializer(), value)
             state[group] = changed[group] = aggregate
             latest[group] = max(latest.get(group, timestamp), timestamp)
             touched[group] = None
@@ -330,20 +347,21 @@ class Aggregate(Processor):
             self.stream_time_ms = external
         if self.stream_time_ms < self.next_close_ms:
             return
-        windows, now = self.windows, self.stream_time_ms
+        windows, now, window_groups = self.windows, self.stream_time_ms, self.window_groups
         horizon = now - windows.size_ms - windows.grace_ms  # windows starting at or before it are closed
-        closed = [group for group in self.state if group[1] <= horizon]
-        remaining = [group[1] for group in self.state if group[1] > horizon]
-        self.next_close_ms = (min(remaining) + windows.size_ms + windows.grace_ms if remaining
+        closed = [group for start in sorted(start for start in window_groups if start <= horizon)
+                  for group in window_groups.pop(start)]
+        self.next_close_ms = (min(window_groups) + windows.size_ms + windows.grace_ms if window_groups
                               else np.iinfo(np.int64).max)
         if not closed:
             return
         if self.final:
             self._emit_groups(closed)
+        state, latest = self.state, self.latest_ts
         for group in closed:
-            del self.state[group]
-            self.latest_ts.pop(group, None)
-            self.changed[group] = None
+            del state[group]
+            del latest[group]
+        self.changed.update(dict.fromkeys(closed))
 
     def _emit_groups(self, groups: list) -> None:
         if not groups:
@@ -391,11 +409,16 @@ class Aggregate(Processor):
         for key, value in zip(table.column("key").to_pylist(), table.column("value").to_pylist()):
             group = tuple(msgpack.unpackb(key))
             if value is None:
-                self.state.pop(group, None)
+                if self.state.pop(group, None) is not None or group in self.latest_ts:
+                    self.window_groups.get(group[1], {}).pop(group, None)
+                    if group[1] in self.window_groups and not self.window_groups[group[1]]:
+                        del self.window_groups[group[1]]
                 self.latest_ts.pop(group, None)
                 self.in_changelog.discard(group)
             else:
                 aggregate, latest = msgpack.unpackb(value)
+                if group not in self.state and group[1] is not None and self.windows is not None:
+                    self._index_new([group])
                 self.state[group] = aggregate
                 self.latest_ts[group] = latest
                 self.in_changelog.add(group)

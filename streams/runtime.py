@@ -8,15 +8,21 @@ named by the application id, subscribed to every topic any sub-topology reads, w
 assigned partition number p a worker runs one task per sub-topology reading p. Workers
 beyond the partition count idle; more workers up to it spread the tasks.
 
+The workers a job starts with join its group together: their consumers ask the
+coordinator for an initial rebalance delay that ends when all of them are in (see
+actors/coordinator.py), so the first to start does not take every task and hand most of
+them over a moment later.
+
 A task that arrives (a new job, a rebalance, a worker restarted after a crash) first
 restores its state: each aggregation replays its changelog partition; each table loads
 its source partition to its current end and goes on from there (so stream records of a
 backlog are joined against the table as it is now). Then it processes input from the
 committed offsets.
 
-Commit, every ``commit_interval_ms``, when a poll finds no input after records were
-processed since the last commit (a drained input need not wait out the interval to be
-durable), and before partitions are revoked: (1) each
+Commit, every ``commit_interval_ms`` (default 30 s, as in Kafka Streams), when the
+input is drained — a poll found no input, or took every record the leaders had, after
+records were processed since the last commit (a drained input need not wait out the
+interval to be durable) — and before partitions are revoked: (1) each
 aggregation sends its changes since the last commit to its changelog, (2) every
 changelog, repartition and output record sent so far is acknowledged by all in-sync
 replicas (acks=all); if any of them failed for good, the worker fails without
@@ -39,6 +45,7 @@ which rafka does not have yet.
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 import time
@@ -61,6 +68,9 @@ logger = logging.getLogger(__name__)
 
 SUPERVISE_INTERVAL_S = 1.0
 STATS_TIMEOUT_S = 30.0  # a worker that does not answer stats() in this time is replaced
+INITIAL_REBALANCE_DELAY_MS = 3_000  # Kafka's default group.initial.rebalance.delay.ms
+CAUGHT_UP_COMMIT_SPACING_S = 0.1
+GC_GEN0_THRESHOLD = 100_000  # the worker's collector threshold (see _StreamWorker._run)
 
 
 class _StreamWorker(ConsumerRebalanceListener):
@@ -82,6 +92,9 @@ class _StreamWorker(ConsumerRebalanceListener):
         self.loop_s = {"poll": 0.0, "process": 0.0, "commit": 0.0}
         self.loop_cpu_s = {"poll": 0.0, "process": 0.0, "commit": 0.0}
         self.polls_with_records = 0
+        self.first_assigned_unix_s: float | None = None  # when this worker first got partitions
+        self.last_commit_unix_s: float | None = None  # when its latest offset commit returned
+        self._commit_started_s = float("-inf")  # perf_counter s of the latest _start_commit
         # The commit in flight (see the module docstring): input positions to commit once
         # every send of the producer checkpoint is acknowledged. None when there is none.
         self._pending_positions: dict[TopicPartition, int] | None = None
@@ -97,6 +110,7 @@ class _StreamWorker(ConsumerRebalanceListener):
                 "loop_s": {phase: round(seconds, 3) for phase, seconds in self.loop_s.items()},
                 "loop_cpu_s": {phase: round(seconds, 3) for phase, seconds in self.loop_cpu_s.items()},
                 "polls_with_records": self.polls_with_records, "process_cpu_s": round(time.process_time(), 3),
+                "first_assigned_unix_s": self.first_assigned_unix_s, "last_commit_unix_s": self.last_commit_unix_s,
                 "restored_records": self.restored_records, "fatal": self.fatal, "stopped": self._stopped.is_set()}
 
     def stop(self, timeout_s: float = 60.0) -> bool:
@@ -114,6 +128,17 @@ class _StreamWorker(ConsumerRebalanceListener):
                 group_id=app.application_id, enable_auto_commit=False, partition_assignment_strategy="copartitioned",
                 auto_offset_reset=app.auto_offset_reset, **self.consumer_options)
             self.consumer.subscribe(self.compiled.all_source_topics(), listener=self)
+            # The cyclic garbage collector: aggregations create and keep many small
+            # tuples (a group each), and at the default threshold (a collection every
+            # 700 new containers) the collector ran hundreds of times a batch and its
+            # older generations rescanned the worker's heap — Ray's objects and the state —
+            # again and again: 15-20% of the worker's CPU in streams_bench. What exists
+            # now (imports, Ray, the clients) is frozen out of its scans, and it runs
+            # about every GC_GEN0_THRESHOLD new containers. Garbage cycles (rare here) are
+            # still collected, a little later. The worker is its own process, so this
+            # changes nothing outside it.
+            gc.freeze()
+            gc.set_threshold(GC_GEN0_THRESHOLD, *gc.get_threshold()[1:])
             next_commit_s = time.monotonic() + app.commit_interval_ms / 1000
             loop_s, loop_cpu_s, clock, cpu_clock = self.loop_s, self.loop_cpu_s, time.perf_counter, time.thread_time
             uncommitted = False  # records processed since the last commit
@@ -124,7 +149,13 @@ class _StreamWorker(ConsumerRebalanceListener):
                 loop_s["poll"] += polled_s - started_s
                 loop_cpu_s["poll"] += polled_cpu_s - started_cpu_s
                 self.polls_with_records += bool(polled)
-                drained, uncommitted = not polled and uncommitted, uncommitted or bool(polled)
+                # Caught up: this poll took every record the leaders had (as of their last
+                # fetch answers). The job commits then rather than one empty poll later
+                # (the poll timeout), at most every CAUGHT_UP_COMMIT_SPACING_S, so a
+                # stream that trickles in is not committed at every poll.
+                caught_up = (bool(polled) and clock() - self._commit_started_s >= CAUGHT_UP_COMMIT_SPACING_S
+                             and self._caught_up())
+                drained, uncommitted = (not polled and uncommitted) or caught_up, uncommitted or bool(polled)
                 for tp, batches in polled.items():
                     for sub in self.compiled.subtopology_of(tp.topic):
                         task = self.tasks[(sub.index, tp.partition)]
@@ -144,7 +175,7 @@ class _StreamWorker(ConsumerRebalanceListener):
                     self._start_commit(idle_check=False)
                     uncommitted = False
                 # With no input to process, waiting for the commit in flight costs nothing.
-                self._finish_commit(wait=not polled)
+                self._finish_commit(wait=not polled or caught_up)
                 loop_s["commit"] += clock() - processed_s
                 loop_cpu_s["commit"] += cpu_clock() - processed_cpu_s
             self._commit()
@@ -159,11 +190,16 @@ class _StreamWorker(ConsumerRebalanceListener):
             finally:
                 self._stopped.set()
 
+    def _caught_up(self) -> bool:
+        consumer = self.consumer
+        return all(consumer.current_lag(tp) == 0 for tp in consumer.assignment())
+
     def _start_commit(self, idle_check: bool = True) -> None:
         """The pipelined commit's step (1): changelogs sent, positions and pending sends
         noted; ``_finish_commit`` commits them once the sends are acknowledged. A
         commit still in flight is finished first (waiting for its sends)."""
         self._finish_commit(wait=True)
+        self._commit_started_s = time.perf_counter()
         if idle_check:
             self._mark_idle_tasks()
         for task in self.tasks.values():
@@ -207,6 +243,7 @@ class _StreamWorker(ConsumerRebalanceListener):
             return
         try:
             self.consumer.commit(positions)
+            self.last_commit_unix_s = time.time()
         except (CommitFailedError, UnknownMemberIdError) as error:
             # This worker's session ended (a long pause): its partitions may already
             # be elsewhere. Nothing is lost — the next owner restarts from the last
@@ -247,6 +284,8 @@ class _StreamWorker(ConsumerRebalanceListener):
             del self.tasks[key]
 
     def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        if assigned and self.first_assigned_unix_s is None:
+            self.first_assigned_unix_s = time.time()
         for tp in sorted(assigned):
             for sub in self.compiled.subtopology_of(tp.topic):
                 key = (sub.index, tp.partition)
@@ -328,8 +367,13 @@ class StreamsJob:
         self.app = app
         self.compiled = compile_app(app)
         self.partitions = prepare_topics(cluster, self.compiled)
+        # The workers started now join together: the coordinator grants no partition
+        # until all of them are in (or INITIAL_REBALANCE_DELAY_MS passed since the last
+        # joined), so the first to start does not take every task only to hand most over.
         self._consumer_options = {"session_timeout_ms": session_timeout_ms,
-                                  "heartbeat_interval_ms": heartbeat_interval_ms}
+                                  "heartbeat_interval_ms": heartbeat_interval_ms,
+                                  "group_initial_rebalance_delay_ms": INITIAL_REBALANCE_DELAY_MS,
+                                  "group_initial_members": workers}
         self._actor_options = {"num_cpus": 1, **(actor_options or {})}
         self._workers: list[Any] = []
         self._started: list[Any] = []  # every worker this job started: stop() kills them all
@@ -384,9 +428,10 @@ class StreamsJob:
                 answers.append({"tasks": [], "records": 0, "dead": str(error)})
         return answers
 
-    def wait_caught_up(self, timeout_s: float = 120.0) -> None:
+    def wait_caught_up(self, timeout_s: float = 120.0, poll_interval_s: float = 0.05) -> None:
         """Wait until the job has committed every record of every topic it reads
-        (sources and repartition topics alike)."""
+        (sources and repartition topics alike), asking the group's coordinator every
+        ``poll_interval_s``."""
         from rafka.errors import GroupNotFoundError, RequestTimeoutError
 
         topics = set(self.compiled.all_source_topics())
@@ -404,7 +449,7 @@ class StreamsJob:
                 pass
             if time.monotonic() > deadline:
                 raise RequestTimeoutError(f"stream job {self.app.application_id!r} did not catch up in {timeout_s} s")
-            time.sleep(0.05)
+            time.sleep(poll_interval_s)
 
     def stop(self) -> None:
         """Commit and stop every worker; the job resumes from here when started again.

@@ -45,6 +45,13 @@ def covers(consumers, topic, partitions):
     return sorted(owned) == [rafka.TopicPartition(topic, p) for p in range(partitions)]
 
 
+def joined(cluster, group, members):
+    try:
+        return len(cluster.admin().describe_group(group)["members"]) == members
+    except rafka.GroupNotFoundError:
+        return False
+
+
 def balanced(consumers):
     sizes = [len(consumer.assignment()) for consumer in consumers]
     return max(sizes) - min(sizes) <= 1
@@ -322,6 +329,65 @@ def test_rejected_requests_do_not_create_a_group(cluster, topic, group):
     assert group not in {g["group_id"] for g in cluster.admin().list_groups()}
     with pytest.raises(rafka.GroupNotFoundError, match=group):
         cluster.admin().describe_group(group)
+
+
+def test_initial_rebalance_delay_holds_partitions_until_the_expected_members_join(cluster, topic, group):
+    cluster.admin().create_topic(topic, partitions=4)
+    options = dict(FAST, group_id=group, group_initial_rebalance_delay_ms=60_000, group_initial_members=2)
+    first = cluster.consumer(**options)
+    second = cluster.consumer(**options)
+    revoked = []
+    listener = type("Recorder", (rafka.ConsumerRebalanceListener,), {
+        "on_partitions_revoked": lambda self, tps: revoked.extend(tps)})()
+    try:
+        first.subscribe([topic], listener=listener)
+        poll_until([first], lambda: joined(cluster, group, 1))
+        joined_s = time.monotonic()
+        while time.monotonic() - joined_s < 1.0:  # several heartbeats: still nothing granted
+            first.poll(timeout_s=0.05)
+            assert not first.assignment()
+        assert cluster.admin().describe_group(group)["state"] == "PreparingRebalance"
+        second.subscribe([topic])
+        # The second member ends the delay (long before its 60 s): the first one never
+        # took every partition, so each gets its share at once, none moving.
+        poll_until([first, second], lambda: covers([first, second], topic, 4) and balanced([first, second]))
+        assert not revoked
+    finally:
+        first.close()
+        second.close()
+
+
+def test_initial_rebalance_delay_ends_after_its_time_without_the_expected_members(cluster, topic, group):
+    cluster.admin().create_topic(topic, partitions=2)
+    consumer = cluster.consumer(**dict(FAST, group_id=group, group_initial_rebalance_delay_ms=3000,
+                                       group_initial_members=5))
+    try:
+        consumer.subscribe([topic])
+        poll_until([consumer], lambda: joined(cluster, group, 1) or covers([consumer], topic, 2))
+        assert not consumer.assignment()  # joined, and held back
+        poll_until([consumer], lambda: covers([consumer], topic, 2))  # the delay ran out: all its own
+    finally:
+        consumer.close()
+    # A group that is empty again delays its next first member too; one that is not
+    # empty does not delay a newcomer (checked in streams: a scaled-out worker).
+    with pytest.raises(rafka.InvalidConfigError, match="group_initial_rebalance_delay_ms"):
+        cluster.consumer(group_id=group, group_initial_rebalance_delay_ms=-1)
+
+
+def test_current_lag_comes_from_the_last_fetch(cluster, topic):
+    cluster.admin().create_topic(topic, partitions=1)
+    produce(cluster, topic, 10, 1)
+    tp = rafka.TopicPartition(topic, 0)
+    with cluster.consumer(auto_offset_reset="earliest") as consumer:
+        consumer.assign([tp])
+        assert consumer.current_lag(tp) is None  # nothing fetched yet
+        records = []
+        while len(records) < 4:
+            records += consumer.poll(timeout_s=1.0, max_records=4 - len(records))
+        assert consumer.current_lag(tp) == 6
+        while len(records) < 10:
+            records += consumer.poll(timeout_s=1.0)
+        assert consumer.current_lag(tp) == 0
 
 
 def test_bad_group_input_is_named(cluster, topic):
