@@ -409,9 +409,11 @@ class Aggregate(Processor):
         for key, value in zip(table.column("key").to_pylist(), table.column("value").to_pylist()):
             group = tuple(msgpack.unpackb(key))
             if value is None:
-                if self.state.pop(group, None) is not None or group in self.latest_ts:
-                    self.window_groups.get(group[1], {}).pop(group, None)
-                    if group[1] in self.window_groups and not self.window_groups[group[1]]:
+                self.state.pop(group, None)
+                members = self.window_groups.get(group[1])
+                if members is not None:
+                    members.pop(group, None)
+                    if not members:
                         del self.window_groups[group[1]]
                 self.latest_ts.pop(group, None)
                 self.in_changelog.discard(group)
