@@ -25,6 +25,7 @@ import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from rafka.actors import metrics, names
+from rafka.actors.process import tune_actor_process
 from rafka.actors.replica import PartitionReplica
 
 META_FILE = "meta.json"
@@ -42,6 +43,7 @@ def replica_directory(data_dir: str, topic: str, partition: int) -> str:
 
 class Broker:
     def __init__(self, broker_id: int, data_dir: str, namespace: str) -> None:
+        tune_actor_process()
         self.data_dir = os.path.abspath(data_dir)
         os.makedirs(self.data_dir, exist_ok=True)
         meta_path = os.path.join(self.data_dir, META_FILE)

@@ -41,6 +41,7 @@ import ray
 
 from rafka.actors import broker_placement, names
 from rafka.actors.metadata_store import MetadataStore
+from rafka.actors.process import tune_actor_process
 from rafka.errors import (
     ClusterError,
     InvalidConfigError,
@@ -89,6 +90,7 @@ class Controller:
     def __init__(self, data_dir: str, namespace: str, broker_session_timeout_ms: int = 6000,
                  replica_lag_time_max_ms: int = 30_000, leader_rebalance_interval_s: float = 10.0,
                  node_watch_interval_s: float = NODE_WATCH_INTERVAL_S) -> None:
+        tune_actor_process()
         if isinstance(node_watch_interval_s, bool) or not isinstance(node_watch_interval_s, (int, float)) \
                 or not node_watch_interval_s > 0:
             raise ValueError(f"node_watch_interval_s must be a positive number, got {node_watch_interval_s!r}")

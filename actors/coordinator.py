@@ -80,6 +80,7 @@ from ray.exceptions import RayError
 from rafka.actors import metrics, names
 from rafka.actors.assignors import ASSIGNORS, assign
 from rafka.actors.group_lag import LogEndOffsets, lag_by_topic
+from rafka.actors.process import tune_actor_process
 from rafka.errors import (
     CommitFailedError,
     FencedInstanceIdError,
@@ -267,6 +268,7 @@ class _Group:
 
 class GroupCoordinator:
     def __init__(self, index: int, namespace: str) -> None:
+        tune_actor_process()
         self.index = index
         self.namespace = namespace
         self.groups: dict[str, _Group] = {}

@@ -41,6 +41,7 @@ import ray
 
 from rafka.actors import names
 from rafka.actors.metrics import PartitionMetrics
+from rafka.actors.process import tune_actor_process
 from rafka.actors.producer_state import ProducerStates
 from rafka.actors.replication import FollowerEpochError, LeaderReplication, truncation_offset
 from rafka.errors import NotEnoughReplicasError, NotLeaderError, RequestTimeoutError
@@ -73,6 +74,7 @@ class PartitionReplica:
     def __init__(self, topic: str, partition: int, broker_id: int, directory: str, config: dict[str, str],
                  state: dict, namespace: str, replica_lag_time_max_ms: int = 30_000,
                  sequence_wait_s: float = 30.0) -> None:
+        tune_actor_process()
         self.topic, self.partition, self.broker_id = topic, partition, broker_id
         self.directory = directory
         self.namespace = namespace

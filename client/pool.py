@@ -78,6 +78,7 @@ from typing import Any, Callable, Iterable
 import ray
 
 from rafka import errors as rafka_errors
+from rafka.actors.process import tune_actor_process
 from rafka.client import rpc
 from rafka.client.records import Record, TopicPartition
 from rafka.errors import (
@@ -108,6 +109,7 @@ class _PoolWorker:
     thread started by the constructor, so a restarted actor resumes by itself."""
 
     def __init__(self, namespace: str, spec: dict) -> None:
+        tune_actor_process()
         from rafka.client.cluster import Cluster
 
         self.spec = spec

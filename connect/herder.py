@@ -33,6 +33,7 @@ from typing import Any
 
 import ray
 
+from rafka.actors.process import tune_actor_process
 from rafka.connect.api import ConnectorContext
 from rafka.connect.errors import ConnectError, ConnectorExistsError, ConnectorNotFoundError
 from rafka.connect.failures import format_trace
@@ -94,6 +95,7 @@ class _Connector:
 
 class Herder:
     def __init__(self, namespace: str, rest_host: str, rest_port: int) -> None:
+        tune_actor_process()
         self.namespace = namespace
         self.rest_host = rest_host
         self.rest_port = rest_port

@@ -19,6 +19,7 @@ from typing import Any
 
 import ray
 
+from rafka.actors.process import tune_actor_process
 from rafka.connect.errors import RetriableError
 from rafka.connect.failures import ToleranceExceededError, format_trace
 
@@ -32,6 +33,7 @@ def task_actor_name(connector: str, task_id: int) -> str:
 
 class _TaskActor:
     def __init__(self, namespace: str, spec: dict[str, Any]) -> None:
+        tune_actor_process()
         self.namespace = namespace
         self.spec = spec
         self.state = "UNASSIGNED"

@@ -55,6 +55,7 @@ from typing import Any
 import pyarrow as pa
 import ray
 
+from rafka.actors.process import tune_actor_process
 from rafka.client import rpc
 from rafka.client.delivery import CheckedProducer
 from rafka.client.group import ConsumerRebalanceListener
@@ -77,6 +78,7 @@ class _StreamWorker(ConsumerRebalanceListener):
     """One worker actor; its loop runs on a thread started by the constructor."""
 
     def __init__(self, namespace: str, app: StreamsApp, consumer_options: dict) -> None:
+        tune_actor_process()
         from rafka.client.cluster import Cluster
 
         self.cluster = Cluster.connect(namespace=namespace)
