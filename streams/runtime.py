@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 import threading
 import time
 import traceback
@@ -69,6 +70,7 @@ logger = logging.getLogger(__name__)
 
 SUPERVISE_INTERVAL_S = 1.0
 STATS_TIMEOUT_S = 30.0  # a worker that does not answer stats() in this time is replaced
+STOP_TIMEOUT_S = 120.0  # how long stop() waits for workers to commit and stop before killing them
 INITIAL_REBALANCE_DELAY_MS = 3_000  # Kafka's default group.initial.rebalance.delay.ms
 CAUGHT_UP_COMMIT_SPACING_S = 0.1
 GC_GEN0_THRESHOLD = 100_000  # the worker's collector threshold (see _StreamWorker._run)
@@ -107,7 +109,7 @@ class _StreamWorker(ConsumerRebalanceListener):
         self._thread.start()
 
     def stats(self) -> dict:
-        return {"tasks": sorted(self.tasks), "records": self.records,
+        return {"pid": os.getpid(), "tasks": sorted(self.tasks), "records": self.records,
                 "late_records": sum(t.late_records for t in self.tasks.values()),
                 "loop_s": {phase: round(seconds, 3) for phase, seconds in self.loop_s.items()},
                 "loop_cpu_s": {phase: round(seconds, 3) for phase, seconds in self.loop_cpu_s.items()},
@@ -413,7 +415,7 @@ class StreamsJob:
         if not workers:
             return
         try:
-            rpc.get([worker.stop.remote() for worker in workers], timeout_s=120)
+            rpc.get([worker.stop.remote() for worker in workers], timeout_s=STOP_TIMEOUT_S)
         except RafkaError as error:
             logger.warning("streams %r: a worker did not stop cleanly: %s", self.app.application_id, error)
         for worker in workers:
