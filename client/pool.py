@@ -104,6 +104,27 @@ REPLACE_BACKOFF_MAX_S = 30.0
 REPLACE_BACKOFF_RESET_S = 60.0
 
 
+class ReplaceBackoff:
+    """When a pool slot may be refilled again: at once the first time, then only after
+    1, 2, 4 ... at most ``max_s`` seconds since the previous refill; a slot that went
+    ``reset_s`` without one starts over. Times are the caller's monotonic seconds."""
+
+    def __init__(self, max_s: float = REPLACE_BACKOFF_MAX_S, reset_s: float = REPLACE_BACKOFF_RESET_S) -> None:
+        self.max_s = max_s
+        self.reset_s = reset_s
+        self._slots: dict[int, tuple[float, float]] = {}  # slot -> (its last refill, the backoff after it)
+
+    def allow(self, slot: int, now_s: float) -> bool:
+        """Whether ``slot`` may be refilled at ``now_s``; if so, the refill is recorded."""
+        last_s, backoff_s = self._slots.get(slot, (float("-inf"), 0.0))
+        if now_s - last_s > self.reset_s:
+            backoff_s = 0.0
+        if now_s < last_s + backoff_s:
+            return False
+        self._slots[slot] = (now_s, min(max(2 * backoff_s, 1.0), self.max_s))
+        return True
+
+
 class _PoolWorker:
     """One consumer actor of a pool (see the module docstring). Its loop runs in a
     thread started by the constructor, so a restarted actor resumes by itself."""
@@ -332,8 +353,7 @@ class ConsumerPool:
         self._stopped = threading.Event()
         self._stopping_lock = threading.Lock()  # held by stop() until every actor is gone
         self._low_lag_checks = 0
-        # Per slot: (monotonic time of its last replacement, the backoff that followed it).
-        self._replacements: dict[int, tuple[float, float]] = {}
+        self._replacements = ReplaceBackoff()
         self.scale(consumers)
         self._supervisor = threading.Thread(target=self._supervise, name=f"rafka-pool-{group_id}", daemon=True)
         self._supervisor.start()
@@ -398,14 +418,9 @@ class ConsumerPool:
             if self._stopped.is_set() or worker not in self._workers:
                 return
             slot = self._workers.index(worker)
-            now_s = time.monotonic()
-            last_s, backoff_s = self._replacements.get(slot, (float("-inf"), 0.0))
-            if now_s - last_s > REPLACE_BACKOFF_RESET_S:
-                backoff_s = 0.0
-            if now_s < last_s + backoff_s:
+            if not self._replacements.allow(slot, time.monotonic()):
                 return  # asked again on a later round (and said then)
             logger.warning("pool %r: %s; starting a replacement", self.group_id, why)
-            self._replacements[slot] = (now_s, min(max(2 * backoff_s, 1.0), REPLACE_BACKOFF_MAX_S))
             self._workers[slot] = self._start_worker(slot)
             if report is not None:
                 self._reports.append(report)

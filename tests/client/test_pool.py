@@ -11,7 +11,6 @@ from __future__ import annotations
 import collections
 import os
 import sys
-import threading
 import time
 
 import pytest
@@ -303,32 +302,17 @@ def test_bad_pool_arguments_are_named(cluster, topic):
         cluster.consumer_pool([topic], "g", print, fetch_max_wait=5)
 
 
-def test_a_slot_that_keeps_failing_is_refilled_with_backoff(monkeypatch):
-    """Supervision alone (no actors): replacing the same slot again within its backoff
-    is deferred to a later round; the backoff doubles, and a quiet minute resets it."""
-    from rafka.client import pool as pool_module
+def test_a_slot_that_keeps_failing_is_refilled_with_backoff():
+    """The pool's refill policy: refilling the same slot again within its backoff is
+    deferred to a later round; the backoff doubles up to its cap, a quiet minute resets
+    it, and slots are independent."""
+    from rafka.client.pool import ReplaceBackoff
 
-    clock = [1000.0]
-    started: list[int] = []
-    monkeypatch.setattr(pool_module.time, "monotonic", lambda: clock[0])
-    monkeypatch.setattr(pool_module.ray, "kill", lambda actor, no_restart: None)
-    pool = object.__new__(pool_module.ConsumerPool)
-    pool._lock, pool._stopped = threading.RLock(), threading.Event()
-    pool._reports, pool._replacements = collections.deque(maxlen=10), {}
-    pool._start_worker = lambda slot: started.append(slot) or f"worker-{len(started)}"
-    pool._workers, pool.group_id = ["worker-0"], "g"
-    report = {"action": "replace"}
-
-    def fail_and_replace(after_s: float) -> None:
-        clock[0] += after_s
-        pool._replace(pool._workers[0], "it failed", report)
-
-    fail_and_replace(0)        # first failure: replaced at once, backoff 1 s
-    fail_and_replace(0.5)      # within 1 s: deferred
-    fail_and_replace(0.6)      # past 1 s: replaced, backoff 2 s
-    fail_and_replace(1.5)      # deferred
-    fail_and_replace(0.6)      # past 2 s: replaced, backoff 4 s
-    fail_and_replace(61)       # a quiet minute: replaced at once, backoff back to 1 s
-    fail_and_replace(1.1)      # past 1 s: replaced
-    assert started == [0, 0, 0, 0, 0]
-    assert len(pool._reports) == 5
+    backoff = ReplaceBackoff(max_s=4.0, reset_s=60.0)
+    clock_s, refilled = 1000.0, []
+    for after_s in (0, 0.5, 0.6, 1.5, 0.6, 3.9, 0.2, 4.0, 61, 1.1):
+        clock_s += after_s
+        refilled.append(backoff.allow(0, clock_s))
+    #  first  <1 s   >1 s  <2 s   >2 s  <4 s   >4 s  4 s (cap)  quiet minute  >1 s again
+    assert refilled == [True, False, True, False, True, False, True, True, True, True]
+    assert backoff.allow(1, clock_s), "another slot has its own backoff"
