@@ -62,11 +62,27 @@ class Source(Processor):
     feeds_table = False  # set by the task: a table's source does not move stream time
 
     def process(self, table: pa.Table, sender: Node | None) -> None:
+        if not self.node.options.get("internal"):
+            self._emit_data(table)
+            return
+        # A repartition topic holds the upstream tasks' data and watermark records
+        # interleaved, and one poll may bring a long stretch of both. A mark covers only
+        # the data before it: each run of data goes down the graph under the marks
+        # received so far, and the marks after it count from then on. (Taking every
+        # mark of the poll first made data that came before a mark late by it.)
+        for data, marks in self._split_at_watermarks(table):
+            if data.num_rows:
+                self.task.records += data.num_rows  # data records (watermark records are not counted)
+                self._emit_data(data)
+            topic = self.node.options["topics"][0]
+            for value in marks:
+                upstream, watermark_ms, *idle = msgpack.unpackb(value)  # [p, ms] before idle marks existed
+                self.task.upstream_watermark(topic, upstream, watermark_ms, bool(idle and idle[0]))
+
+    def _emit_data(self, table: pa.Table) -> None:
         options = self.node.options
         if options.get("internal"):
-            table = self._take_watermarks(table)
             key, value = codec.from_internal(table.column("key")), codec.from_internal(table.column("value"))
-            self.task.records += table.num_rows  # data records (watermark records are not counted)
         else:
             key = codec.decode(table.column("key"), options["key_format"], f"key of {options['topics']}")
             value = codec.decode(table.column("value"), options["value_format"], f"value of {options['topics']}")
@@ -79,17 +95,26 @@ class Source(Processor):
             self.task.stream_time_ms = max(self.task.stream_time_ms, pc.max(out.column("timestamp")).as_py())
         self.emit(out)
 
-    def _take_watermarks(self, table: pa.Table) -> pa.Table:
-        """Split the upstream tasks' watermark records (see Sink) from the data."""
-        marks = pc.equal(pc.binary_slice(table.column("key"), 0, 1), pa.scalar(codec.WATERMARK_TAG, pa.binary()))
-        marks = pc.fill_null(marks, False)
-        if not pc.any(marks).as_py():
-            return table
-        topic = self.node.options["topics"][0]
-        for value in table.filter(marks).column("value").to_pylist():
-            upstream, watermark_ms, *idle = msgpack.unpackb(value)  # [p, ms] before idle marks existed
-            self.task.upstream_watermark(topic, upstream, watermark_ms, bool(idle and idle[0]))
-        return table.filter(pc.invert(marks))
+    @staticmethod
+    def _split_at_watermarks(table: pa.Table) -> list[tuple[pa.Table, list[bytes]]]:
+        """The table cut at its watermark records (see Sink): (a run of data, the
+        values of the marks that follow it) pairs, in order."""
+        is_mark = pc.fill_null(
+            pc.equal(pc.binary_slice(table.column("key"), 0, 1), pa.scalar(codec.WATERMARK_TAG, pa.binary())), False)
+        rows = np.flatnonzero(is_mark.to_numpy(zero_copy_only=False))
+        if not len(rows):
+            return [(table, [])]
+        values = table.column("value").take(pa.array(rows)).to_pylist()
+        pieces, start, index = [], 0, 0
+        while index < len(rows):
+            end = index  # rows[index..end] is one run of consecutive marks
+            while end + 1 < len(rows) and rows[end + 1] == rows[end] + 1:
+                end += 1
+            pieces.append((table.slice(start, int(rows[index]) - start), values[index:end + 1]))
+            start, index = int(rows[end]) + 1, end + 1
+        if start < table.num_rows:
+            pieces.append((table.slice(start), []))
+        return pieces
 
 
 class MapBatches(Processor):

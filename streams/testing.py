@@ -11,6 +11,11 @@ commit: changelogs out, and an idle mark from every task that had no input since
 previous commit (in the driver every task has always read all of its input). State
 lives in the driver, changelogs included, so ``restart()`` checks that state survives a
 task restart.
+
+With ``hold_repartitions=True``, what tasks write to repartition topics waits instead,
+per partition and in the order sent, until ``deliver_held()`` hands each partition's
+backlog to its task as one batch: what a downstream task that lags behind reads in one
+poll on actors (upstream data and watermark records interleaved).
 """
 
 from __future__ import annotations
@@ -41,11 +46,13 @@ class _LocalProducer:
 
 
 class TopologyTestDriver:
-    def __init__(self, app: StreamsApp, partitions: int = 1) -> None:
+    def __init__(self, app: StreamsApp, partitions: int = 1, hold_repartitions: bool = False) -> None:
         if isinstance(partitions, bool) or not isinstance(partitions, int) or partitions < 1:
             raise ValueError(f"partitions must be a positive int, got {partitions!r}")
         self.app = app
         self.partitions = partitions
+        self.hold_repartitions = bool(hold_repartitions)
+        self._held: dict[tuple[str, int], list[pa.Table]] = defaultdict(list)  # (topic, partition) -> sent, in order
         self.compiled = compile_app(app)
         self.outputs: dict[str, list[pa.Table]] = defaultdict(list)
         self.changelogs: dict[tuple[str, int], list[pa.Table]] = defaultdict(list)
@@ -89,12 +96,26 @@ class TopologyTestDriver:
         if "timestamp" not in table.column_names:
             table = table.append_column("timestamp", pa.array([time.time_ns() // 1_000_000] * table.num_rows, pa.int64()))
         for number, part in self._by_partition(table, partition):
+            if self.hold_repartitions and topic in self.compiled.repartition_topics:
+                self._held[(topic, number)].append(part)
+                continue
             for task in readers:
                 if task.partition == number:
                     for batch in part.combine_chunks().to_batches():
                         task.process(topic, batch)
         if topic not in self.compiled.repartition_topics and readers and not from_user:
             self.outputs[topic].append(table)  # a sink topic some sub-topology also reads
+
+    def deliver_held(self) -> None:
+        """Hand every held repartition backlog to its task, one batch per partition
+        (and again for what that makes downstream tasks write, until none is held)."""
+        while self._held:
+            held, self._held = self._held, defaultdict(list)
+            for (topic, number), tables in held.items():
+                batch = pa.concat_tables(tables).combine_chunks()
+                for task in self.tasks:
+                    if topic in task.sub.source_topics and task.partition == number:
+                        task.process(topic, batch.to_batches(max_chunksize=batch.num_rows or None))
 
     def _by_partition(self, table: pa.Table, partition: int | None) -> list[tuple[int, pa.Table]]:
         """The rows for each partition: all to ``partition``, or by key as a producer does

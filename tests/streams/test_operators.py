@@ -232,6 +232,28 @@ def test_an_empty_upstream_partition_does_not_hold_windows_open():
     assert driver.late_records == late
 
 
+def test_a_backlog_read_in_one_poll_behind_a_repartition_makes_no_record_late():
+    """A lagging downstream task reads its upstream tasks' data and watermark records
+    in one batch: a mark counts only for the data after it, so none of the data that
+    came before it (many windows' worth) is late."""
+    app = StreamsApp("test-app")
+    rekeyed_window_counts(app)
+    driver = TopologyTestDriver(app, partitions=2, hold_repartitions=True)
+    events = {p: [(f"k{(i * 7 + p) % 5}", "1", 1_000 + i * 500 + p) for i in range(200)] for p in (0, 1)}
+    for p in (0, 1):  # 100 s of events per partition in two polls each: marks after each
+        driver.pipe("in", events[p][:100], partition=p)
+        driver.pipe("in", events[p][100:], partition=p)
+    driver.deliver_held()
+    driver.commit()  # every upstream has read all of its input: idle marks close what can close
+    driver.deliver_held()
+    assert driver.late_records == 0
+    newest_ms = max(ts for p in (0, 1) for _, _, ts in events[p])
+    expected = Counter((k * 2, ts - ts % 10_000) for p in (0, 1) for k, _, ts in events[p])
+    closed = {group: count for group, count in expected.items() if group[1] + 10_000 + 3_000 <= newest_ms}
+    got = {(k, int(h["window_start"])): v for k, v, _, h in driver.read_output("out", "utf8", "int")}
+    assert closed and got == closed
+
+
 def pipe_beside_a_lagging_partition(driver, events, lagging):
     """``events`` one by one into partition 0, between the two records of ``lagging``
     into partition 1: the second far behind partition 0, yet not late."""
