@@ -70,13 +70,13 @@ class Source(Processor):
         # the data before it: each run of data goes down the graph under the marks
         # received so far, and the marks after it count from then on. (Taking every
         # mark of the poll first made data that came before a mark late by it.)
-        for data, marks in self._split_at_watermarks(table):
+        topic = self.node.options["topics"][0]
+        for data, mark in self._split_at_watermarks(table):
             if data.num_rows:
                 self.task.records += data.num_rows  # data records (watermark records are not counted)
                 self._emit_data(data)
-            topic = self.node.options["topics"][0]
-            for value in marks:
-                upstream, watermark_ms, *idle = msgpack.unpackb(value)  # [p, ms] before idle marks existed
+            if mark is not None:
+                upstream, watermark_ms, *idle = msgpack.unpackb(mark)  # [p, ms] before idle marks existed
                 self.task.upstream_watermark(topic, upstream, watermark_ms, bool(idle and idle[0]))
 
     def _emit_data(self, table: pa.Table) -> None:
@@ -96,24 +96,18 @@ class Source(Processor):
         self.emit(out)
 
     @staticmethod
-    def _split_at_watermarks(table: pa.Table) -> list[tuple[pa.Table, list[bytes]]]:
-        """The table cut at its watermark records (see Sink): (a run of data, the
-        values of the marks that follow it) pairs, in order."""
+    def _split_at_watermarks(table: pa.Table) -> list[tuple[pa.Table, bytes | None]]:
+        """The table cut at its watermark records (see Sink), in order: (the data
+        before a mark, possibly empty; that mark's value), and last (the rest, None)."""
         is_mark = pc.fill_null(
             pc.equal(pc.binary_slice(table.column("key"), 0, 1), pa.scalar(codec.WATERMARK_TAG, pa.binary())), False)
-        rows = np.flatnonzero(is_mark.to_numpy(zero_copy_only=False))
-        if not len(rows):
-            return [(table, [])]
-        values = table.column("value").take(pa.array(rows)).to_pylist()
-        pieces, start, index = [], 0, 0
-        while index < len(rows):
-            end = index  # rows[index..end] is one run of consecutive marks
-            while end + 1 < len(rows) and rows[end + 1] == rows[end] + 1:
-                end += 1
-            pieces.append((table.slice(start, int(rows[index]) - start), values[index:end + 1]))
-            start, index = int(rows[end]) + 1, end + 1
-        if start < table.num_rows:
-            pieces.append((table.slice(start), []))
+        rows = np.flatnonzero(is_mark.to_numpy(zero_copy_only=False)).tolist()
+        values = table.column("value").take(pa.array(rows, pa.int64())).to_pylist() if rows else []
+        pieces, start = [], 0
+        for row, value in zip(rows, values):
+            pieces.append((table.slice(start, row - start), value))
+            start = row + 1
+        pieces.append((table.slice(start), None))
         return pieces
 
 

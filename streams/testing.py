@@ -115,7 +115,7 @@ class TopologyTestDriver:
                 batch = pa.concat_tables(tables).combine_chunks()
                 for task in self.tasks:
                     if topic in task.sub.source_topics and task.partition == number:
-                        task.process(topic, batch.to_batches(max_chunksize=batch.num_rows or None))
+                        task.process(topic, batch.to_batches())
 
     def _by_partition(self, table: pa.Table, partition: int | None) -> list[tuple[int, pa.Table]]:
         """The rows for each partition: all to ``partition``, or by key as a producer does
