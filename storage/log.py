@@ -377,6 +377,8 @@ class Log:
             if active.empty:
                 self._segments.pop().delete()
                 self._base_offsets.pop()
+            else:
+                active.flush()  # every segment before the active one is durable (see roll)
             self._segments.append(self._new_segment(header.base_offset, self.clock.now_ms()))
             self._base_offsets.append(header.base_offset)
             return
@@ -392,10 +394,18 @@ class Log:
             self.roll()
 
     def roll(self) -> None:
-        """Start a new active segment at the log end offset (no-op if the active one is empty)."""
-        if self._segments[-1].empty:
+        """Start a new active segment at the log end offset (no-op if the active one is empty).
+
+        The closed segment is fsynced and the recovery point moves to the new base, as
+        Kafka does on a roll: recovery after a crash then validates only the active
+        segment, however long the log ran without ``flush.messages`` / ``flush.ms``. The
+        fsync is of one segment that the kernel has mostly written back already."""
+        closed = self._segments[-1]
+        if closed.empty:
             return
         base = self.log_end_offset
+        closed.flush()
+        self._recovery_point = max(self._recovery_point, base)
         self._segments.append(self._new_segment(base, self.clock.now_ms()))
         self._base_offsets.append(base)
 

@@ -194,3 +194,19 @@ def test_corruption_below_the_recovery_point_keeps_the_later_segments(open_log, 
     assert reopened.log_end_offset == 200
     offsets = offsets_of(reopened.read(0, max_bytes=10**9))
     assert offsets[-1] == 199 and len(offsets) == 190
+
+
+def test_rolled_segments_are_not_revalidated_after_a_crash(open_log, tmp_path):
+    """A roll makes the closed segment durable and moves the recovery point to the new
+    segment's base (Kafka's roll flush), so recovery after a crash validates only the
+    active segment however long the log ran without flush.messages / flush.ms."""
+    log = open_log(segment_bytes=2048)
+    for start in range(0, 200, 10):
+        log.append(batch_of(10, start=start, value_bytes=30))
+    active_base = log.segments()[-1].base_offset
+    assert log.segment_count > 3 and log.recovery_point == active_base
+    log.checkpoint()  # as the replica's maintenance does every few seconds
+    crash(log)
+    reopened = open_log(segment_bytes=2048)
+    assert reopened.last_recovery.segments_recovered == 1
+    assert reopened.log_end_offset == 200
