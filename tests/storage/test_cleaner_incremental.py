@@ -6,6 +6,9 @@ from __future__ import annotations
 import asyncio
 import os
 
+import numpy as np
+import pyarrow as pa
+
 from rafka.storage import Log, LogConfig, ManualClock, make_batch
 from rafka.storage import cleaner
 from rafka.storage.checkpoint import CLEANER_OFFSET_FILE, NO_DELETE_HORIZON
@@ -219,3 +222,20 @@ def test_cleaner_checkpoint_file_is_beside_the_other_checkpoints(tmp_path):
     log.compact()
     with open(tmp_path / CLEANER_OFFSET_FILE) as handle:
         assert handle.read().split() == ["0", str(log.high_watermark), str(NO_DELETE_HORIZON)]
+
+
+def test_offset_map_takes_whole_batches_while_their_new_keys_fit():
+    entry_bytes = 4 + cleaner.OFFSET_MAP_ENTRY_OVERHEAD_BYTES
+    offset_map = cleaner.OffsetMap(max_bytes=3 * entry_bytes)
+    keys_ = pa.array([b"aaaa", b"bbbb", b"aaaa", b"cccc", b"dddd"], pa.binary())
+    # Batches [aaaa bbbb] [aaaa] [cccc dddd]: the third would make four keys.
+    assert offset_map.add(keys_, np.arange(5, dtype=np.int64), np.array([2, 3, 5])) == 3
+    assert (len(offset_map), offset_map.size_bytes) == (2, 2 * entry_bytes)
+    assert offset_map.latest_offsets(pa.array([b"aaaa", b"bbbb", b"cccc", None], pa.binary())).tolist() == [2, 1, -1, -1]
+
+
+def test_offset_map_takes_one_batch_when_empty_even_past_its_bound():
+    offset_map = cleaner.OffsetMap(max_bytes=1)
+    assert offset_map.add(pa.array([b"a", b"b"], pa.binary()), np.arange(2, dtype=np.int64), np.array([1, 2])) == 1
+    assert len(offset_map) == 1
+    assert offset_map.add(pa.array([b"c"], pa.binary()), np.array([5], dtype=np.int64), np.array([1])) == 0
