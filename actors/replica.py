@@ -411,7 +411,9 @@ class PartitionReplica:
             try:
                 self.log.flush_if_due()
                 self.log.enforce_retention()
-                self.log.compact()
+                # The pass reads and rewrites segments in a worker thread; this loop
+                # keeps serving produce and fetch meanwhile (see Log.compact_async).
+                await self.log.compact_async()
                 self.log.checkpoint()
             except Exception as error:  # noqa: BLE001 - maintenance must not kill the replica
                 logger.error("%s: maintenance failed: %r", self.describe(), error)

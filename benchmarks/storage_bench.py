@@ -11,12 +11,21 @@ rate; Arrow reads from the page cache at least 1 GB/s. MB/s count record value b
 Reads are zero-copy views of the mapped segments, so "read" measures finding, validating
 and slicing batches; "read+scan" also touches every value byte.
 
-Run:  python benchmarks/storage_bench.py [--scale 1.0] [--dir /tmp] [--json FILE]
+The cleaner (log compaction) is measured on a compacted log of ``--cleaner-keys`` keys
+(default 200,000) with 100-byte values, each key written twice, in 4 MiB segments, high
+watermark at the log end: "clean pass" is the first pass (half the records go; keys/s
+counts distinct keys of the cleaned range per second), "idle pass" a second pass with
+nothing dirty, the one the replica runs every few seconds. Then the clean pass again on a
+fresh log through ``Log.compact_async`` (what the replica runs) while a coroutine ticks
+every millisecond: its longest gap is how long the pass held the event loop.
+
+Run:  python benchmarks/storage_bench.py [--scale 1.0] [--dir /tmp] [--json FILE] [--only append|cleaner]
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import datetime
 import json
 import os
@@ -117,31 +126,116 @@ def run_case(directory: str, record_bytes: int, batch_records: int, fsync: bool,
     }
 
 
+CLEANER_VALUE_BYTES = 100
+CLEANER_BATCH_RECORDS = 1000
+CLEANER_SEGMENT_BYTES = 4 * 1024 * 1024
+
+
+def build_compacted_log(directory: str, key_count: int) -> Log:
+    """A compacted log holding every key twice, all committed, every segment closed."""
+    log_dir = tempfile.mkdtemp(dir=directory)
+    config = {"cleanup.policy": "compact", "segment.bytes": str(CLEANER_SEGMENT_BYTES)}
+    log = Log(log_dir, LogConfig.from_dict(config))
+    values = pa.array([b"v" * CLEANER_VALUE_BYTES] * CLEANER_BATCH_RECORDS, pa.binary())
+    headers = pa.nulls(CLEANER_BATCH_RECORDS, PRODUCE_SCHEMA.field("headers").type)
+    for _round in range(2):
+        for first in range(0, key_count, CLEANER_BATCH_RECORDS):
+            count = min(CLEANER_BATCH_RECORDS, key_count - first)
+            keys = pa.array([b"key-%010d" % i for i in range(first, first + count)], pa.binary())
+            timestamps = pa.array(np.full(count, time.time_ns() // 1_000_000, dtype=np.int64))
+            log.append(pa.RecordBatch.from_arrays([timestamps, keys, values.slice(0, count), headers.slice(0, count)],
+                                                  schema=PRODUCE_SCHEMA))
+    log.roll()
+    log.set_high_watermark(log.log_end_offset)
+    return log
+
+
+async def longest_loop_stall_s(log: Log) -> tuple[float, float]:
+    """Run ``compact_async`` while a ticker measures the event loop's longest stall;
+    return (the pass's wall time, the longest gap between two ticks)."""
+    done = False
+    longest_s = 0.0
+
+    async def ticker() -> None:
+        nonlocal longest_s
+        last = time.perf_counter()
+        while not done:
+            await asyncio.sleep(0.001)
+            now = time.perf_counter()
+            longest_s = max(longest_s, now - last)
+            last = now
+
+    ticking = asyncio.ensure_future(ticker())
+    await asyncio.sleep(0.01)
+    started = time.perf_counter()
+    result = await log.compact_async()
+    elapsed_s = time.perf_counter() - started
+    done = True
+    await ticking
+    assert result.records_removed > 0, result
+    return elapsed_s, longest_s
+
+
+def run_cleaner_case(directory: str, key_count: int) -> dict:
+    """Time a cleaning pass over ``key_count`` keys each written twice, then an idle one,
+    then the same cleaning pass through ``compact_async`` on an event loop."""
+    log = build_compacted_log(directory, key_count)
+    records = 2 * key_count
+    size_before = log.size_bytes
+    segments = len(log.segments())
+
+    started = time.perf_counter()
+    cleaned = log.compact()
+    clean_s = time.perf_counter() - started
+    assert cleaned.records_removed == key_count, cleaned
+
+    idle_s = []
+    for _ in range(3):
+        started = time.perf_counter()
+        idle = log.compact()
+        idle_s.append(time.perf_counter() - started)
+        assert idle.records_removed == 0, idle
+    log.close()
+    shutil.rmtree(log.directory)
+
+    row = {
+        "keys": key_count, "records": records, "bytes_before": size_before, "segments": segments,
+        "clean_pass_s": clean_s, "clean_keys_per_s": key_count / clean_s, "clean_records_per_s": records / clean_s,
+        "idle_pass_s": min(idle_s),
+    }
+    if hasattr(log, "compact_async"):
+        log = build_compacted_log(directory, key_count)
+        row["async_pass_s"], row["async_longest_loop_stall_s"] = asyncio.run(longest_loop_stall_s(log))
+        log.close()
+        shutil.rmtree(log.directory)
+    return row
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description="rafka storage benchmark")
     parser.add_argument("--dir", default=None, help="where to write (default: a temp dir)")
     parser.add_argument("--scale", type=float, default=1.0, help="multiply the no-fsync data volume")
     parser.add_argument("--json", help="write the results to this file")
+    parser.add_argument("--only", choices=("append", "cleaner"), help="run one part only")
+    parser.add_argument("--cleaner-keys", type=int, default=200_000, help="keys in the cleaner case")
     args = parser.parse_args()
     directory = tempfile.mkdtemp(prefix="rafka-storage-bench-", dir=args.dir)
     print(f"rafka storage benchmark, {datetime.datetime.now():%Y-%m-%d %H:%M}, {os.cpu_count()} cores, "
           f"Python {platform.python_version()}, pyarrow {pa.__version__}, dir {directory}")
-    header = (f"{'record':>7} {'batch':>6} {'fsync':>5} | {'append MB/s':>11} {'append rec/s':>13} | "
-              f"{'raw MB/s':>9} {'% of raw':>8} | {'read MB/s':>9} {'read rec/s':>13} {'read+scan MB/s':>14}")
-    print(header)
-    print("-" * len(header))
     results = []
     try:
-        for fsync in (False, True):
-            for record_bytes in (100, 1024):
-                for batch_records in (1000, 10_000):
-                    row = run_case(directory, record_bytes, batch_records, fsync, args.scale)
-                    results.append(row)
-                    print(f"{record_bytes:>6}B {batch_records:>6} {'yes' if fsync else 'no':>5} | "
-                          f"{row['append_mb_per_s']:>11,.0f} {row['append_records_per_s']:>13,.0f} | "
-                          f"{row['raw_write_mb_per_s']:>9,.0f} {row['append_percent_of_raw']:>7.0f}% | "
-                          f"{row['read_mb_per_s']:>9,.0f} {row['read_records_per_s']:>13,.0f}"
-                          f" {row['read_and_scan_mb_per_s']:>14,.0f}")
+        if args.only != "cleaner":
+            results += run_append_cases(directory, args.scale)
+        if args.only != "append":
+            row = run_cleaner_case(directory, args.cleaner_keys)
+            results.append(row)
+            print(f"cleaner: {row['keys']:,} keys, {row['records']:,} records, {row['bytes_before'] / 1e6:,.0f} MB "
+                  f"in {row['segments']} segments | clean pass {row['clean_pass_s']:.2f} s "
+                  f"({row['clean_keys_per_s']:,.0f} keys/s, {row['clean_records_per_s']:,.0f} records/s) | "
+                  f"idle pass (nothing dirty) {row['idle_pass_s'] * 1000:,.2f} ms")
+            if "async_pass_s" in row:
+                print(f"cleaner on an event loop (compact_async): pass {row['async_pass_s']:.2f} s, longest event-loop "
+                      f"stall {row['async_longest_loop_stall_s'] * 1000:,.0f} ms")
     finally:
         shutil.rmtree(directory, ignore_errors=True)
     if args.json:
@@ -149,6 +243,25 @@ def main() -> int:
             json.dump({"date": datetime.datetime.now().isoformat(timespec="seconds"), "cores": os.cpu_count(),
                        "results": results}, handle, indent=2)
     return 0
+
+
+def run_append_cases(directory: str, scale: float) -> list[dict]:
+    header = (f"{'record':>7} {'batch':>6} {'fsync':>5} | {'append MB/s':>11} {'append rec/s':>13} | "
+              f"{'raw MB/s':>9} {'% of raw':>8} | {'read MB/s':>9} {'read rec/s':>13} {'read+scan MB/s':>14}")
+    print(header)
+    print("-" * len(header))
+    results = []
+    for fsync in (False, True):
+        for record_bytes in (100, 1024):
+            for batch_records in (1000, 10_000):
+                row = run_case(directory, record_bytes, batch_records, fsync, scale)
+                results.append(row)
+                print(f"{record_bytes:>6}B {batch_records:>6} {'yes' if fsync else 'no':>5} | "
+                      f"{row['append_mb_per_s']:>11,.0f} {row['append_records_per_s']:>13,.0f} | "
+                      f"{row['raw_write_mb_per_s']:>9,.0f} {row['append_percent_of_raw']:>7.0f}% | "
+                      f"{row['read_mb_per_s']:>9,.0f} {row['read_records_per_s']:>13,.0f}"
+                      f" {row['read_and_scan_mb_per_s']:>14,.0f}")
+    return results
 
 
 if __name__ == "__main__":

@@ -6,6 +6,10 @@ Files (text, one value per line, version first, like Kafka's checkpoint files)::
     high-watermark-checkpoint     "0\\n<offset>\\n": the last high watermark the owner set
     log-start-offset-checkpoint   "0\\n<offset>\\n": records below were deleted on request
     leader-epoch-checkpoint       "0\\n<count>\\n<epoch> <start offset>\\n...": see LeaderEpochCache
+    cleaner-offset-checkpoint     "0\\n<offset>\\n<delete horizon ms>\\n": the cleaner has cleaned every
+                                  record below the offset (the first dirty offset, as Kafka's file
+                                  of that name); the horizon is the earliest delete horizon of a
+                                  tombstone it kept (-1: none), when a pass is due to drop it
 
 Every write goes to a temporary file that is fsynced and renamed over the old one, then the
 directory is fsynced, so a crash leaves either the old or the new checkpoint, never half.
@@ -23,6 +27,8 @@ RECOVERY_POINT_FILE = "recovery-point-checkpoint"
 HIGH_WATERMARK_FILE = "high-watermark-checkpoint"
 LOG_START_OFFSET_FILE = "log-start-offset-checkpoint"
 LEADER_EPOCH_FILE = "leader-epoch-checkpoint"
+CLEANER_OFFSET_FILE = "cleaner-offset-checkpoint"
+NO_DELETE_HORIZON = -1
 UNDEFINED_EPOCH = -1
 UNDEFINED_OFFSET = -1
 
@@ -70,6 +76,25 @@ def read_offset(path: str) -> int | None:
 
 def write_offset(path: str, offset: int) -> None:
     write_atomically(path, f"{CHECKPOINT_VERSION}\n{offset}\n")
+
+
+def read_cleaner_offset(path: str) -> tuple[int, int] | None:
+    """(first dirty offset, earliest delete horizon ms or -1) from the cleaner checkpoint,
+    or None if missing or unreadable (the cleaner then treats the whole log as dirty)."""
+    lines = _read_lines(path)
+    if lines is None or len(lines) != 2:
+        return None
+    try:
+        offset, horizon_ms = int(lines[0]), int(lines[1])
+    except ValueError:
+        return None
+    if offset < 0 or horizon_ms < NO_DELETE_HORIZON:
+        return None
+    return offset, horizon_ms
+
+
+def write_cleaner_offset(path: str, offset: int, horizon_ms: int) -> None:
+    write_atomically(path, f"{CHECKPOINT_VERSION}\n{offset}\n{horizon_ms}\n")
 
 
 class LeaderEpochCache:

@@ -13,6 +13,10 @@ raises ``InvalidConfigError`` naming both. Defaults follow Kafka except where no
 
 Values of ``-1`` mean "no limit" where Kafka allows it (``retention.ms``,
 ``retention.bytes``).
+
+``min.cleanable.dirty.ratio`` (a float in [0, 1], Kafka's default 0.5) is the share of a
+compacted log's cleanable bytes that must be dirty (written since the last cleaning pass)
+before the cleaner runs a pass over it; see ``rafka.storage.cleaner``.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ class LogConfig:
     cleanup_policy: str = "delete"
     delete_retention_ms: int = 24 * 3600 * 1000
     min_compaction_lag_ms: int = 0
+    min_cleanable_dirty_ratio: float = 0.5
     max_message_bytes: int = 8 * 1024 * 1024
     flush_messages: int = NEVER
     flush_ms: int = NEVER
@@ -100,6 +105,8 @@ class _Spec:
             if isinstance(raw, str) and raw.lower() in ("true", "false"):
                 return raw.lower() == "true"
             raise InvalidConfigError(f"topic config {key!r} must be true or false, got {raw!r}")
+        if self.kind is float:
+            return self._parse_float(key, raw)
         if self.kind is str:
             if not isinstance(raw, str) or raw not in (self.choices or ()):
                 raise InvalidConfigError(
@@ -124,6 +131,20 @@ class _Spec:
             raise InvalidConfigError(f"topic config {key!r} must be at most {self.maximum}, got {raw!r}")
         return value
 
+    def _parse_float(self, key: str, raw: Any) -> float:
+        if isinstance(raw, bool) or not isinstance(raw, (int, float, str)):
+            raise InvalidConfigError(f"topic config {key!r} must be a number, got {raw!r}")
+        try:
+            value = float(raw)
+        except ValueError:
+            raise InvalidConfigError(f"topic config {key!r} must be a number, got {raw!r}") from None
+        # NaN fails both comparisons below, so it is refused with the range message.
+        if not (self.minimum is None or value >= self.minimum) or not (self.maximum is None or value <= self.maximum):
+            raise InvalidConfigError(
+                f"topic config {key!r} must be between {self.minimum} and {self.maximum}, got {raw!r}"
+            )
+        return value
+
 
 _SPECS: dict[str, _Spec] = {
     # Segment files use 32-bit positions in their indexes, like Kafka's.
@@ -136,6 +157,7 @@ _SPECS: dict[str, _Spec] = {
     "cleanup.policy": _Spec("cleanup_policy", str, choices=CLEANUP_POLICIES),
     "delete.retention.ms": _Spec("delete_retention_ms", int, minimum=0),
     "min.compaction.lag.ms": _Spec("min_compaction_lag_ms", int, minimum=0),
+    "min.cleanable.dirty.ratio": _Spec("min_cleanable_dirty_ratio", float, minimum=0, maximum=1),
     "max.message.bytes": _Spec("max_message_bytes", int, minimum=1024),
     "flush.messages": _Spec("flush_messages", int, minimum=1, allow_never=True),
     "flush.ms": _Spec("flush_ms", int, minimum=0, allow_never=True),

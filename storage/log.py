@@ -22,12 +22,22 @@ Reads return Arrow batches that are zero-copy views of memory-mapped segment fil
 to exactly the requested offsets. Views stay valid after truncation, retention or
 compaction (files are replaced or unlinked, never shrunk in place while mapped).
 
+Compaction (``cleanup.policy=compact``, see ``rafka.storage.cleaner``) cleans only below
+the first uncleanable offset, min(high watermark, active segment base), incrementally from
+the cleaner checkpoint, and only when ``min.cleanable.dirty.ratio`` of the cleanable bytes
+are dirty (or a tombstone's delete horizon passed).
+
 Concurrency: not thread-safe. One owner (a replica actor) serializes every call; that
-owner is also what makes offset assignment atomic.
+owner is also what makes offset assignment atomic. The one exception is the middle of a
+compaction pass: ``compact_async`` plans on the owner's thread, builds the cleaned
+segments in a worker thread from an immutable snapshot (memory maps of closed segments)
+while the owner goes on appending, reading and truncating, and swaps them in back on the
+owner's thread, discarding the pass if the log was truncated meanwhile. One pass at a time.
 """
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 import dataclasses
 import os
@@ -52,7 +62,9 @@ from rafka.storage.batch import (
     encode_frame,
     producer_columns,
 )
-from rafka.storage.checkpoint import LeaderEpochCache
+from rafka.storage import cleaner
+from rafka.storage.checkpoint import NO_DELETE_HORIZON, LeaderEpochCache
+from rafka.storage.cleaner import DEFAULT_OFFSET_MAP_BYTES, CleaningPlan, CleaningWork, CompactionResult
 from rafka.storage.clock import Clock, SystemClock
 from rafka.storage.config import NEVER, LogConfig
 from rafka.storage.segment import LOG_SUFFIX, MAX_RELATIVE_OFFSET, Segment
@@ -117,6 +129,9 @@ class Log:
         self._unflushed_messages = 0
         self._last_flush_ms = self.clock.now_ms()
         self._closed = False
+        # Bumped by every truncation: a compaction pass built across one is discarded.
+        self._structure_generation = 0
+        self._cleaning: CleaningPlan | None = None
         self.last_recovery = self._open()
 
     # -- properties ------------------------------------------------------------------
@@ -152,6 +167,21 @@ class Log:
     @property
     def leader_epochs(self) -> LeaderEpochCache:
         return self._epochs
+
+    @property
+    def cleaner_offset(self) -> int:
+        """The cleaner checkpoint: every record below it has been cleaned (it may lag
+        the log start offset, which the cleaner then starts from)."""
+        return self._cleaner_offset
+
+    @property
+    def cleaner_delete_horizon_ms(self) -> int:
+        """The earliest delete horizon of a tombstone the cleaner kept (-1: none)."""
+        return self._cleaner_horizon_ms
+
+    @property
+    def structure_generation(self) -> int:
+        return self._structure_generation
 
     def _path(self, name: str) -> str:
         return os.path.join(self.directory, name)
@@ -240,6 +270,12 @@ class Log:
         self._epochs = epochs
         self._epochs.truncate_from_end(end)
         self._epochs.truncate_from_start(self._log_start_offset)
+        # Without a cleaner checkpoint the whole log counts as dirty (the safe choice: a
+        # full pass, as after Kafka loses its cleaner-offset-checkpoint).
+        cleaned = checkpoint.read_cleaner_offset(self._path(checkpoint.CLEANER_OFFSET_FILE))
+        self._cleaner_offset, self._cleaner_horizon_ms = cleaned or (self._log_start_offset, NO_DELETE_HORIZON)
+        if self._cleaner_offset > end:
+            self._save_cleaner_offset(end, self._cleaner_horizon_ms)
         for segment in self._segments:
             segment.flush()
         self._recovery_point = end
@@ -533,13 +569,18 @@ class Log:
         self._high_watermark = offset
         self._recovery_point = offset
         self._epochs.clear()
+        self._save_cleaner_offset(offset, NO_DELETE_HORIZON)
         self._after_truncation()
 
     def _after_truncation(self) -> None:
         end = self.log_end_offset
+        self._structure_generation += 1
         self._high_watermark = min(self._high_watermark, end)
         self._recovery_point = min(self._recovery_point, end)
         self._epochs.truncate_from_end(end)
+        if self._cleaner_offset > end:
+            # Records re-appended at these offsets are dirty (Kafka's maybeTruncateCheckpoint).
+            self._save_cleaner_offset(end, self._cleaner_horizon_ms)
         self.checkpoint()
 
     def set_high_watermark(self, offset: int) -> None:
@@ -614,12 +655,70 @@ class Log:
         self.checkpoint()
         return RetentionResult(doomed, deleted_bytes)
 
-    def compact(self):
-        """Compact the closed segments (see ``rafka.storage.cleaner``)."""
-        from rafka.storage.cleaner import compact_log
+    def compact(self, offset_map_bytes: int = DEFAULT_OFFSET_MAP_BYTES) -> CompactionResult:
+        """Run a compaction pass here and now if one is due (see ``rafka.storage.cleaner``):
+        the whole pass on the caller's thread."""
+        plan = self.plan_cleaning(offset_map_bytes)
+        if plan is None:
+            return CompactionResult()
+        try:
+            work = cleaner.build_cleaned_segments(plan)
+        except BaseException:
+            self.abandon_cleaning(plan)
+            raise
+        return self.finish_cleaning(work)
 
+    async def compact_async(self, offset_map_bytes: int = DEFAULT_OFFSET_MAP_BYTES) -> CompactionResult:
+        """``compact`` for a log owned by an event loop: the reading and rewriting run in
+        the loop's default executor (a worker thread) while the loop keeps serving the
+        log; the plan and the swap run on the loop. Cancelling abandons the pass."""
+        plan = self.plan_cleaning(offset_map_bytes)
+        if plan is None:
+            return CompactionResult()
+        build = asyncio.get_running_loop().run_in_executor(None, cleaner.build_cleaned_segments, plan)
+        try:
+            # Shielded: a cancelled caller cannot stop the thread, so the build runs on
+            # and its files are deleted when it ends instead of being left behind.
+            work = await asyncio.shield(build)
+        except BaseException:
+            self.abandon_cleaning(plan)
+            build.add_done_callback(_discard_built_pass)
+            raise
+        return self.finish_cleaning(work)
+
+    def plan_cleaning(self, offset_map_bytes: int = DEFAULT_OFFSET_MAP_BYTES) -> CleaningPlan | None:
+        """Start a pass if one is due and none is in flight (on the owner's thread)."""
         self._check_open()
-        return compact_log(self)
+        if self._cleaning is not None:
+            return None
+        plan = cleaner.plan_cleaning(self, offset_map_bytes)
+        self._cleaning = plan
+        return plan
+
+    def finish_cleaning(self, work: CleaningWork) -> CompactionResult:
+        """Swap a built pass in (on the owner's thread), or discard it if the log was
+        truncated or closed while it was built."""
+        plan = work.plan
+        if self._cleaning is not plan or self._closed or plan.generation != self._structure_generation:
+            cleaner.discard(work)
+            if self._cleaning is plan:
+                self._cleaning = None
+            return CompactionResult()
+        try:
+            result = cleaner.swap_in(self, work)
+        finally:
+            self._cleaning = None
+        self._save_cleaner_offset(work.first_dirty_offset, work.earliest_delete_horizon_ms)
+        return result
+
+    def abandon_cleaning(self, plan: CleaningPlan) -> None:
+        """Forget a pass whose build failed or was cancelled."""
+        if self._cleaning is plan:
+            self._cleaning = None
+
+    def _save_cleaner_offset(self, offset: int, horizon_ms: int) -> None:
+        self._cleaner_offset, self._cleaner_horizon_ms = offset, horizon_ms
+        checkpoint.write_cleaner_offset(self._path(checkpoint.CLEANER_OFFSET_FILE), offset, horizon_ms)
 
     # -- flush, checkpoint, close ----------------------------------------------------
 
@@ -655,6 +754,7 @@ class Log:
         """Flush, checkpoint and release files. A closed log reopens without recovery work."""
         if self._closed:
             return
+        self._structure_generation += 1
         self.flush()
         self.checkpoint()
         for segment in self._segments:
@@ -673,6 +773,11 @@ class Log:
         """Swap in a rewritten segment with the same base offset (the cleaner's hook)."""
         assert segment.base_offset == self._base_offsets[index]
         self._segments[index] = segment
+
+
+def _discard_built_pass(build: "asyncio.Future[CleaningWork]") -> None:
+    if not build.cancelled() and build.exception() is None:
+        cleaner.discard(build.result())
 
 
 def _require_offset(name: str, offset: object) -> None:
