@@ -131,3 +131,34 @@ def test_idempotent_producer_stores_its_id_and_consecutive_sequences(cluster, to
     headers = stored_headers(cluster, topic)
     assert [h.base_sequence for h in headers] == [0, 1, 2]
     assert len({h.producer_id for h in headers}) == 1 and headers[0].producer_id != NO_PRODUCER_ID
+
+
+def test_bump_epoch_renumbers_unwritten_batches_in_order_and_fails_those_maybe_written(cluster, topic):
+    # The bookkeeping of a bump, driven directly (the sender thread is stopped): the
+    # partition's numbered batches go first, in their original order, to be numbered
+    # again from 0; one whose earlier attempt may be in the log is failed, not re-sent;
+    # another partition's batches keep their numbers.
+    import collections
+
+    from rafka.client.producer import _Batch
+
+    cluster.admin().create_topic(topic, partitions=2)
+    producer = cluster.producer(linger_ms=0)
+    producer.close()
+    bumped, other = (topic, 0), (topic, 1)
+
+    def numbered(tp, order: int, maybe_appended: bool) -> _Batch:
+        batch = _Batch(tp[0], tp[1], 0.0)
+        batch.sequence, batch.order, batch.maybe_appended = order * 10, order, maybe_appended
+        return batch
+
+    first, unknown, third = numbered(bumped, 0, False), numbered(bumped, 1, True), numbered(bumped, 2, False)
+    elsewhere, fresh = numbered(other, 3, False), _Batch(topic, 0, 0.0)
+    producer._retry = [(0.0, third), (0.0, first)]
+    producer._ready = collections.deque([unknown, elsewhere, fresh])
+    producer._next_sequence[bumped] = 30
+    producer._bump_epoch(bumped)
+    assert list(producer._ready) == [first, third, elsewhere, fresh]
+    assert (first.sequence, third.sequence, elsewhere.sequence, fresh.sequence) == (-1, -1, 30, -1)
+    assert producer._doomed == [unknown] and producer._retry == []
+    assert producer._identity[bumped] == (producer._producer_id, 1) and producer._next_sequence[bumped] == 0
