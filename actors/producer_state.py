@@ -19,7 +19,9 @@ Durability across restarts and leader changes: ``rebuild`` loads the newest vali
 producer-state snapshot (``rafka.storage.producer_snapshot``) and replays the batch
 headers after it; ``maintain_snapshots`` writes one when a segment has rolled and
 ``snapshot_at_close`` on a clean shutdown, keeping the newest ``SNAPSHOTS_KEPT``. Without
-any snapshot the whole log is replayed once. Followers keep no state in memory; their
+any snapshot the whole log is replayed once. Building a snapshot replays the headers
+since the previous one at most ``REPLAY_HEADERS_PER_STEP`` per maintenance step, so it
+never stalls the replica's event loop for long (``rebuild`` replays its tail at once). Followers keep no state in memory; their
 snapshots are built from their own log, so a new leader starts from its own files.
 
 Expiry: a producer not seen for ``producer_id_expiration_ms`` (the topic config
@@ -30,9 +32,10 @@ rebuilt the entry, so a rebuild may keep a producer longer than that, never forg
 sooner. Idle producers are swept as appends arrive, at most once per
 ``SWEEP_INTERVAL_MS``, and at every snapshot.
 
-Not promised: a snapshot is built from segment files on the replica's event loop (a
-header scan of the newly closed segment). Not thread-safe: one replica's event loop owns
-it.
+Not promised: a producer whose batches compaction removed, or whose batches retention
+deleted before a snapshot covered them, is rebuilt from what remains (as if new, or at
+an older sequence: its next batch then waits for the gap and the producer bumps its
+epoch). Not thread-safe: one replica's event loop owns it.
 """
 
 from __future__ import annotations
@@ -53,6 +56,10 @@ SEQUENCE_MODULUS = 2**31  # sequences are non-negative int32s that wrap, as Kafk
 DEFAULT_PRODUCER_ID_EXPIRATION_MS = 24 * 3600 * 1000  # Kafka's producer.id.expiration.ms
 SWEEP_INTERVAL_MS = 10 * 60 * 1000  # as Kafka's producer.id.expiration.check.interval.ms
 SNAPSHOTS_KEPT = 2
+# Building a snapshot replays the headers since the previous one on the replica's event
+# loop: at most this many per maintenance step (~20 us each measured, so ~0.4 s), the rest
+# at the next steps, so a segment of a million tiny batches never stalls the replica.
+REPLAY_HEADERS_PER_STEP = 20_000
 
 
 def add_sequence(sequence: int, count: int) -> int:
@@ -86,11 +93,22 @@ def _apply(producers: dict[int, _Producer], producer_id: int, producer_epoch: in
         state.recent.append((base_sequence, base_offset, append_time_ms))
 
 
+@dataclasses.dataclass
+class _Replay:
+    """A snapshot being built: the producers' state of every batch below ``replayed_to``,
+    valid while the log still has ``leader_epoch`` at ``replayed_to - 1``."""
+
+    producers: dict
+    replayed_to: int
+    leader_epoch: int
+
+
 class ProducerStates:
     def __init__(self, name: str, sequence_wait_s: float,
                  producer_id_expiration_ms: int = DEFAULT_PRODUCER_ID_EXPIRATION_MS,
-                 clock: Clock | None = None) -> None:
+                 clock: Clock | None = None, replay_headers_per_step: int = REPLAY_HEADERS_PER_STEP) -> None:
         self.name = name
+        self.replay_headers_per_step = replay_headers_per_step
         self.sequence_wait_s = sequence_wait_s
         self.producer_id_expiration_ms = producer_id_expiration_ms
         self.clock = clock or SystemClock()
@@ -98,6 +116,7 @@ class ProducerStates:
         self._advanced: asyncio.Condition | None = None
         self._last_sweep_ms = self.clock.now_ms()
         self._snapshot_written: tuple[int, int] | None = None  # (offset, leader epoch)
+        self._replay: _Replay | None = None
 
     def producer_ids(self) -> list[int]:
         """The producers this partition remembers (for tests and status)."""
@@ -187,17 +206,31 @@ class ProducerStates:
             self.expire()  # a partition with no appends sweeps here
         bases = log.segment_base_offsets
         if len(bases) > 1:
-            self._snapshot(log, bases[-1])
+            self._snapshot(log, bases[-1], self.replay_headers_per_step)
 
     def snapshot_at_close(self, log: Log) -> None:
         """Snapshot at the log end offset, so that the next open replays nothing."""
-        self._snapshot(log, log.log_end_offset)
+        self._snapshot(log, log.log_end_offset, None)
 
-    def _snapshot(self, log: Log, offset: int) -> None:
-        key = (offset, producer_snapshot.epoch_at(log.leader_epochs, offset - 1))
+    def _snapshot(self, log: Log, offset: int, max_headers: int | None) -> None:
+        """Replay toward a snapshot at ``offset`` (at most ``max_headers`` batch headers
+        this call) and write it once the replay gets there."""
+        epochs = log.leader_epochs
+        key = (offset, producer_snapshot.epoch_at(epochs, offset - 1))
         if offset <= 0 or key == self._snapshot_written:
             return
-        producers = self._state_at(log, offset)
+        replay = self._replay
+        if (replay is None or replay.replayed_to > offset
+                or replay.leader_epoch != producer_snapshot.epoch_at(epochs, replay.replayed_to - 1)):
+            producers, start = self._load_snapshot(log, offset)  # nothing usable in progress
+            replay = self._replay = _Replay(producers, start, producer_snapshot.epoch_at(epochs, start - 1))
+        replay.replayed_to = _replay(replay.producers, log, replay.replayed_to, offset, self.clock.now_ms(),
+                                     max_headers)
+        replay.leader_epoch = producer_snapshot.epoch_at(epochs, replay.replayed_to - 1)
+        if replay.replayed_to < offset:
+            return  # the next maintenance step goes on from here
+        producers = replay.producers
+        _expire(producers, self.clock.now_ms(), self.producer_id_expiration_ms)
         entries = [[producer_id, state.epoch, state.next_sequence, state.last_seen_ms,
                     [list(batch) for batch in state.recent]] for producer_id, state in sorted(producers.items())]
         producer_snapshot.write_snapshot(log.directory, producer_snapshot.ProducerSnapshot(offset, key[1], entries))
@@ -212,6 +245,13 @@ class ProducerStates:
     def _state_at(self, log: Log, offset: int) -> dict[int, _Producer]:
         """The producers' state below ``offset``: a snapshot at or below it, then a replay."""
         now_ms = self.clock.now_ms()
+        producers, start = self._load_snapshot(log, offset)
+        _replay(producers, log, start, offset, now_ms, None)
+        _expire(producers, now_ms, self.producer_id_expiration_ms)
+        return producers
+
+    def _load_snapshot(self, log: Log, offset: int) -> tuple[dict[int, _Producer], int]:
+        """The newest valid snapshot at or below ``offset`` and its offset ({} and 0 if none)."""
         producers: dict[int, _Producer] = {}
         start = 0
         for at, path in reversed(producer_snapshot.list_snapshots(log.directory)):
@@ -226,15 +266,15 @@ class ProducerStates:
             for producer_id, epoch, next_sequence, last_seen_ms, recent in snapshot.producers:
                 producers[producer_id] = _Producer(epoch, next_sequence, last_seen_ms, collections.deque(
                     (tuple(batch) for batch in recent), maxlen=RECENT_BATCHES_PER_PRODUCER))
-            start = at
-            break
-        _replay(producers, log, start, offset, now_ms)
-        _expire(producers, now_ms, self.producer_id_expiration_ms)
-        return producers
+            return producers, at
+        return producers, 0
 
 
-def _replay(producers: dict[int, _Producer], log: Log, start: int, end: int, seen_ms: int) -> None:
-    """Apply the producer fields of every batch header with start <= base offset < end."""
+def _replay(producers: dict[int, _Producer], log: Log, start: int, end: int, seen_ms: int,
+            max_headers: int | None) -> int:
+    """Apply the producer fields of the batch headers with start <= base offset < end,
+    at most ``max_headers`` of them; return the offset below which all are applied."""
+    scanned = 0
     segments = log.segments()
     bases = log.segment_base_offsets
     for index, segment in enumerate(segments):
@@ -246,12 +286,18 @@ def _replay(producers: dict[int, _Producer], log: Log, start: int, end: int, see
         position = segment.position_for(start) if start > segment.base_offset else 0
         for _position, header in segment.headers(position):
             if header.base_offset >= end:
-                break
-            if header.base_offset < start or header.producer_id == NO_PRODUCER_ID:
+                return end
+            if header.base_offset < start:
+                continue
+            if max_headers is not None and scanned >= max_headers:
+                return header.base_offset
+            scanned += 1
+            if header.producer_id == NO_PRODUCER_ID:
                 continue
             append_time_ms = header.max_timestamp_ms if header.attributes & ATTRIBUTE_LOG_APPEND_TIME else -1
             _apply(producers, header.producer_id, header.producer_epoch, header.base_sequence,
                    header.last_offset_delta + 1, header.base_offset, append_time_ms, seen_ms)
+    return end
 
 
 def _expire(producers: dict[int, _Producer], now_ms: int, expiration_ms: int) -> int:

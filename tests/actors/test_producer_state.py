@@ -202,3 +202,38 @@ def test_rebuild_drops_producers_whose_snapshot_says_they_are_idle_too_long(tmp_
     rebuilt = ProducerStates("t-0", WAIT_S, producer_id_expiration_ms=ONE_DAY_MS, clock=clock)
     rebuilt.rebuild(log)
     assert rebuilt.producer_ids() == [3]
+
+
+def test_maintain_snapshots_spreads_a_long_replay_over_steps(tmp_path):
+    clock = ManualClock()
+    log = Log(str(tmp_path / "log"), LogConfig(), clock)
+    states = ProducerStates("t-0", WAIT_S, clock=clock, replay_headers_per_step=5)
+    for index in range(12):
+        append(log, states, 1, 0, index, 1)
+    log.roll()
+    states.maintain_snapshots(log)
+    states.maintain_snapshots(log)
+    assert producer_snapshot.list_snapshots(log.directory) == []  # 10 of 12 headers replayed
+    states.maintain_snapshots(log)
+    [(offset, path)] = producer_snapshot.list_snapshots(log.directory)
+    assert offset == 12
+    assert producer_snapshot.read_snapshot(path).producers[0][:3] == [1, 0, 12]
+
+
+def test_a_replay_in_progress_starts_over_after_a_truncation_below_it(tmp_path):
+    clock = ManualClock()
+    log = Log(str(tmp_path / "log"), LogConfig(), clock)
+    states = ProducerStates("t-0", WAIT_S, clock=clock, replay_headers_per_step=5)
+    for index in range(12):
+        append(log, states, 1, 0, index, 1)
+    log.roll()
+    states.maintain_snapshots(log)  # 5 headers of producer 1 replayed, then the truncation
+    log.truncate_to(2)
+    for index in range(12):
+        log.append(make_batch([b"y"]), leader_epoch=5, producer_id=3, producer_epoch=0, base_sequence=index)
+    log.roll()
+    for _step in range(4):
+        states.maintain_snapshots(log)
+    [(offset, path)] = producer_snapshot.list_snapshots(log.directory)
+    assert offset == 14
+    assert [entry[:3] for entry in producer_snapshot.read_snapshot(path).producers] == [[1, 0, 2], [3, 0, 12]]
