@@ -58,6 +58,7 @@ from rafka.client.partitioner import Partitioner
 from rafka.client.records import RecordMetadata
 from rafka.actors.producer_state import RECENT_BATCHES_PER_PRODUCER, add_sequence
 from rafka.errors import (
+    DuplicateSequenceError,
     InvalidConfigError,
     InvalidProducerEpochError,
     InvalidRecordError,
@@ -588,7 +589,7 @@ class Producer:
             with self._lock:
                 self._retry.append((time.monotonic() + self.config.retry_backoff_ms / 1000, batch))
             return
-        if error is not None and batch.sequence >= 0:
+        if error is not None and batch.sequence >= 0 and not (sent and isinstance(error, _RECORDED_BY_LEADER)):
             # Failed for good: its sequences may be a hole the leader waits on forever.
             with self._lock:
                 self._bump_pending.add(tp)
@@ -659,6 +660,12 @@ class Producer:
             self._space.notify_all()
             if not self._unfinished:
                 self._all_done.notify_all()
+
+
+# Refusals after which the leader's state already counts the batch's sequences (its log
+# refused the batch and it noted that, or it holds the batch): no hole, no epoch bump
+# needed. Any other failure bumps, which costs a short pause of the partition at worst.
+_RECORDED_BY_LEADER = (RecordTooLargeError, DuplicateSequenceError)
 
 
 def _refused_before_append(error: BaseException, acks: int) -> bool:

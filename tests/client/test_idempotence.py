@@ -103,6 +103,58 @@ def test_retry_of_a_batch_older_than_the_newest_segments_is_a_duplicate_after_a_
     assert read_values(cluster, topic, 41).count(b"a-0") == 1
 
 
+def test_retry_of_an_old_batch_is_a_duplicate_on_a_new_leader_built_from_its_snapshot(cluster, topic):
+    # As above, but the leader dies and the follower takes over: it rebuilds the state
+    # from its own producer-state snapshot (written by its maintenance loop when its
+    # segments rolled) and the tail of its log.
+    admin = cluster.admin()
+    admin.create_topic(topic, partitions=1, replication_factor=2, config={"segment.bytes": "4096"})
+    state = admin.describe_topic(topic)["partitions"][0]
+    old_leader = state["leader"]
+    follower = next(broker for broker in state["replicas"] if broker != old_leader)
+    leader = ray.get_actor(names.replica(topic, 0, old_leader), namespace=cluster.namespace)
+    payload = _payload(b"a-0")
+    producer_a = 10**9 + 11
+    first = ray.get(leader.produce.remote(payload, "uncompressed", -1, producer_a, 0, 0, -1, 30_000))
+    with cluster.producer(linger_ms=0, acks="all") as producer_b:
+        for index in range(40):
+            producer_b.send(topic, b"b" * 500 + b"%d" % index, partition=0).result(timeout=60)
+    follower_dir = _replica_dir(cluster, topic, follower)
+    _wait_until(lambda: len(glob.glob(os.path.join(follower_dir, "*.log"))) > 3
+                and glob.glob(os.path.join(follower_dir, "*.snapshot")), "a snapshot on the follower")
+    ray.kill(leader, no_restart=False)
+    _wait_until(lambda: admin.describe_topic(topic)["partitions"][0]["leader"] == follower, "the follower leads")
+    new_leader = ray.get_actor(names.replica(topic, 0, follower), namespace=cluster.namespace)
+    retried = _wait_until(lambda: _try(lambda: ray.get(new_leader.produce.remote(
+        payload, "uncompressed", -1, producer_a, 0, 0, -1, 30_000))), "the new leader answers")
+    assert retried == first
+    assert cluster.consumer().end_offsets([TP(topic, 0)]) == {TP(topic, 0): 41}
+
+
+def _payload(value: bytes) -> bytes:
+    return encode_stream([pa.RecordBatch.from_arrays(
+        [pa.array([0], pa.int64()), pa.array([b"k"], pa.binary()), pa.array([value], pa.binary()),
+         pa.nulls(1, PRODUCE_SCHEMA.field("headers").type)], schema=PRODUCE_SCHEMA)], PRODUCE_SCHEMA)
+
+
+def _try(call):
+    try:
+        return call()
+    except (ray.exceptions.RayError, rafka.RafkaError):
+        return None
+
+
+def _wait_until(predicate, what: str, timeout_s: float = 120.0):
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what}: not within {timeout_s} s")
+        time.sleep(0.2)
+
+
 def _pid(_replica) -> int:
     return os.getpid()
 
