@@ -17,7 +17,9 @@ Hierarchy::
     ├── NotLeaderError (retriable)    the replica asked is not the partition's leader
     ├── LeaderNotAvailableError (retriable)
     ├── NotEnoughReplicasError (retriable)
+    │   └── NotEnoughReplicasAfterAppendError (retriable)  the batch was appended first
     ├── OutOfOrderSequenceError       an idempotent producer's sequence has a gap
+    ├── DuplicateSequenceError        a retry of a batch appended too long ago to answer
     ├── InvalidProducerEpochError     a producer was fenced by a newer instance
     ├── NoOffsetForPartitionError     no position and auto_offset_reset="none"
     ├── RequestTimeoutError (retriable)  a request got no answer within its timeout
@@ -103,8 +105,21 @@ class NotEnoughReplicasError(RafkaError):
     retriable = True
 
 
+class NotEnoughReplicasAfterAppendError(NotEnoughReplicasError):
+    """The leader appended the batch, then found the in-sync replicas fewer than
+    ``min.insync.replicas`` (Kafka's NOT_ENOUGH_REPLICAS_AFTER_APPEND): unlike its parent,
+    the batch may be in the log, so a client must not re-send it under a new sequence."""
+
+
 class OutOfOrderSequenceError(RafkaError):
-    """An idempotent producer's batch sequence skipped ahead of what the leader holds."""
+    """An idempotent producer's batch sequence skipped ahead of what the leader holds:
+    the batches between never arrived, and this one was not appended."""
+
+
+class DuplicateSequenceError(RafkaError):
+    """A retry of a batch the leader appended before the last batches it remembers per
+    producer (``RECENT_BATCHES_PER_PRODUCER``): it is in the log, but its offset is no
+    longer known, so it is neither appended again nor answered with an offset."""
 
 
 class InvalidProducerEpochError(RafkaError):

@@ -44,7 +44,7 @@ from rafka.actors.metrics import PartitionMetrics
 from rafka.actors.process import tune_actor_process
 from rafka.actors.producer_state import ProducerStates
 from rafka.actors.replication import FollowerEpochError, LeaderReplication, truncation_offset
-from rafka.errors import NotEnoughReplicasError, NotLeaderError, RequestTimeoutError
+from rafka.errors import NotEnoughReplicasAfterAppendError, NotEnoughReplicasError, NotLeaderError, RequestTimeoutError
 from rafka.storage import Log, LogConfig
 from rafka.storage.batch import NO_PRODUCER_ID, check_frame, decode_stream, encode_stream
 from rafka.storage.checkpoint import write_atomically
@@ -86,7 +86,7 @@ class PartitionReplica:
         config = stored if stored is not None else config
         _write_config(directory, config)
         self.log = Log(directory, LogConfig.from_dict(config))
-        self.producers = ProducerStates(self.describe(), sequence_wait_s)
+        self.producers = ProducerStates(self.describe(), sequence_wait_s, self.log.config.producer_id_expiration_ms)
         self.producers.rebuild(self.log)
         self.role, self.leader_epoch, self.leader_id = UNKNOWN, -1, -1
         self.replication: LeaderReplication | None = None
@@ -319,7 +319,9 @@ class PartitionReplica:
     def _check_enough_replicas(self, after_append: bool = False) -> None:
         isr = self.replication.isr if self.replication else {self.broker_id}
         if len(isr) < self.log.config.min_insync_replicas:
-            raise NotEnoughReplicasError(
+            # After the append the batch may stay in the log: a distinct error, so the
+            # producer knows not to re-send it under a new sequence.
+            raise (NotEnoughReplicasAfterAppendError if after_append else NotEnoughReplicasError)(
                 f"{self.describe()}: in-sync replicas {sorted(isr)} are fewer than min.insync.replicas="
                 f"{self.log.config.min_insync_replicas}" + (" (after the append)" if after_append else "")
             )
@@ -387,6 +389,7 @@ class PartitionReplica:
 
     async def update_config(self, config: dict[str, str]) -> None:
         self.log.update_config(LogConfig.from_dict(config))
+        self.producers.producer_id_expiration_ms = self.log.config.producer_id_expiration_ms
         _write_config(self.directory, config)
 
     async def close(self, delete: bool = False) -> None:
@@ -394,6 +397,11 @@ class PartitionReplica:
         self._stop_leading()
         if self._background is not None:
             self._background.cancel()
+        if not delete:
+            try:
+                self.producers.snapshot_at_close(self.log)
+            except Exception as error:  # noqa: BLE001 - without it the next open replays more, nothing worse
+                logger.warning("%s: producer-state snapshot at close failed: %r", self.describe(), error)
         self.log.close()
         if delete:
             shutil.rmtree(self.directory, ignore_errors=True)
@@ -415,6 +423,7 @@ class PartitionReplica:
                 # keeps serving produce and fetch meanwhile (see Log.compact_async).
                 await self.log.compact_async()
                 self.log.checkpoint()
+                self.producers.maintain_snapshots(self.log)
             except Exception as error:  # noqa: BLE001 - maintenance must not kill the replica
                 logger.error("%s: maintenance failed: %r", self.describe(), error)
 

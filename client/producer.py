@@ -7,11 +7,29 @@ I/O. A sender thread closes batches when they reach ``batch_size`` bytes or have
 the partition's leader replica. Results come back per batch and resolve the futures of
 all its records at once.
 
-Guarantees:
+Guarantees (with ``enable_idempotence=True``, the default):
 * Order within a partition is the order of ``send()`` calls, even with ``max_in_flight``
-  batches outstanding and retries: every batch carries this producer's id and a
-  per-partition sequence number, and the leader appends sequences in order and answers a
-  retried duplicate from memory instead of appending it again.
+  batches outstanding and retries: every batch carries this producer's id, an epoch and
+  a per-partition sequence number (31-bit, wrapping to 0 as Kafka's), and the leader
+  appends sequences in order and answers a retried duplicate from memory instead of
+  appending it again. The leader remembers 5 batches per producer, so ``max_in_flight``
+  may be at most 5 (as Kafka's client requires).
+* A batch that fails for good (it expired after ``delivery_timeout_ms``, or was refused)
+  leaves a hole in its partition's sequences. The producer then bumps its epoch for that
+  partition (Kafka's KIP-360): once the partition's outstanding batches have answered, the
+  batches not yet written are numbered again from sequence 0 under the new epoch, which
+  the leader accepts, so later sends succeed. A queued batch whose earlier attempt may
+  have been written (no answer, or a refusal after the leader's append) is failed then
+  instead of re-sent, since under a new epoch the leader could not recognise it. Records
+  acknowledged before stay exactly once.
+
+With ``enable_idempotence=False`` batches carry no producer id or sequence and the leader
+appends each one it receives: a retry after a lost answer may duplicate records, and
+batches in flight together (``max_in_flight`` > 1, any value allowed) may land out of
+order, both on a retry and because Ray may run concurrent calls out of order. Use
+``max_in_flight=1`` for order without idempotence.
+
+Other guarantees:
 * Memory is bounded: records waiting or in flight hold at most ``buffer_memory`` bytes;
   ``send()`` blocks when the buffer is full and raises ``RequestTimeoutError`` after
   ``max_block_ms``.
@@ -38,20 +56,30 @@ import ray
 from rafka.client import rpc
 from rafka.client.partitioner import Partitioner
 from rafka.client.records import RecordMetadata
+from rafka.actors.producer_state import RECENT_BATCHES_PER_PRODUCER, add_sequence
 from rafka.errors import (
+    DuplicateSequenceError,
     InvalidConfigError,
+    InvalidProducerEpochError,
     InvalidRecordError,
+    LeaderNotAvailableError,
+    NotEnoughReplicasAfterAppendError,
+    NotEnoughReplicasError,
+    NotLeaderError,
+    OutOfOrderSequenceError,
     RafkaError,
+    RecordError,
     RecordTooLargeError,
     RequestTimeoutError,
     TopicNotFoundError,
 )
-from rafka.storage.batch import HEADERS_TYPE, PRODUCE_SCHEMA, encode_stream
+from rafka.storage.batch import HEADERS_TYPE, NO_PRODUCER_ID, PRODUCE_SCHEMA, encode_stream
 
 RECORD_OVERHEAD_BYTES = 32  # offset, timestamp, two list offsets and validity bits
 ACKS = {0: 0, 1: 1, -1: -1, "0": 0, "1": 1, "all": -1, "-1": -1}
 COMPRESSION = {"none": "uncompressed", None: "uncompressed", "lz4": "lz4", "zstd": "zstd"}
 SENDER_IDLE_WAIT_S = 0.05
+MAX_PRODUCER_EPOCH = 2**15 - 1  # the batch header's int16; past it the partition gets a new producer id
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,6 +119,16 @@ class ProducerConfig:
             if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0
                                       or (value == 0 and name in ("max_in_flight", "batch_size", "buffer_memory"))):
                 raise InvalidConfigError(f"producer option {name} must be a positive number, got {value!r}")
+        idempotent = options.get("enable_idempotence", True)
+        if not isinstance(idempotent, bool):
+            raise InvalidConfigError(f"enable_idempotence must be True or False, got {idempotent!r}")
+        max_in_flight = options.get("max_in_flight", cls.max_in_flight)
+        if idempotent and max_in_flight > RECENT_BATCHES_PER_PRODUCER:
+            raise InvalidConfigError(
+                f"max_in_flight={max_in_flight} is more than {RECENT_BATCHES_PER_PRODUCER}, the most an idempotent "
+                f"producer may have outstanding per partition (the leader remembers {RECENT_BATCHES_PER_PRODUCER} "
+                "batches per producer to recognise retries); lower it, or set enable_idempotence=False"
+            )
         return cls(**options)
 
 
@@ -99,7 +137,8 @@ class _Batch:
 
     __slots__ = ("topic", "partition", "values", "keys", "timestamps", "headers", "size_bytes", "created_s",
                  "table", "callbacks", "done", "base_offset", "log_append_time", "error", "sequence",
-                 "deadline_s", "attempts", "record_count", "sent_s")
+                 "deadline_s", "attempts", "record_count", "sent_s", "producer_id", "producer_epoch",
+                 "maybe_appended", "order", "last_error")
 
     def __init__(self, topic: str, partition: int, created_s: float, table: pa.RecordBatch | None = None) -> None:
         self.topic, self.partition = topic, partition
@@ -120,6 +159,10 @@ class _Batch:
         self.attempts = 0
         self.sent_s = 0.0
         self.record_count = 0 if table is None else table.num_rows
+        self.producer_id, self.producer_epoch = NO_PRODUCER_ID, -1
+        self.maybe_appended = False  # an attempt ended without saying whether it was written
+        self.order = -1  # when the batch was first numbered: re-numbering keeps this order
+        self.last_error: BaseException | None = None
 
     def to_arrow(self) -> pa.RecordBatch:
         if self.table is not None:
@@ -196,8 +239,16 @@ class Producer:
         self.config = ProducerConfig.build(**options)
         self._metadata = cluster.metadata
         self._controller = cluster.controller
-        self._producer_id = rpc.call_with_retries(self._controller.allocate_producer_id)
-        self._producer_epoch = 0
+        self._idempotent = self.config.enable_idempotence
+        self._producer_id = (rpc.call_with_retries(self._controller.allocate_producer_id) if self._idempotent
+                             else NO_PRODUCER_ID)
+        # (producer id, epoch) per partition: an epoch bump after a sequence hole is the
+        # partition's own business (the leader keeps producer state per partition), so
+        # it never stalls the producer's other partitions.
+        self._identity: dict[tuple[str, int], tuple[int, int]] = {}
+        self._bump_pending: set[tuple[str, int]] = set()
+        self._doomed: list[_Batch] = []  # failed at a bump; completed outside the lock
+        self._numbered = 0
         self._partitioner = Partitioner()
         self._key_hashes = self._partitioner.key_hashes
         self._batch_size = self.config.batch_size
@@ -410,6 +461,9 @@ class Producer:
             to_send = self._collect()
             if to_send is None:
                 return
+            doomed, self._doomed = self._doomed, []
+            for batch in doomed:
+                self._fail_unresendable(batch)
             for batch in to_send:
                 self._dispatch(batch)
             self._reap()
@@ -433,17 +487,20 @@ class Producer:
                     self._retry = [(at, batch) for at, batch in self._retry if at > now]
                     for batch in reversed(due):
                         self._ready.appendleft(batch)
+                for tp in list(self._bump_pending):
+                    if self._in_flight_per_partition[tp] == 0:
+                        self._bump_epoch(tp)
                 sendable, waiting = [], collections.deque()
                 while self._ready:
                     batch = self._ready.popleft()
                     tp = (batch.topic, batch.partition)
-                    if self._in_flight_per_partition[tp] < self.config.max_in_flight:
+                    if tp not in self._bump_pending and self._in_flight_per_partition[tp] < self.config.max_in_flight:
                         self._in_flight_per_partition[tp] += 1
                         sendable.append(batch)
                     else:
                         waiting.append(batch)
                 self._ready = waiting
-                if sendable or self._in_flight:
+                if sendable or self._in_flight or self._doomed:
                     return sendable
                 if self._closing and not self._open and not self._ready and not self._retry:
                     return None
@@ -455,22 +512,26 @@ class Producer:
 
     def _dispatch(self, batch: _Batch) -> None:
         try:
-            if batch.sequence < 0:
-                tp = (batch.topic, batch.partition)
-                batch.sequence = self._next_sequence[tp]
-                self._next_sequence[tp] += batch.record_count
+            if not batch.deadline_s:  # the first attempt
                 batch.deadline_s = time.monotonic() + self.config.delivery_timeout_ms / 1000
                 arrow = batch.to_arrow()
                 batch.table = arrow
                 batch.values = batch.keys = batch.timestamps = []
                 batch.headers = None
+            if self._idempotent and batch.sequence < 0:
+                tp = (batch.topic, batch.partition)
+                batch.producer_id, batch.producer_epoch = self._identity.get(tp, (self._producer_id, 0))
+                batch.sequence = self._next_sequence[tp]
+                self._next_sequence[tp] = add_sequence(batch.sequence, batch.record_count)
+                if batch.order < 0:
+                    batch.order, self._numbered = self._numbered, self._numbered + 1
             payload = encode_stream([batch.table], PRODUCE_SCHEMA, self.config.compression_type)
             leader, epoch = self._metadata.leader(batch.topic, batch.partition)
-            ref = leader.produce.remote(payload, self.config.compression_type, epoch, self._producer_id,
-                                        self._producer_epoch, batch.sequence, self.config.acks,
+            ref = leader.produce.remote(payload, self.config.compression_type, epoch, batch.producer_id,
+                                        batch.producer_epoch, batch.sequence, self.config.acks,
                                         self.config.request_timeout_ms)
         except Exception as error:  # noqa: BLE001 - delivered to the batch's futures
-            self._finish_attempt(batch, error)
+            self._finish_attempt(batch, error, sent=False)
             return
         batch.attempts += 1
         batch.sent_s = time.monotonic()
@@ -505,19 +566,74 @@ class Producer:
             self._finish_attempt(batch, None, base_offset, append_time)
 
     def _finish_attempt(self, batch: _Batch, error: BaseException | None, base_offset: int = -1,
-                        append_time: int = -1) -> None:
+                        append_time: int = -1, sent: bool = True) -> None:
         tp = (batch.topic, batch.partition)
         with self._lock:
             self._in_flight_per_partition[tp] -= 1
+        if error is not None and batch.sequence >= 0:
+            batch.last_error = error
+            if sent and not _refused_before_append(error, self.config.acks):
+                batch.maybe_appended = True
+            if isinstance(error, OutOfOrderSequenceError):
+                # Not written (an earlier attempt would have made this a duplicate): a
+                # batch before it is missing for good. Numbered again under a new epoch
+                # once the partition's outstanding batches have answered.
+                batch.maybe_appended = False
+                with self._lock:
+                    self._bump_pending.add(tp)
+                    if time.monotonic() < batch.deadline_s:
+                        self._retry.append((time.monotonic() + self.config.retry_backoff_ms / 1000, batch))
+                        return
         if error is not None and getattr(error, "retriable", False) and time.monotonic() < batch.deadline_s:
             self._metadata.invalidate(batch.topic)
             with self._lock:
                 self._retry.append((time.monotonic() + self.config.retry_backoff_ms / 1000, batch))
             return
+        if error is not None and batch.sequence >= 0 and not (sent and isinstance(error, _RECORDED_BY_LEADER)):
+            # Failed for good: its sequences may be a hole the leader waits on forever.
+            with self._lock:
+                self._bump_pending.add(tp)
         if error is not None and not isinstance(error, RafkaError):
             error = InvalidRecordError(f"produce to {batch.topic}-{batch.partition} failed: {error!r}")
         if self.config.acks != 0:
             self._complete(batch, base_offset, append_time, error)
+        self._release(batch)
+
+    def _bump_epoch(self, tp: tuple[str, int]) -> None:
+        """Start ``tp`` afresh under a new epoch at sequence 0 (caller holds the lock; no
+        batch of ``tp`` is in flight). Batches numbered before and not yet acknowledged are
+        numbered again in their order, except those that may already be written."""
+        self._bump_pending.discard(tp)
+        producer_id, epoch = self._identity.get(tp, (self._producer_id, 0))
+        if epoch >= MAX_PRODUCER_EPOCH:
+            producer_id, epoch = rpc.call_with_retries(self._controller.allocate_producer_id), -1
+        self._identity[tp] = (producer_id, epoch + 1)
+        self._next_sequence[tp] = 0
+        numbered = [batch for _at, batch in self._retry if (batch.topic, batch.partition) == tp]
+        self._retry = [(at, batch) for at, batch in self._retry if (batch.topic, batch.partition) != tp]
+        numbered += [batch for batch in self._ready if (batch.topic, batch.partition) == tp and batch.sequence >= 0]
+        others = [batch for batch in self._ready if not ((batch.topic, batch.partition) == tp and batch.sequence >= 0)]
+        numbered.sort(key=lambda batch: batch.order)
+        resend = []
+        for batch in numbered:
+            if batch.maybe_appended:
+                self._doomed.append(batch)
+            else:
+                batch.sequence = -1
+                resend.append(batch)
+        self._ready = collections.deque(resend + others)
+
+    def _fail_unresendable(self, batch: _Batch) -> None:
+        """Fail a batch that may be in the log but cannot be retried under the new epoch."""
+        cause = batch.last_error
+        error = RequestTimeoutError(
+            f"produce to {batch.topic}-{batch.partition} not retried: an earlier attempt may have been written "
+            f"({cause!r}), and after a failed batch left a hole in the partition's sequences the producer started "
+            "a new epoch, under which a resend could not be recognised as a duplicate"
+        )
+        error.retriable = False
+        if self.config.acks != 0:
+            self._complete(batch, -1, -1, error)
         self._release(batch)
 
     def _complete(self, batch: _Batch, base_offset: int, append_time: int, error: BaseException | None) -> None:
@@ -544,6 +660,22 @@ class Producer:
             self._space.notify_all()
             if not self._unfinished:
                 self._all_done.notify_all()
+
+
+# Refusals after which the leader's state already counts the batch's sequences (its log
+# refused the batch and it noted that, or it holds the batch): no hole, no epoch bump
+# needed. Any other failure bumps, which costs a short pause of the partition at worst.
+_RECORDED_BY_LEADER = (RecordTooLargeError, DuplicateSequenceError)
+
+
+def _refused_before_append(error: BaseException, acks: int) -> bool:
+    """Whether the leader's answer ``error`` says the batch was not written."""
+    if isinstance(error, NotEnoughReplicasAfterAppendError):
+        return False
+    if isinstance(error, NotLeaderError):
+        return acks != -1  # with acks=all it may come while waiting for replication
+    return isinstance(error, (OutOfOrderSequenceError, InvalidProducerEpochError, NotEnoughReplicasError,
+                              LeaderNotAvailableError, RecordError, TopicNotFoundError))
 
 
 def _as_bytes(name: str, data: Any) -> bytes:

@@ -51,6 +51,9 @@ class LogConfig:
     message_timestamp_type: str = "CreateTime"
     min_insync_replicas: int = 1
     unclean_leader_election_enable: bool = False
+    # Kafka's broker config of this name, here per topic: how long a partition leader
+    # remembers an idle idempotent producer (see actors/producer_state.py).
+    producer_id_expiration_ms: int = 24 * 3600 * 1000
 
     @property
     def compact(self) -> bool:
@@ -165,4 +168,5 @@ _SPECS: dict[str, _Spec] = {
     "message.timestamp.type": _Spec("message_timestamp_type", str, choices=TIMESTAMP_TYPES),
     "min.insync.replicas": _Spec("min_insync_replicas", int, minimum=1),
     "unclean.leader.election.enable": _Spec("unclean_leader_election_enable", bool),
+    "producer.id.expiration.ms": _Spec("producer_id_expiration_ms", int, minimum=1),
 }
