@@ -128,7 +128,8 @@ class RaftCore:
         state_machine.restore(log.snapshot_state)
         self._outbox: list[dict] = []
         now = clock()
-        self._election_deadline_s = now + self._random_timeout_s()
+        # A quorum of one has nobody to wait for: it elects itself on its first tick.
+        self._election_deadline_s = now if not self.peers else now + self._random_timeout_s()
         self._last_leader_contact_s: float | None = None
         self._votes: set[str] = set()
         # Leader state.
@@ -182,7 +183,7 @@ class RaftCore:
                 self._round += 1
                 self._next_heartbeat_s = now + self.heartbeat_interval_s
                 for peer in self.peers:
-                    self._send_append(peer, now, heartbeat=True)
+                    self._send_append(peer, now)
         elif now >= self._election_deadline_s and not self.recovering:
             self._start_election(now)
         elif now >= self._election_deadline_s:
@@ -253,8 +254,8 @@ class RaftCore:
         if self.role != LEADER:
             raise NotLeaderError(f"voter {self.node_id} is not the leader of term {self.term} "
                                  f"(leader: {self.leader_id})")
-        if not items:
-            raise ValueError("propose_batch needs at least one item")
+        if not items or any(item is None for item in items):
+            raise ValueError(f"propose_batch needs items that are not None (None is the leader's no-op), got {items!r}")
         # What a follower decodes is what the leader applies (tuples become lists).
         entries = [(self.term, msgpack.unpackb(msgpack.packb(item), strict_map_key=False)) for item in items]
         first = self.log.last_index + 1
@@ -269,7 +270,7 @@ class RaftCore:
 
     # -- leader to followers -----------------------------------------------------------
 
-    def _send_append(self, peer: str, now: float, heartbeat: bool = False) -> None:
+    def _send_append(self, peer: str, now: float) -> None:
         sent_s = self._pending_since_s.get(peer)
         if sent_s is not None and now - sent_s < self.request_timeout_s:
             return  # one request in flight per peer; a lost one is resent after request_timeout_s
