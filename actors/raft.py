@@ -45,7 +45,8 @@ Rules kept (Raft, Ongaro's thesis chapter 3, with its sections 4.2.3 and 6.2):
   voter (``promote`` in an append) once it has caught up to the commit index and a
   majority of the *other* voters has acknowledged the leader's term after the recovering
   voter first answered, which proves no later term had a majority at that point.
-  Not covered: two voters' disks lost at once (a majority of 3), which no quorum survives.
+  Not covered: a majority of disks lost at once (two of 3, or the one of a quorum of one),
+  which no quorum survives: those voters stay recovering and nobody is elected.
 
 Not promised: membership changes (the voter set is fixed at construction), pre-vote,
 reads (the controller reads its own applied state after a commit), fairness between
@@ -120,7 +121,9 @@ class RaftCore:
         self.on_apply = on_apply
         if log.fresh:
             # No meta file: a new voter (bootstrap) or one whose disk was replaced.
-            log.set_term(log.term, None, recovering=not bootstrap and len(voters) > 1)
+            # A lone voter without bootstrap also stays recovering: it has nobody to catch up
+            # from, and leading with an empty log would be the silent loss of every topic.
+            log.set_term(log.term, None, recovering=not bootstrap)
         self.role = FOLLOWER
         self.leader_id: str | None = None
         self.commit_index = log.snapshot_index

@@ -292,6 +292,16 @@ def test_single_voter_elects_itself_and_commits_on_its_own(tmp_path):
     assert simulation.applied_state("v0") == ["alone"]  # committed and applied inside propose
 
 
+def test_single_voter_with_a_wiped_directory_never_leads(tmp_path):
+    simulation = Simulation(str(tmp_path), seed=1, voters=1, loss=0.0)
+    run_until(simulation, lambda: simulation.leader() == "v0", 1.0, "leader")
+    simulation.propose("kept")
+    simulation.crash("v0", wipe=True)
+    simulation.start("v0")  # not bootstrap: its directory was lost, not new
+    simulation.run(5.0, propose_rate=0.0)
+    assert simulation.cores["v0"].recovering and simulation.leader() is None
+
+
 def test_cut_off_leader_steps_down_and_its_proposal_is_never_applied(tmp_path):
     simulation = Simulation(str(tmp_path), seed=2, loss=0.0)
     simulation.run(2.0)
