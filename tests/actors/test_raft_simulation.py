@@ -362,3 +362,13 @@ def test_simulation_sees_lost_commits_when_wiped_voters_vote_at_once(tmp_path, m
         except AssertionError:
             violations += 1
     assert violations > 0
+
+
+@pytest.mark.parametrize(("seed", "voters"), [(1064, 3), (1456, 3), (1016, 5)])
+def test_wiped_voter_is_caught_up_from_what_it_holds_not_what_it_acknowledged(tmp_path, seed, voters):
+    # These seeds wipe a voter that had acknowledged many entries. The leader kept its old
+    # match index and retried past the empty log forever (no commit after heal) until it
+    # learned to trust a recovering voter's own answer.
+    simulation = run_faulty_then_heal(str(tmp_path), seed, voters=voters)
+    states = [simulation.applied_state(node) for node in simulation.ids]
+    assert all(state == states[0] for state in states)
