@@ -28,3 +28,11 @@ OFFSETS_TOPIC = "__consumer_offsets"
 def group_coordinator(index: int) -> str:
     """Coordinator ``index`` owns partition ``index`` of ``__consumer_offsets``."""
     return f"group-coordinator-{index}"
+
+
+RAFT_VOTER_PREFIX = "raft-voter-"
+
+
+def raft_voter(voter_id: str) -> str:
+    """A controller-quorum voter (actors/raft_voter.py)."""
+    return f"{RAFT_VOTER_PREFIX}{voter_id}"
