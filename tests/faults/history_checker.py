@@ -27,6 +27,8 @@ ran every workload, so they are comparable):
   (``ok`` or ``failed``), ``done_s``.
 * ``committed_samples``: the group's committed offsets as its coordinator reported
   them: ``topic``, ``partition``, ``offset``, ``at_s``.
+* ``grant_samples``: the coordinator's view of the group at ``at_s``: ``grants``,
+  {member id: [[topic, partition], ...]} (what it has told each member it may own).
 
 Values are unique per send (``<producer>-<index>``), which is what lets a read name the
 send it came from. Every check returns ``{"valid": bool, "checked": int, "errors":
@@ -261,6 +263,20 @@ def check_group_consumed_below_commit(history: dict) -> dict:
     return _result(errors, checked)
 
 
+def check_coordinator_single_grant(history: dict) -> dict:
+    """In every sample of the coordinator's view, no partition is granted to two members."""
+    errors, checked = [], 0
+    for sample in history.get("grant_samples", ()):
+        holders: dict[tuple, list] = collections.defaultdict(list)
+        for member, partitions in sample["grants"].items():
+            for topic, partition in partitions:
+                holders[(topic, partition)].append(member)
+        checked += len(holders)
+        errors += [{"at_s": sample["at_s"], "topic": topic, "partition": partition, "members": sorted(members)}
+                   for (topic, partition), members in holders.items() if len(members) > 1]
+    return _result(errors, checked)
+
+
 # -- compacted topics -----------------------------------------------------------------
 
 
@@ -318,6 +334,7 @@ CHECKS = {
     "single_owner": check_single_owner,
     "commits_monotonic": check_commits_monotonic,
     "group_consumed_below_commit": check_group_consumed_below_commit,
+    "coordinator_single_grant": check_coordinator_single_grant,
     "compacted_latest": check_compacted_latest,
 }
 

@@ -44,6 +44,7 @@ pid reused by another process on this shared machine is never signalled.
 from __future__ import annotations
 
 import os
+import queue
 import random
 import signal
 import threading
@@ -59,20 +60,27 @@ OP_WEIGHTS = {
 NODE_RETURN_MIN_S = 4.0
 NODE_GAP_S = 20.0  # between one node's return and the next removal: time for a broker to start
 RESOLVE_TIMEOUT_S = 5.0
+MAIN_THREAD_WAIT_S = 180.0
 
 
 def generate_schedule(seed: int, duration_s: float, *, topics: dict[str, int], brokers: int, worker_nodes: int,
-                      consumers: int, mean_gap_s: float = 3.0) -> dict:
+                      consumers: int, mean_gap_s: float = 3.0, without: tuple[str, ...] = ()) -> dict:
     """A reproducible schedule (see the module docstring) for a run of ``duration_s``.
 
     ``topics``: {topic: partition count} of the topics faults may target; ``brokers``:
     broker ids 0..brokers-1; ``worker_nodes``: removable Ray nodes; ``consumers``:
-    group consumers of the workload; ``mean_gap_s``: mean time between fault starts."""
+    group consumers of the workload; ``mean_gap_s``: mean time between fault starts;
+    ``without``: operation kinds (keys of OP_WEIGHTS) to leave out."""
     if duration_s <= 0:
         raise ValueError(f"duration_s must be positive, got {duration_s!r}")
+    unknown = sorted(set(without) - set(OP_WEIGHTS))
+    if unknown:
+        raise ValueError(f"unknown operation kinds {unknown}; known: {sorted(OP_WEIGHTS)}")
     rng = random.Random(seed)
     window_s = duration_s * FAULT_WINDOW_FRACTION
-    kinds = list(OP_WEIGHTS)
+    kinds = [kind for kind in OP_WEIGHTS if kind not in without]
+    if not kinds:
+        raise ValueError("every operation kind was left out")
     weights = [OP_WEIGHTS[kind] for kind in kinds]
     ops: list[dict] = []
     node_free_at_s = 0.0
@@ -123,7 +131,7 @@ def generate_schedule(seed: int, duration_s: float, *, topics: dict[str, int], b
     ops.sort(key=lambda op: op["at_s"])
     return {"seed": seed, "duration_s": duration_s, "fault_window_s": round(window_s, 2), "topics": topics,
             "brokers": brokers, "worker_nodes": worker_nodes, "consumers": consumers, "mean_gap_s": mean_gap_s,
-            "ops": ops}
+            "without": sorted(without), "ops": ops}
 
 
 def _replica(rng: random.Random, topics: dict[str, int], role: str) -> dict:
@@ -187,6 +195,7 @@ class Nemesis:
         self._stop = threading.Event()
         self._start_s = 0.0
         self._node_lock = threading.Lock()
+        self._main_calls: queue.Queue = queue.Queue()
 
     # -- running -------------------------------------------------------------------
 
@@ -198,10 +207,40 @@ class Nemesis:
             thread.start()
             self._threads.append(thread)
 
+    def serve(self, duration_s: float) -> None:
+        """Run, on the calling (main) thread, the node operations the op threads ask
+        for, for ``duration_s``. Starting a Ray node installs signal handlers, which
+        Python allows only on the main thread, so the main thread must sit here while
+        the schedule runs."""
+        deadline = time.monotonic() + duration_s
+        while True:
+            remaining_s = deadline - time.monotonic()
+            if remaining_s <= 0:
+                return
+            try:
+                call, done, box = self._main_calls.get(timeout=min(remaining_s, 0.2))
+            except queue.Empty:
+                continue
+            try:
+                box["result"] = call()
+            except BaseException as error:  # noqa: BLE001 - handed back to the asking thread
+                box["error"] = error
+            done.set()
+
+    def _on_main_thread(self, call: Callable[[], Any]) -> Any:
+        done, box = threading.Event(), {}
+        self._main_calls.put((call, done, box))
+        if not done.wait(MAIN_THREAD_WAIT_S):
+            raise TimeoutError(f"the main thread did not serve a node operation in {MAIN_THREAD_WAIT_S} s")
+        if "error" in box:
+            raise box["error"]
+        return box.get("result")
+
     def join(self, timeout_s: float) -> None:
+        """Wait (serving node operations) until every op thread has finished."""
         deadline = time.monotonic() + timeout_s
-        for thread in self._threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
+        while time.monotonic() < deadline and any(thread.is_alive() for thread in self._threads):
+            self.serve(0.5)
 
     def heal(self) -> None:
         """Stop scheduling, resume every paused process (the op threads bring back
@@ -385,7 +424,7 @@ class Nemesis:
                 raise LookupError("no worker node to remove")
             node = self.workers[op["node"] % len(self.workers)]
             brokers = [b["broker_id"] for b in self.cluster.brokers() if b["node_id"] == node.node_id]
-            self.ray_cluster.remove_node(node, allow_graceful=False)
+            self._on_main_thread(lambda: self.ray_cluster.remove_node(node, allow_graceful=False))
             self.workers.remove(node)
             self._log({"op": "remove_node", "step": "removed", "node_id": node.node_id, "brokers": brokers})
             # The node is back no earlier than its duration and not before Ray has
@@ -395,8 +434,21 @@ class Nemesis:
             while time.monotonic() < deadline and any(
                     n["Alive"] for n in ray.nodes() if n["NodeID"] == node.node_id):
                 time.sleep(0.2)
-            replacement = self.ray_cluster.add_node(num_cpus=1)
-            self.ray_cluster.wait_for_nodes()
+
+            def add_node():
+                added = self.ray_cluster.add_node(num_cpus=1)
+                self.ray_cluster.wait_for_nodes()
+                return added
+
+            for attempt in range(3):
+                try:
+                    replacement = self._on_main_thread(add_node)
+                    break
+                except Exception as error:  # noqa: BLE001 - a node must come back: try again
+                    self._log({"op": "remove_node", "step": f"add_node attempt {attempt} failed",
+                               "error": repr(error)[:300]})
+                    if attempt == 2:
+                        raise
             self.workers.append(replacement)
             restarted = []
             for broker_id in brokers:

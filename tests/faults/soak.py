@@ -4,20 +4,22 @@
     python tests/faults/soak.py --minutes N --seed S [--out DIR]    (the same, as a script)
     python -m tests.faults.soak --schedule DIR/schedule.json        (rerun a saved schedule)
 
-Starts a ``ray.cluster_utils.Cluster`` (a head and three worker nodes, health checks
-every 100 ms, as scenario.py) and a per-node rafka cluster on it (four brokers), then:
+Starts a ``ray.cluster_utils.Cluster`` (a head and ``--workers`` worker nodes, default
+three, health checks every 100 ms, as scenario.py) and a per-node rafka cluster on it
+(one broker per node), then:
 
 1. writes ``schedule.json``: the nemesis's operations for ``--minutes``, made from
    ``--seed`` alone (nemesis.generate_schedule), so the same seed and minutes give the
    same schedule; ``--schedule`` runs a saved one instead;
 2. creates the topics: ``soak-log`` (2 partitions) and the compacted ``soak-compact``
-   (1 partition, small segments so the cleaner runs), both with replication factor 3
+   (1 partition, 1 KiB segments so the cleaner has closed segments to clean all the
+   time), both with replication factor 3
    and min.insync.replicas=2, and ``__consumer_offsets`` with one partition so the group
    has one coordinator;
 3. runs the workloads (soak_workloads.py): two idempotent acks=all producers on
    ``soak-log``, one producer of updates and tombstones on ``soak-compact``, a group of
-   two committing consumers on ``soak-log`` and an observer of its committed offsets,
-   while the nemesis carries out the schedule;
+   ``--consumers`` (default three) committing consumers on ``soak-log`` and an observer
+   of its committed offsets and grants, while the nemesis carries out the schedule;
 4. heals every fault, stops the workloads, waits (bounded) until every partition has a
    leader and a full ISR, reads every topic twice from the start;
 5. writes ``history.json`` and ``verdict.json`` (history_checker.check_history plus the
@@ -51,9 +53,6 @@ LOG_TOPIC = "soak-log"
 COMPACT_TOPIC = "soak-compact"
 OFFSETS_TOPIC = "__consumer_offsets"
 GROUP = "soak-group"
-WORKER_NODES = 3
-BROKERS = WORKER_NODES + 1
-CONSUMERS = 2
 SETTLE_TIMEOUT_S = 120.0
 
 
@@ -79,7 +78,8 @@ def healthy(admin, topics: list[str]) -> bool:
 
 
 def run(out_dir: str, *, seed: int | None = None, minutes: float | None = None, schedule_path: str | None = None,
-        records_per_s: float = 100.0, keep_data: bool = False) -> dict:
+        records_per_s: float = 100.0, keep_data: bool = False, worker_nodes: int = 3, mean_gap_s: float = 3.0,
+        without: tuple[str, ...] = (), consumers: int = 3) -> dict:
     import ray
     from ray.cluster_utils import Cluster as RayCluster
 
@@ -91,11 +91,14 @@ def run(out_dir: str, *, seed: int | None = None, minutes: float | None = None, 
             schedule = json.load(handle)
     else:
         schedule = nemesis_module.generate_schedule(
-            seed, minutes * 60, topics={LOG_TOPIC: 2, COMPACT_TOPIC: 1}, brokers=BROKERS,
-            worker_nodes=WORKER_NODES, consumers=CONSUMERS)
+            seed, minutes * 60, topics={LOG_TOPIC: 2, COMPACT_TOPIC: 1}, brokers=worker_nodes + 1,
+            worker_nodes=worker_nodes, consumers=consumers, mean_gap_s=mean_gap_s, without=without)
     with open(os.path.join(out_dir, "schedule.json"), "w") as handle:
         json.dump(schedule, handle, indent=1)
     seed = schedule["seed"]
+    worker_nodes = schedule["worker_nodes"]
+    consumers = schedule["consumers"]
+    brokers = worker_nodes + 1
 
     started_s = time.monotonic()
     history = workloads.History()
@@ -110,20 +113,22 @@ def run(out_dir: str, *, seed: int | None = None, minutes: float | None = None, 
     facts: dict = {"seed": seed, "duration_s": schedule["duration_s"], "faults_scheduled": len(schedule["ops"]),
                    "faults_by_kind": nemesis_module.fault_count(schedule)}
     try:
-        workers = [ray_cluster.add_node(num_cpus=1) for _ in range(WORKER_NODES)]
+        workers = [ray_cluster.add_node(num_cpus=1) for _ in range(worker_nodes)]
         ray_cluster.wait_for_nodes()
+        facts["nodes_up_s"] = round(time.monotonic() - started_s, 1)
         ray.init(address=ray_cluster.address, namespace=namespace, logging_level="ERROR")
         cluster = rafka.Cluster.start(data_dir=data_dir, address=ray_cluster.address, namespace=namespace,
                                       broker_session_timeout_ms=6000, replica_lag_time_max_ms=2000,
                                       leader_rebalance_interval_s=5)
-        if not wait_for(lambda: sum(b["alive"] for b in cluster.brokers()) == BROKERS, 120):
-            raise RuntimeError(f"{BROKERS} brokers did not come up: {cluster.brokers()}")
+        if not wait_for(lambda: sum(b["alive"] for b in cluster.brokers()) == brokers, 120):
+            raise RuntimeError(f"{brokers} brokers did not come up: {cluster.brokers()}")
+        facts["brokers_up_s"] = round(time.monotonic() - started_s, 1)
         admin = cluster.admin()
         admin.create_topic(OFFSETS_TOPIC, partitions=1, replication_factor=3,
                            config={"cleanup.policy": "compact", "min.insync.replicas": "2"})
         admin.create_topic(LOG_TOPIC, partitions=2, replication_factor=3, config={"min.insync.replicas": "2"})
         admin.create_topic(COMPACT_TOPIC, partitions=1, replication_factor=3,
-                           config={"min.insync.replicas": "2", "cleanup.policy": "compact", "segment.bytes": "16384",
+                           config={"min.insync.replicas": "2", "cleanup.policy": "compact", "segment.bytes": "1024",
                                    "delete.retention.ms": "2000"})
         topics = [OFFSETS_TOPIC, LOG_TOPIC, COMPACT_TOPIC]
         if not wait_for(lambda: healthy(admin, topics), 120):
@@ -133,14 +138,14 @@ def run(out_dir: str, *, seed: int | None = None, minutes: float | None = None, 
         producers = [workloads.ProducerWorkload(cluster, history, f"p{i}", LOG_TOPIC, keys=16,
                                                 records_per_s=records_per_s, seed=seed) for i in range(2)]
         compacting = workloads.ProducerWorkload(cluster, history, "c", COMPACT_TOPIC, keys=40,
-                                                records_per_s=records_per_s / 2, tombstone_share=0.1, seed=seed)
-        group = workloads.GroupWorkload(cluster, history, GROUP, LOG_TOPIC, CONSUMERS)
+                                                records_per_s=records_per_s, tombstone_share=0.1, seed=seed)
+        group = workloads.GroupWorkload(cluster, history, GROUP, LOG_TOPIC, consumers)
         chaos = nemesis_module.Nemesis(cluster, ray_cluster, workers, group, OFFSETS_TOPIC,
                                        lambda entry: history.append("nemesis", entry))
         for workload in producers + [compacting, group]:
             workload.start()
         chaos.start(schedule)
-        time.sleep(schedule["duration_s"])
+        chaos.serve(schedule["duration_s"])  # node operations run here, on the main thread
         chaos.heal()
         chaos.join(timeout_s=120)
         for workload in producers + [compacting]:
@@ -206,9 +211,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=None, help="output directory (default /tmp/rafka-soak/seed-S-<time>)")
     parser.add_argument("--records-per-s", type=float, default=100.0, help="per producer (default 100)")
     parser.add_argument("--keep-data", action="store_true", help="keep the data dirs of a valid run")
+    parser.add_argument("--workers", type=int, default=3, help="worker Ray nodes besides the head (default 3, min 2)")
+    parser.add_argument("--mean-gap-s", type=float, default=3.0, help="mean time between fault starts (default 3)")
+    parser.add_argument("--consumers", type=int, default=3, help="consumers in the group (default 3)")
+    parser.add_argument("--without", default="", help="comma-separated operation kinds to leave out, e.g. remove_node")
     args = parser.parse_args(argv)
     if args.minutes <= 0:
         parser.error(f"--minutes must be positive, got {args.minutes}")
+    if args.consumers < 0:
+        parser.error(f"--consumers must be at least 0, got {args.consumers}")
+    if args.workers < 2:
+        parser.error(f"--workers must be at least 2 (replication factor 3 needs three brokers), got {args.workers}")
     seed = args.seed if args.seed is not None else int(time.time())
     if args.schedule:
         with open(args.schedule) as handle:
@@ -216,7 +229,9 @@ def main(argv: list[str] | None = None) -> int:
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     out_dir = args.out or os.path.join("/tmp", "rafka-soak", f"seed-{seed}-{stamp}")
     verdict = run(out_dir, seed=seed, minutes=args.minutes, schedule_path=args.schedule,
-                  records_per_s=args.records_per_s, keep_data=args.keep_data)
+                  records_per_s=args.records_per_s, keep_data=args.keep_data, worker_nodes=args.workers,
+                  mean_gap_s=args.mean_gap_s, consumers=args.consumers,
+                  without=tuple(kind for kind in args.without.split(",") if kind))
     print(json.dumps({**summary(verdict), "out": out_dir}))
     return 0 if verdict["valid"] else 1
 

@@ -13,10 +13,11 @@ end has a deadline. The recorded shapes are the ones ``history_checker`` documen
   id), as an application would.
 * ``CompactedWorkload``: the same on a compacted topic, over a small key space, with
   tombstones.
-* ``GroupWorkload``: consumers of one group that commit synchronously about every
-  second and when partitions are revoked; records assignments (intervals), every record
+* ``GroupWorkload``: consumers of one group that commit synchronously every
+  ``commit_interval_s`` and when partitions are revoked; records assignments (intervals), every record
   returned, and every commit. ``rejoin(i)`` and ``stall(i, s)`` are the nemesis's
-  hooks. An observer samples the group's committed offsets from its coordinator.
+  hooks. An observer samples, every second, the group's committed offsets and its
+  grants (describe_group) from its coordinator.
 * ``read_all``: a whole topic from the earliest offset to its end, in assign mode.
 """
 
@@ -36,7 +37,8 @@ class History:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.data: dict[str, Any] = {"topics": {}, "sends": [], "observations": [], "final_reads": {},
-                                     "assignments": [], "commits": [], "committed_samples": [], "nemesis": [],
+                                     "assignments": [], "commits": [], "committed_samples": [],
+                                     "grant_samples": [], "nemesis": [],
                                      "notes": []}
 
     def append(self, kind: str, entry: Any) -> Any:
@@ -218,10 +220,11 @@ class _ConsumerSlot:
 
 class GroupWorkload:
     def __init__(self, cluster: Any, history: History, group_id: str, topic: str, consumers: int,
-                 consumer_config: dict | None = None) -> None:
+                 consumer_config: dict | None = None, commit_interval_s: float = 0.25) -> None:
+        self.commit_interval_s = commit_interval_s
         self.cluster, self.history, self.group_id, self.topic = cluster, history, group_id, topic
         self.consumer_config = {"group_id": group_id, "auto_offset_reset": "earliest", "enable_auto_commit": False,
-                                "session_timeout_ms": 10_000, "heartbeat_interval_ms": 1_000,
+                                "session_timeout_ms": 6_000, "heartbeat_interval_ms": 1_000,
                                 "max_poll_interval_ms": 8_000, "request_timeout_ms": 10_000,
                                 **(consumer_config or {})}
         self.slots = [_ConsumerSlot(self, index) for index in range(consumers)]
@@ -309,7 +312,7 @@ class GroupWorkload:
                          "value": None if r.value is None else r.value.decode()} for r in records])
                 if time.monotonic() >= next_commit_s:
                     slot.commit()
-                    next_commit_s = time.monotonic() + 1.0
+                    next_commit_s = time.monotonic() + self.commit_interval_s
         finally:
             self._close(slot)
 
@@ -330,6 +333,13 @@ class GroupWorkload:
             self.history.extend("committed_samples", [
                 {"topic": tp.topic, "partition": tp.partition, "offset": offset, "at_s": now}
                 for tp, offset in committed.items() if offset is not None])
+            try:
+                description = self.cluster.admin().describe_group(self.group_id)
+            except Exception as error:  # noqa: BLE001 - sampled again next second
+                self.history.note(f"group observer: {error!r}")
+                continue
+            self.history.append("grant_samples", {"at_s": time.monotonic(), "grants": {
+                member["member_id"]: [list(tp) for tp in member["assignment"]] for member in description["members"]}})
         if observer is not None:
             try:
                 observer.close()

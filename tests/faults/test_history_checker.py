@@ -52,6 +52,8 @@ def clean_history() -> dict:
                     {"consumer": "c1", "topic": "log", "partition": 0, "offset": 4, "outcome": "ok", "done_s": 8.0}],
         "committed_samples": [{"topic": "log", "partition": 0, "offset": 1, "at_s": 4.5},
                               {"topic": "log", "partition": 0, "offset": 4, "at_s": 8.5}],
+        "grant_samples": [{"at_s": 3.0, "grants": {"m0": [["log", 0]], "m1": []}},
+                          {"at_s": 6.0, "grants": {"m0": [], "m1": [["log", 0]]}}],
     }
 
 
@@ -176,6 +178,13 @@ def test_group_consumed_below_commit_fails_when_a_commit_skips_a_record():
     history["observations"] = [o for o in history["observations"] if o["value"] != "p0-1"]
     error = _fails_only(history, "group_consumed_below_commit")
     assert error["value"] == "p0-1" and error["committed"] == 4
+
+
+def test_coordinator_single_grant_fails_when_two_members_are_granted_a_partition():
+    history = clean_history()
+    history["grant_samples"].append({"at_s": 7.0, "grants": {"m1": [["log", 0]], "m2": [["log", 0]]}})
+    error = _fails_only(history, "coordinator_single_grant")
+    assert error["members"] == ["m1", "m2"]
 
 
 def test_compacted_latest_fails_when_a_key_ends_at_an_older_value():
