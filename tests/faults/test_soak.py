@@ -1,0 +1,54 @@
+"""A short fixed-seed soak (soak.py) in the suite: the harness end to end, clean verdict.
+
+The soak needs a Ray cluster of its own (``ray.cluster_utils.Cluster``), so it runs as
+``python -m tests.faults.soak`` from the repository root in a subprocess, as a user runs
+it, and the test reads the verdict it writes. Kept small for CI's 2 cores: a head and
+two worker nodes (three brokers), a 30 s schedule of seed 10 (pauses and kills of
+replicas, brokers, the coordinator and the controller, a follower paused while its
+leader is killed, slow replicas, preferred-leader rebalances; no node removals, whose
+return alone takes ~15 s), one group consumer. About 80 s on this machine.
+
+One consumer, not three: with several consumers joining at once, today's coordinator
+can grant a partition to a second member before the first has confirmed releasing it
+(the soak's single_owner check finds it; see the issue 18 report), which would make
+this test fail at random. Raise ``--consumers`` when that is fixed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SEED = 10
+
+
+@pytest.mark.timeout(400)
+def test_fixed_seed_soak_verdict_is_clean(tmp_path):
+    out = tmp_path / "soak"
+    command = [sys.executable, "-m", "tests.faults.soak", "--minutes", "0.5", "--seed", str(SEED), "--workers", "2",
+               "--consumers", "1", "--mean-gap-s", "2", "--without", "remove_node", "--records-per-s", "50",
+               "--out", str(out)]
+    # RAFKA_NO_MACHINE_LOCK: a shared dev machine may make every test process take one
+    # exclusive lock; this test's own process holds it already, and its child soak must
+    # not queue behind its parent. Elsewhere the variable means nothing.
+    environment = {**os.environ, "RAFKA_NO_MACHINE_LOCK": "1"}
+    completed = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=380, env=environment)
+    lines = [line for line in completed.stdout.splitlines() if line.startswith("{")]
+    assert lines, completed.stdout[-3000:] + completed.stderr[-3000:]
+    summary = json.loads(lines[-1])
+    verdict = json.loads((out / "verdict.json").read_text())
+    failed = {name: verdict["checks"][name]["errors"][:3] for name in verdict.get("failed_checks", [])
+              if name in verdict.get("checks", {})}
+    assert summary["valid"] and completed.returncode == 0, (summary, failed, completed.stderr[-2000:])
+    # The schedule was carried out and the history is not empty: a clean verdict means something.
+    schedule = json.loads((out / "schedule.json").read_text())
+    assert schedule["seed"] == SEED and len(schedule["ops"]) == summary["faults_scheduled"] > 10, summary
+    assert summary["faults_applied"] >= summary["faults_scheduled"] // 2, summary
+    assert summary["sends"].get("ok", 0) > 1000 and summary["records_read"] > 1000, summary
+    assert all(verdict["checks"][name]["checked"] > 0 for name in ("acknowledged_present", "no_duplicates",
+                                                                   "readers_agree", "compacted_latest")), verdict
