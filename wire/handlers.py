@@ -20,7 +20,9 @@ One ``KafkaApis`` per broker, running in the broker's event loop. It answers:
   the response and ``partition_max_bytes`` per partition (sizes counted as Arrow bytes);
 * **ListOffsets**: earliest (-2), latest (-1, the high watermark) or by timestamp.
 
-Errors from the actors become Kafka error codes per partition (``error_code_of``); an
+Admin requests and InitProducerId are in ``admin.py``.
+
+Errors from the actors become Kafka error codes per partition (``errors.py``); an
 unexpected one is UNKNOWN_SERVER_ERROR for that partition, never a dropped connection.
 """
 
@@ -32,13 +34,13 @@ import time
 from typing import Any
 
 import ray
-from ray.exceptions import RayActorError, RayError, RayTaskError
-
 from rafka import errors
 from rafka.actors import names
 from rafka.storage.batch import decode_stream, encode_stream
 from rafka.wire import protocol
-from rafka.wire.records import CorruptRecordsError, UnsupportedRecordsError, decode_produce, encode_fetch
+from rafka.wire.admin import AdminApis
+from rafka.wire.errors import RETRY_WITH_NEW_METADATA, error_code_of, message_of
+from rafka.wire.records import decode_produce, encode_fetch
 
 logger = logging.getLogger(__name__)
 
@@ -49,37 +51,6 @@ CLUSTER_ID = "rafka"
 
 E = protocol.error_code
 NONE = 0
-_ERRORS: list[tuple[type, str]] = [
-    (errors.NotLeaderError, "not_leader_or_follower"),
-    (errors.LeaderNotAvailableError, "leader_not_available"),
-    (errors.TopicNotFoundError, "unknown_topic_or_partition"),
-    (errors.OffsetOutOfRangeError, "offset_out_of_range"),
-    (errors.NotEnoughReplicasError, "not_enough_replicas"),
-    (errors.RequestTimeoutError, "request_timed_out"),
-    (errors.RecordTooLargeError, "message_too_large"),
-    (errors.InvalidRecordError, "invalid_record"),
-    (errors.OutOfOrderSequenceError, "out_of_order_sequence_number"),
-    (errors.InvalidProducerEpochError, "invalid_producer_epoch"),
-    (CorruptRecordsError, "corrupt_message"),
-    (UnsupportedRecordsError, "unsupported_for_message_format"),
-    (errors.InvalidTopicError, "invalid_topic_exception"),
-    (errors.TopicExistsError, "topic_already_exists"),
-    (errors.InvalidConfigError, "invalid_config"),
-]
-
-
-def error_code_of(error: BaseException) -> int:
-    """Kafka's error code for ``error`` (a rafka error, possibly inside Ray's wrapper)."""
-    if isinstance(error, RayTaskError):
-        error = getattr(error, "cause", None) or error
-    for kind, name in _ERRORS:
-        if isinstance(error, kind):
-            if kind is errors.NotEnoughReplicasError and "after the append" in str(error):
-                return E("not_enough_replicas_after_append")
-            return E(name)
-    if isinstance(error, RayActorError) or isinstance(error, RayError):
-        return E("not_leader_or_follower")  # the replica is gone: the client refreshes metadata
-    return E("unknown_server_error")
 
 
 class KafkaApis:
@@ -93,8 +64,9 @@ class KafkaApis:
         self._addresses: dict[int, tuple[str, int]] = {}
         self._addresses_at_s = 0.0
         self._refresh_lock = asyncio.Lock()
+        self.cluster_id = CLUSTER_ID
         self.handlers = {0: self.produce, 1: self.fetch, 2: self.list_offsets, 3: self.metadata,
-                         18: self.api_versions}
+                         18: self.api_versions, **AdminApis(self).handlers}
 
     # -- cluster view ------------------------------------------------------------------
 
@@ -198,7 +170,7 @@ class KafkaApis:
                    for broker_id, (host, port) in sorted(self._addresses.items())]
         controller_id = min(self._addresses) if self._addresses else -1
         return protocol.build(protocol.response_class(3, header.api_version), {
-            "throttle_time": 0, "brokers": brokers, "cluster_id": CLUSTER_ID, "controller_id": controller_id,
+            "throttle_time": 0, "brokers": brokers, "cluster_id": self.cluster_id, "controller_id": controller_id,
             "topics": topics, "cluster_authorized_operations": -2147483648,
         })
 
@@ -244,11 +216,11 @@ class KafkaApis:
             return NONE, base_offset, -1, None
         except Exception as error:  # noqa: BLE001 - every failure becomes this partition's error code
             code = error_code_of(error)
-            if code in (E("not_leader_or_follower"), E("leader_not_available")):
+            if code in RETRY_WITH_NEW_METADATA:
                 self._leadership_changed()
             elif code == E("unknown_server_error"):
                 logger.warning("wire: produce to %s-%s failed: %r", topic, partition, error)
-            return code, -1, -1, _message(error)
+            return code, -1, -1, message_of(error)
 
     # -- Fetch -------------------------------------------------------------------------
 
@@ -311,7 +283,7 @@ class KafkaApis:
             return NONE, batches, answer.high_watermark, answer.log_start_offset
         except Exception as error:  # noqa: BLE001 - every failure becomes this partition's error code
             code = error_code_of(error)
-            if code in (E("not_leader_or_follower"), E("leader_not_available")):
+            if code in RETRY_WITH_NEW_METADATA:
                 self._leadership_changed()
             elif code == E("unknown_server_error"):
                 logger.warning("wire: fetch from %s-%s failed: %r", topic, partition, error)
@@ -340,15 +312,9 @@ class KafkaApis:
             return NONE, offset, found_ms, epoch
         except Exception as error:  # noqa: BLE001
             code = error_code_of(error)
-            if code in (E("not_leader_or_follower"), E("leader_not_available")):
+            if code in RETRY_WITH_NEW_METADATA:
                 self._leadership_changed()
             return code, -1, -1, -1
-
-
-def _message(error: BaseException) -> str:
-    if isinstance(error, RayTaskError):
-        error = getattr(error, "cause", None) or error
-    return str(error)[:500]
 
 
 def _consume_result(task: asyncio.Future) -> None:

@@ -40,6 +40,12 @@ SUPPORTED: dict[int, tuple[int, int]] = {
     2: (1, 7),    # ListOffsets
     3: (1, 12),   # Metadata
     18: (0, 3),   # ApiVersions
+    19: (2, 7),   # CreateTopics
+    20: (1, 6),   # DeleteTopics
+    22: (0, 4),   # InitProducerId (idempotent producers; no transactions)
+    32: (1, 4),   # DescribeConfigs
+    37: (0, 3),   # CreatePartitions
+    60: (0, 1),   # DescribeCluster
 }
 _HEADER = struct.Struct(">hhi")
 
