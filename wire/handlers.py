@@ -39,6 +39,7 @@ from rafka.actors import names
 from rafka.storage.batch import decode_stream, encode_stream
 from rafka.wire import protocol
 from rafka.wire.admin import AdminApis
+from rafka.wire.groups import GroupApis
 from rafka.wire.errors import RETRY_WITH_NEW_METADATA, error_code_of, message_of
 from rafka.wire.records import decode_produce, encode_fetch
 
@@ -66,7 +67,7 @@ class KafkaApis:
         self._refresh_lock = asyncio.Lock()
         self.cluster_id = CLUSTER_ID
         self.handlers = {0: self.produce, 1: self.fetch, 2: self.list_offsets, 3: self.metadata,
-                         18: self.api_versions, **AdminApis(self).handlers}
+                         18: self.api_versions, **AdminApis(self).handlers, **GroupApis(self).handlers}
 
     # -- cluster view ------------------------------------------------------------------
 

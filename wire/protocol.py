@@ -39,6 +39,10 @@ SUPPORTED: dict[int, tuple[int, int]] = {
     1: (4, 12),   # Fetch: v4+ has isolation level and last stable offset; v13 switches to topic ids
     2: (1, 7),    # ListOffsets
     3: (1, 12),   # Metadata
+    8: (2, 8),    # OffsetCommit (by topic name; v10 uses topic ids) - without group membership
+    9: (1, 7),    # OffsetFetch (one group per request; v8 batches groups)
+    10: (0, 6),   # FindCoordinator (groups)
+    16: (0, 5),   # ListGroups
     18: (0, 3),   # ApiVersions
     19: (2, 7),   # CreateTopics
     20: (1, 6),   # DeleteTopics
