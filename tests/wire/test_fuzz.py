@@ -39,6 +39,20 @@ def kafka_batch() -> bytes:
     return bytes(builder.build())
 
 
+def leader_address(bootstrap: str, topic: str) -> str:
+    """host:port of the listener of the leader of ``topic``'s partition 0 (a produce
+    elsewhere is answered NOT_LEADER_OR_FOLLOWER before its records are read)."""
+    connection = WireSocket(bootstrap)
+    try:
+        _, metadata = connection.call(metadata_request())
+    finally:
+        connection.close()
+    [described] = [t for t in metadata.topics if t.name == topic]
+    leader = described.partitions[0].leader_id
+    [broker] = [b for b in metadata.brokers if b.node_id == leader]
+    return f"{broker.host}:{broker.port}"
+
+
 def send_and_close(bootstrap: str, data: bytes) -> bytes | None:
     """Send ``data`` then end our side; return the first response frame or None if the
     listener closed the connection. Raises socket.timeout if it neither answers nor
@@ -133,7 +147,7 @@ def test_produce_with_a_bad_crc_gets_corrupt_message_and_stores_nothing(cluster,
     cluster.admin().create_topic(topic, partitions=1)
     batch = bytearray(kafka_batch())
     batch[-2] ^= 0x40
-    connection = WireSocket(bootstrap)
+    connection = WireSocket(leader_address(bootstrap, topic))
     try:
         _, response = connection.call(produce_request(topic, bytes(batch)))
     finally:
