@@ -12,12 +12,17 @@ hard node-affinity scheduling strategy, and restarted by Ray if they crash
 holds records itself.
 
 The broker publishes ``rafka_broker_replicas`` (see metrics.py) on every heartbeat.
+
+Each broker also serves Kafka's wire protocol (``rafka.wire``) on a TCP port of its node,
+in its own event loop, started with its first heartbeat and stopped by ``stop``; the
+listener's settings come from ``wire.config`` (see docs/wire.md).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import uuid
 
@@ -27,6 +32,9 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from rafka.actors import metrics, names
 from rafka.actors.process import tune_actor_process
 from rafka.actors.replica import PartitionReplica
+from rafka.wire import config as wire_config
+from rafka.wire.handlers import KafkaApis
+from rafka.wire.server import WireServer
 
 META_FILE = "meta.json"
 HEARTBEAT_INTERVAL_S = 0.5
@@ -63,6 +71,9 @@ class Broker:
         self.incarnation = uuid.uuid4().hex
         self._heartbeats: asyncio.Task | None = None
         self._creating: dict[tuple[str, int], asyncio.Future] = {}
+        self._wire: WireServer | None = None
+        self._wire_started: asyncio.Task | None = None
+        self._wire_advertised_host: str | None = None
 
     def info(self) -> dict:
         return {"broker_id": self.broker_id, "node_id": self.node_id, "data_dir": self.data_dir,
@@ -75,6 +86,40 @@ class Broker:
     def _start_heartbeats(self) -> None:
         if self._heartbeats is None:
             self._heartbeats = asyncio.get_running_loop().create_task(self._heartbeat_loop())
+        if self._wire_started is None:
+            self._wire_started = asyncio.get_running_loop().create_task(self._start_wire())
+
+    # -- Kafka wire protocol ---------------------------------------------------------
+
+    async def _start_wire(self) -> None:
+        """Start the Kafka listener as ``wire.config`` says (a failure is logged and
+        leaves the broker without one: its replicas still serve rafka's own clients)."""
+        try:
+            settings = await asyncio.to_thread(wire_config.load, self.namespace)
+            if not settings.enabled:
+                return
+            server = WireServer(KafkaApis(self), settings.host, settings.port_for(self.broker_id),
+                                max_frame_bytes=settings.max_frame_bytes, idle_timeout_s=settings.idle_timeout_s,
+                                max_connections=settings.max_connections)
+            await server.start()
+            self._wire = server
+            self._wire_advertised_host = settings.advertised_host or (
+                ray.util.get_node_ip_address() if settings.host in ("0.0.0.0", "::") else settings.host)
+        except Exception as error:  # noqa: BLE001 - the broker's other duties go on
+            logging.getLogger(__name__).error("broker %s: Kafka listener not started: %r", self.broker_id, error)
+
+    def wire_listener_address(self) -> tuple[str, int] | None:
+        return (self._wire_advertised_host, self._wire.port) if self._wire is not None else None
+
+    async def wire_address(self) -> tuple[str, int] | None:
+        """(advertised host, port) of this broker's Kafka listener once it listens; None
+        when it is disabled or failed to start."""
+        self._start_heartbeats()
+        await asyncio.shield(self._wire_started)
+        return self.wire_listener_address()
+
+    def local_replica(self, topic: str, partition: int) -> ray.actor.ActorHandle | None:
+        return self._replicas.get((topic, partition))
 
     async def _heartbeat_loop(self) -> None:
         """Tell the controller we are alive, every HEARTBEAT_INTERVAL_S; refresh the
@@ -195,6 +240,10 @@ class Broker:
         return len(doomed)
 
     async def stop(self) -> None:
-        """Close every replica (flushing its log) and stop it; the data stays."""
+        """Stop the Kafka listener, close every replica (flushing its log) and stop it;
+        the data stays."""
+        if self._wire is not None:
+            await self._wire.stop()
+            self._wire = None
         for topic in {key[0] for key in self._replicas}:
             await self.remove_replicas(topic, delete=False)

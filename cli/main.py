@@ -82,9 +82,17 @@ def cli() -> None:
                    "every Ray node, including nodes that join later).")
 @click.option("--data-dir", default=None, help="Where brokers keep their logs (default ~/.rafka/data).")
 @click.option("--num-cpus", type=int, default=None, help="CPUs of a Ray head that `up` starts.")
+@click.option("--wire-port", type=click.IntRange(0, 65535), default=9092, show_default=True,
+              help="Kafka listener port of broker 0; broker i takes the next free port from this + i (0: any free port).")
+@click.option("--wire-host", default=None,
+              help="Address the Kafka listeners bind (default 127.0.0.1 on a Ray head `up` starts, else 0.0.0.0).")
+@click.option("--advertised-host", default=None, help="Host Kafka clients are told to connect to (default: the bind "
+                                                      "address, or the node's IP when binding 0.0.0.0).")
+@click.option("--no-wire", is_flag=True, help="Start no Kafka listener.")
 @address_options
 @fails_cleanly
-def up(brokers: int | None, data_dir: str | None, num_cpus: int | None, address: str | None, namespace: str) -> None:
+def up(brokers: int | None, data_dir: str | None, num_cpus: int | None, wire_port: int, wire_host: str | None,
+       advertised_host: str | None, no_wire: bool, address: str | None, namespace: str) -> None:
     """Start a persistent rafka cluster (and a local Ray head, unless --address is given)."""
     address = address or os.environ.get("RAY_ADDRESS")
     namespace = namespace or connection.DEFAULT_NAMESPACE
@@ -127,9 +135,14 @@ def up(brokers: int | None, data_dir: str | None, num_cpus: int | None, address:
         data_dir = os.path.abspath(data_dir or os.path.join(connection.home(), "data"))
         if started["started_ray"]:
             brokers = brokers or 1  # a one-node Ray of our own: a fixed count, no node watch
-        cluster = rafka.Cluster.start(data_dir=data_dir, brokers=brokers, address=started["address"], namespace=namespace)
+        if started["started_ray"] and wire_host is None:
+            wire_host = "127.0.0.1"  # a Ray head of our own, on this machine: not exposed to the network
+        cluster = rafka.Cluster.start(data_dir=data_dir, brokers=brokers, address=started["address"], namespace=namespace,
+                                      wire_port=None if no_wire else wire_port, wire_host=wire_host,
+                                      wire_advertised_host=advertised_host)
         connection.write_state({**started, "namespace": namespace, "data_dir": data_dir})
         click.echo(f"rafka is up: {len(cluster.brokers())} broker(s), Ray at {started['address']}, data in {data_dir}")
+        click.echo(f"Kafka bootstrap servers: {cluster.bootstrap_servers or '(no listener)'}")
     except BaseException:
         if started.get("started_ray"):
             connection.stop_ray_head(started)
@@ -196,6 +209,7 @@ def status(address: str | None, namespace: str) -> None:
     for broker in cluster.brokers():
         brokers.add_row(str(broker["broker_id"]), "yes" if broker["alive"] else "NO", broker["node_id"][:12], broker["data_dir"])
     console.print(brokers)
+    console.print(f"Kafka bootstrap servers: {cluster.bootstrap_servers or '(no listener)'}")
     admin = cluster.admin()
     partitions = Table(title="partitions")
     for column in ("topic", "partition", "leader", "epoch", "replicas", "isr", "under-replicated"):

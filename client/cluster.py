@@ -7,6 +7,9 @@ every Ray node, including nodes that join later (the controller watches Ray's no
 ``Cluster.connect()`` attaches to a rafka cluster someone else started. Every rafka actor
 is a named, detached actor in one Ray namespace.
 
+Every broker serves Kafka's wire protocol (``rafka.wire``); ``bootstrap_servers`` is the
+"host:port,..." list any Kafka client takes (see docs/wire.md).
+
 ``shutdown()`` stops what this handle started — the rafka actors when it started them,
 and Ray when it started Ray — and otherwise only disconnects.
 """
@@ -23,7 +26,8 @@ from rafka.actors import broker_placement, names
 from rafka.actors.controller import NODE_WATCH_INTERVAL_S, Controller
 from rafka.client import rpc
 from rafka.client.metadata import Metadata
-from rafka.errors import ClusterError
+from rafka.errors import ClusterError, RafkaError
+from rafka.wire import config as wire_config
 
 DEFAULT_DATA_DIR = os.path.join(os.path.expanduser("~"), ".rafka", "data")
 
@@ -43,7 +47,9 @@ class Cluster:
     def start(cls, data_dir: str | None = None, brokers: int | None = None, address: str | None = None,
               namespace: str = names.DEFAULT_NAMESPACE, *, broker_session_timeout_ms: int = 6000,
               replica_lag_time_max_ms: int = 30_000, leader_rebalance_interval_s: float = 10.0,
-              node_watch_interval_s: float = NODE_WATCH_INTERVAL_S, **ray_init_kwargs: Any) -> "Cluster":
+              node_watch_interval_s: float = NODE_WATCH_INTERVAL_S, wire_port: int | None = wire_config.DEFAULT_PORT,
+              wire_host: str | None = None, wire_advertised_host: str | None = None,
+              **ray_init_kwargs: Any) -> "Cluster":
         """Start a rafka cluster: a controller and ``brokers`` brokers on this node
         (default 1), or with ``address`` one broker per alive Ray node of that cluster,
         including nodes that join later (or, given ``brokers``, that many spread over
@@ -53,7 +59,16 @@ class Cluster:
         leaderships move. ``replica_lag_time_max_ms``: how long a follower may lag before
         it leaves the ISR. ``leader_rebalance_interval_s``: how often preferred leaders
         are restored. ``node_watch_interval_s``: how often the controller looks for Ray
-        nodes without a broker (per-node mode only)."""
+        nodes without a broker (per-node mode only).
+
+        ``wire_port``: broker i serves Kafka's wire protocol on ``wire_port + i``, or the
+        next free port after it (0: any free port; None: no listener). ``wire_host``: the
+        address to bind (default 127.0.0.1 for an embedded cluster, 0.0.0.0 on a Ray
+        cluster); ``wire_advertised_host``: the one clients are told to connect to
+        (default: the bind address, or the node's IP when binding 0.0.0.0)."""
+        listener = wire_config.ListenerConfig(
+            enabled=wire_port is not None, port=wire_port if wire_port is not None else wire_config.DEFAULT_PORT,
+            host=wire_host or ("127.0.0.1" if address is None else "0.0.0.0"), advertised_host=wire_advertised_host)
         if brokers is not None and (isinstance(brokers, bool) or not isinstance(brokers, int) or brokers < 1):
             raise ValueError(f"brokers must be a positive int, got {brokers!r}")
         data_dir = os.path.abspath(data_dir or DEFAULT_DATA_DIR)
@@ -68,6 +83,7 @@ class Cluster:
             raise ClusterError(
                 f"a rafka cluster is already running in Ray namespace {namespace!r}; use rafka.Cluster.connect()"
             )
+        wire_config.store(namespace, listener)
         head_node = ray.get_runtime_context().get_node_id()
         controller = (
             ray.remote(Controller)
@@ -187,6 +203,23 @@ class Cluster:
         from rafka.client.pool import ConsumerPool
 
         return ConsumerPool(self, topics, group_id, handler, **options)
+
+    @property
+    def bootstrap_servers(self) -> str:
+        """The Kafka listeners of the alive brokers as "host:port,...", for any Kafka
+        client's ``bootstrap.servers``; "" when no broker has a listener."""
+        addresses = []
+        for broker in self.brokers():
+            if not broker.get("alive", True):
+                continue
+            try:
+                handle = ray.get_actor(names.broker(broker["broker_id"]), namespace=self.namespace)
+                address = rpc.get(handle.wire_address.remote(), timeout_s=30)
+            except (ValueError, RafkaError):
+                continue  # a broker that is restarting or gone has no listener to offer
+            if address:
+                addresses.append(f"{address[0]}:{address[1]}")
+        return ",".join(addresses)
 
     def brokers(self) -> list[dict]:
         """Each broker's id, node, data dir and whether it answers heartbeats."""

@@ -33,6 +33,7 @@ def rafka_cli(tmp_path_factory):
     run.state_path = home / "cli.json"
     up = run("up", "--brokers", "2", "--data-dir", str(home / "data"), "--namespace", NAMESPACE)
     assert "rafka is up: 2 broker(s)" in up.stdout
+    run.up_stdout = up.stdout
     state = json.loads(run.state_path.read_text())
     yield run
     # `down` is checked here, once, so no test has to run last.
@@ -73,6 +74,14 @@ def test_second_up_changes_nothing(rafka_cli):
     assert "already running" in again.stdout and f"(namespace {NAMESPACE})" in again.stdout
     assert rafka_cli.state_path.read_text() == state_before
     assert _brokers_section(rafka_cli("status").stdout) == brokers_before
+
+
+def test_up_and_status_print_the_kafka_bootstrap_servers(rafka_cli):
+    printed = [line for line in rafka_cli.up_stdout.splitlines() if line.startswith("Kafka bootstrap servers: ")]
+    assert len(printed) == 1
+    servers = printed[0].split(": ", 1)[1].split(",")
+    assert len(servers) == 2 and all(server.startswith("127.0.0.1:") for server in servers)
+    assert printed[0] in rafka_cli("status").stdout
 
 
 def test_create_produce_consume_describe(rafka_cli):

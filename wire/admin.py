@@ -1,0 +1,161 @@
+"""Admin and producer-setup requests, mapped onto the controller actor.
+
+* **CreateTopics** -> ``Controller.create_topic`` (``num_partitions``/``replication_factor``
+  of -1 mean 1, Kafka's broker defaults; explicit replica assignments are refused with
+  INVALID_REQUEST: the controller places replicas). ``validate_only`` checks the name and
+  that the topic does not exist, and creates nothing.
+* **DeleteTopics** -> ``Controller.delete_topic``, by name (a request by topic id gets
+  UNKNOWN_TOPIC_ID).
+* **CreatePartitions** -> ``Controller.create_partitions`` (no explicit assignments).
+* **DescribeConfigs** -> ``Controller.describe_configs`` for topics: every config, the
+  topic's overrides marked as such (DYNAMIC_TOPIC_CONFIG), the rest as defaults; a broker
+  resource answers with no configs (rafka has no per-broker Kafka configs).
+* **InitProducerId** -> ``Controller.allocate_producer_id`` with epoch 0, for idempotent
+  producers; a transactional id is refused (rafka has no transactions yet).
+* **DescribeCluster**: the brokers and their listeners, as in Metadata.
+
+Each topic gets its own error code and message; one bad topic never fails the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from rafka.errors import TopicExistsError
+from rafka.wire import protocol
+from rafka.wire.errors import InvalidRequestError, UnknownTopicIdError, error_code_of, message_of
+
+logger = logging.getLogger(__name__)
+
+E = protocol.error_code
+RESOURCE_TOPIC = 2
+RESOURCE_BROKER = 4
+SOURCE_DYNAMIC_TOPIC = 1
+SOURCE_DEFAULT = 5
+
+
+class AdminApis:
+    def __init__(self, apis: Any) -> None:
+        self.apis = apis
+        self.handlers = {19: self.create_topics, 20: self.delete_topics, 37: self.create_partitions,
+                         32: self.describe_configs, 22: self.init_producer_id, 60: self.describe_cluster}
+
+    def _controller(self):
+        return self.apis._controller()
+
+    async def _topic_result(self, name: str, work) -> dict:
+        try:
+            extra = await work
+            return {"name": name, "error_code": 0, "error_message": None, **(extra or {})}
+        except Exception as error:  # noqa: BLE001 - each topic answers its own error
+            return {"name": name, "error_code": error_code_of(error), "error_message": message_of(error)}
+
+    # -- topics --------------------------------------------------------------------
+
+    async def create_topics(self, header: protocol.RequestHeader, request: Any) -> Any:
+        async def create(topic) -> dict:
+            if any(True for _ in topic.assignments):
+                raise InvalidRequestError("explicit replica assignments are not supported; leave them out")
+            partitions = 1 if topic.num_partitions == -1 else int(topic.num_partitions)
+            replication_factor = 1 if topic.replication_factor == -1 else int(topic.replication_factor)
+            config = {item.name: item.value for item in topic.configs}
+            if request.validate_only:
+                # Imported here: actors.controller imports the broker, which imports this module.
+                from rafka.actors.controller import validate_topic_name
+
+                validate_topic_name(topic.name)
+                if (await self._controller().metadata.remote([topic.name])).get(topic.name) is not None:
+                    raise TopicExistsError(f"topic {topic.name!r} already exists")
+                return {"num_partitions": partitions, "replication_factor": replication_factor, "configs": ()}
+            described = await self._controller().create_topic.remote(topic.name, partitions, replication_factor,
+                                                                      config)
+            self.apis._leadership_changed()
+            return {"topic_id": described.get("topic_id"), "num_partitions": partitions,
+                    "replication_factor": replication_factor, "configs": ()}
+
+        results = await asyncio.gather(*(self._topic_result(topic.name, create(topic)) for topic in request.topics))
+        for result in results:
+            result.setdefault("topic_id", None)
+        return protocol.build(protocol.response_class(19, header.api_version),
+                              {"throttle_time": 0, "topics": results})
+
+    async def delete_topics(self, header: protocol.RequestHeader, request: Any) -> Any:
+        if header.api_version >= 6:
+            names = [topic.name for topic in request.topics]
+        else:
+            names = list(request.topic_names)
+
+        async def delete(name: str | None) -> None:
+            if name is None:
+                raise UnknownTopicIdError("deleting a topic by id is not supported; name it")
+            await self._controller().delete_topic.remote(name)
+            self.apis._leadership_changed()
+
+        results = await asyncio.gather(*(self._topic_result(name, delete(name)) for name in names))
+        return protocol.build(protocol.response_class(20, header.api_version),
+                              {"throttle_time": 0, "responses": [{**r, "topic_id": None} for r in results]})
+
+    async def create_partitions(self, header: protocol.RequestHeader, request: Any) -> Any:
+        async def grow(topic) -> None:
+            if topic.assignments:
+                raise InvalidRequestError("explicit replica assignments are not supported; leave them out")
+            if request.validate_only:
+                return
+            await self._controller().create_partitions.remote(topic.name, int(topic.count))
+            self.apis._leadership_changed()
+
+        results = await asyncio.gather(*(self._topic_result(topic.name, grow(topic)) for topic in request.topics))
+        return protocol.build(protocol.response_class(37, header.api_version), {"throttle_time": 0, "results": results})
+
+    async def describe_configs(self, header: protocol.RequestHeader, request: Any) -> Any:
+        async def describe(resource) -> dict:
+            base = {"resource_type": resource.resource_type, "resource_name": resource.resource_name}
+            if resource.resource_type == RESOURCE_BROKER:
+                return {**base, "error_code": 0, "error_message": None, "configs": ()}
+            if resource.resource_type != RESOURCE_TOPIC:
+                return {**base, "error_code": E("invalid_request"), "configs": (),
+                        "error_message": f"resource type {resource.resource_type} is not supported (2 topic, 4 broker)"}
+            result = await self._topic_result(resource.resource_name, self._configs(resource))
+            result.setdefault("configs", ())
+            return {**base, **result}
+
+        results = await asyncio.gather(*(describe(resource) for resource in request.resources))
+        return protocol.build(protocol.response_class(32, header.api_version), {"throttle_time": 0, "results": results})
+
+    async def _configs(self, resource) -> dict:
+        controller = self._controller()
+        description, configs = await asyncio.gather(controller.describe_topic.remote(resource.resource_name),
+                                                    controller.describe_configs.remote(resource.resource_name))
+        overrides = description["config"]
+        wanted = set(resource.configuration_keys) if resource.configuration_keys else None
+        return {"configs": [
+            {"name": name, "value": str(value), "read_only": False, "is_default": name not in overrides,
+             "config_source": SOURCE_DYNAMIC_TOPIC if name in overrides else SOURCE_DEFAULT,
+             "is_sensitive": False, "synonyms": (), "config_type": 0, "documentation": None}
+            for name, value in sorted(configs.items()) if wanted is None or name in wanted
+        ]}
+
+    # -- producers and cluster -----------------------------------------------------
+
+    async def init_producer_id(self, header: protocol.RequestHeader, request: Any) -> Any:
+        data = {"throttle_time": 0, "error_code": 0, "producer_id": -1, "producer_epoch": -1}
+        if request.transactional_id is not None:
+            logger.info("wire: InitProducerId for transactional id %r refused: no transactions",
+                        request.transactional_id)
+            data["error_code"] = E("invalid_request")
+        else:
+            data["producer_id"] = await self._controller().allocate_producer_id.remote()
+            data["producer_epoch"] = 0
+        return protocol.build(protocol.response_class(22, header.api_version), data)
+
+    async def describe_cluster(self, header: protocol.RequestHeader, request: Any) -> Any:
+        await self.apis._refresh(force=True)
+        addresses = self.apis._addresses
+        return protocol.build(protocol.response_class(60, header.api_version), {
+            "throttle_time": 0, "error_code": 0, "error_message": None, "cluster_id": self.apis.cluster_id,
+            "controller_id": min(addresses) if addresses else -1,
+            "brokers": [{"broker_id": broker_id, "host": host, "port": port, "rack": None, "is_fenced": False}
+                        for broker_id, (host, port) in sorted(addresses.items())],
+        })

@@ -1,0 +1,119 @@
+"""Group requests for consumers that assign partitions themselves, mapped onto rafka's
+group coordinator actors (actors/coordinator.py).
+
+* **FindCoordinator** (groups only): the broker that was asked answers "me" — any broker
+  reaches every coordinator actor, so no request is ever sent to a "wrong" coordinator.
+  Transaction coordinators (key type 1) get COORDINATOR_NOT_AVAILABLE.
+* **OffsetCommit** -> ``GroupCoordinator.commit``: a commit without a member id (a
+  consumer using ``assign``, generation -1) is the coordinator's "no member" commit,
+  accepted while the group has no active members, as Kafka's simple consumers are; a
+  member id is refused with UNKNOWN_MEMBER_ID (joining a group over the wire is not
+  there yet). The offsets are the same records rafka's own consumers commit, so
+  ``rafka groups describe`` shows them and a native consumer of the group resumes there.
+* **OffsetFetch** -> ``GroupCoordinator.fetch_offsets``; a partition with no commit
+  answers offset -1.
+* **ListGroups** -> every coordinator's ``list_groups``.
+
+The coordinator handle is found (and the coordinator started, with ``__consumer_offsets``
+created on first use) on a worker thread: that lookup blocks, and the broker's event loop
+must not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from rafka.actors import names
+from rafka.actors.coordinator import coordinator_handle, find_coordinator
+from rafka.errors import GroupNotEmptyError
+from rafka.wire import protocol
+from rafka.wire.errors import cause_of, error_code_of
+
+E = protocol.error_code
+KEY_TYPE_GROUP = 0
+
+
+class GroupApis:
+    def __init__(self, apis: Any) -> None:
+        self.apis = apis
+        self.handlers = {10: self.find_coordinator, 8: self.offset_commit, 9: self.offset_fetch,
+                         16: self.list_groups}
+
+    async def _coordinator(self, group_id: str):
+        return await asyncio.to_thread(find_coordinator, self.apis._controller(), self.apis.broker.namespace, group_id)
+
+    async def find_coordinator(self, header: protocol.RequestHeader, request: Any) -> Any:
+        keys = list(request.coordinator_keys) if header.api_version >= 4 else [request.key]
+        address = self.apis.broker.wire_listener_address()
+        coordinators = []
+        for key in keys:
+            if request.key_type != KEY_TYPE_GROUP or address is None:
+                coordinators.append({"key": key, "node_id": -1, "host": "", "port": -1,
+                                     "error_code": E("coordinator_not_available"),
+                                     "error_message": "only consumer-group coordinators are served"})
+            else:
+                coordinators.append({"key": key, "node_id": self.apis.broker.broker_id, "host": address[0],
+                                     "port": address[1], "error_code": 0, "error_message": None})
+        first = coordinators[0] if coordinators else {"node_id": -1, "host": "", "port": -1, "error_code": 0,
+                                                      "error_message": None}
+        return protocol.build(protocol.response_class(10, header.api_version), {
+            "throttle_time": 0, "coordinators": coordinators, **{k: v for k, v in first.items() if k != "key"}})
+
+    async def offset_commit(self, header: protocol.RequestHeader, request: Any) -> Any:
+        entries = [[topic.name, part.partition_index, int(part.committed_offset), part.committed_metadata or ""]
+                   for topic in request.topics for part in topic.partitions]
+        code = 0
+        if request.member_id:
+            code = E("unknown_member_id")
+        else:
+            try:
+                coordinator = await self._coordinator(request.group_id)
+                await coordinator.commit.remote(request.group_id, None, entries)
+            except Exception as error:  # noqa: BLE001 - every partition answers the failure
+                code = error_code_of(error)
+                if isinstance(cause_of(error), GroupNotEmptyError):
+                    code = E("unknown_member_id")
+        return protocol.build(protocol.response_class(8, header.api_version), {
+            "throttle_time": 0,
+            "topics": [{"name": topic.name, "partitions": [{"partition_index": part.partition_index, "error_code": code}
+                                                           for part in topic.partitions]}
+                       for topic in request.topics],
+        })
+
+    async def offset_fetch(self, header: protocol.RequestHeader, request: Any) -> Any:
+        wanted = None if request.topics is None else [
+            [topic.name, index] for topic in request.topics for index in topic.partition_indexes]
+        try:
+            coordinator = await self._coordinator(request.group_id)
+            committed = await coordinator.fetch_offsets.remote(request.group_id, wanted)
+            code = 0
+        except Exception as error:  # noqa: BLE001
+            committed, code = {}, error_code_of(error)
+        if wanted is None:
+            wanted = [list(tp) for tp in sorted(committed)]
+        topics: dict[str, list] = {}
+        for topic, partition in wanted:
+            topics.setdefault(topic, []).append({
+                "partition_index": partition, "committed_offset": committed.get((topic, partition), -1),
+                "committed_leader_epoch": -1, "metadata": "", "error_code": 0})
+        return protocol.build(protocol.response_class(9, header.api_version), {
+            "throttle_time": 0, "error_code": code,
+            "topics": [{"name": name, "partitions": parts} for name, parts in topics.items()]})
+
+    async def list_groups(self, header: protocol.RequestHeader, request: Any) -> Any:
+        code, groups = 0, []
+        try:
+            partitions = (await self.apis._controller().metadata.remote([names.OFFSETS_TOPIC]))[names.OFFSETS_TOPIC]
+            handles = await asyncio.to_thread(lambda: [
+                coordinator_handle(self.apis.broker.namespace, index, create=False)
+                for index in range(len(partitions or ()))])
+            for listed in await asyncio.gather(*(h.list_groups.remote() for h in handles if h is not None)):
+                groups.extend(listed)
+        except Exception as error:  # noqa: BLE001
+            code = error_code_of(error)
+        states = set(getattr(request, "states_filter", ()) or ())
+        return protocol.build(protocol.response_class(16, header.api_version), {
+            "throttle_time": 0, "error_code": code,
+            "groups": [{"group_id": g["group_id"], "protocol_type": "consumer", "group_state": g["state"],
+                        "group_type": "consumer"} for g in groups if not states or g["state"] in states]})
