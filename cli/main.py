@@ -85,7 +85,8 @@ def cli() -> None:
 @click.option("--wire-port", type=click.IntRange(0, 65535), default=9092, show_default=True,
               help="Kafka listener port of broker 0; broker i takes the next free port from this + i (0: any free port).")
 @click.option("--wire-host", default=None,
-              help="Address the Kafka listeners bind (default 127.0.0.1 on a Ray head `up` starts, else 0.0.0.0).")
+              help="Address the Kafka listeners bind (default 127.0.0.1; the listener has no authentication "
+                   "yet, so bind 0.0.0.0 only where every client on the network is trusted).")
 @click.option("--advertised-host", default=None, help="Host Kafka clients are told to connect to (default: the bind "
                                                       "address, or the node's IP when binding 0.0.0.0).")
 @click.option("--no-wire", is_flag=True, help="Start no Kafka listener.")
@@ -135,8 +136,6 @@ def up(brokers: int | None, data_dir: str | None, num_cpus: int | None, wire_por
         data_dir = os.path.abspath(data_dir or os.path.join(connection.home(), "data"))
         if started["started_ray"]:
             brokers = brokers or 1  # a one-node Ray of our own: a fixed count, no node watch
-        if started["started_ray"] and wire_host is None:
-            wire_host = "127.0.0.1"  # a Ray head of our own, on this machine: not exposed to the network
         cluster = rafka.Cluster.start(data_dir=data_dir, brokers=brokers, address=started["address"], namespace=namespace,
                                       wire_port=None if no_wire else wire_port, wire_host=wire_host,
                                       wire_advertised_host=advertised_host)

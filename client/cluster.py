@@ -63,12 +63,14 @@ class Cluster:
 
         ``wire_port``: broker i serves Kafka's wire protocol on ``wire_port + i``, or the
         next free port after it (0: any free port; None: no listener). ``wire_host``: the
-        address to bind (default 127.0.0.1 for an embedded cluster, 0.0.0.0 on a Ray
-        cluster); ``wire_advertised_host``: the one clients are told to connect to
+        address to bind (default 127.0.0.1: the listener has no authentication yet, so
+        reaching it from other machines is something to ask for, with ``"0.0.0.0"`` or
+        the node's address, on a network where every client is trusted);
+        ``wire_advertised_host``: the one clients are told to connect to
         (default: the bind address, or the node's IP when binding 0.0.0.0)."""
         listener = wire_config.ListenerConfig(
             enabled=wire_port is not None, port=wire_port if wire_port is not None else wire_config.DEFAULT_PORT,
-            host=wire_host or ("127.0.0.1" if address is None else "0.0.0.0"), advertised_host=wire_advertised_host)
+            host=wire_host or "127.0.0.1", advertised_host=wire_advertised_host)
         if brokers is not None and (isinstance(brokers, bool) or not isinstance(brokers, int) or brokers < 1):
             raise ValueError(f"brokers must be a positive int, got {brokers!r}")
         data_dir = os.path.abspath(data_dir or DEFAULT_DATA_DIR)
