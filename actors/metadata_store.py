@@ -34,17 +34,16 @@ from __future__ import annotations
 
 import copy
 import os
-import struct
 
 import crc32c
 import msgpack
 
+from rafka.actors.framing import FRAME, frame, frames
 from rafka.errors import StorageError
 from rafka.storage.checkpoint import fsync_directory
 
 SNAPSHOT_FILE = "metadata.snapshot"
 LOG_FILE = "metadata.log"
-FRAME = struct.Struct("<II")  # body length, CRC-32C of the body
 RECORD_TYPES = frozenset({"register_broker", "create_topic", "delete_topic", "alter_config", "add_partitions",
                           "change_leader", "change_isr", "allocate_producer_ids", "set_broker_per_node"})
 # ``broker_per_node``: brokers follow Ray's nodes (one on every node, including nodes that
@@ -52,10 +51,6 @@ RECORD_TYPES = frozenset({"register_broker", "create_topic", "delete_topic", "al
 INITIAL_STATE = {"brokers": {}, "topics": {}, "next_producer_id": 0, "sequence": 0, "broker_per_node": False}
 # Keys every snapshot has had; keys added since are filled from INITIAL_STATE on load.
 REQUIRED_STATE_KEYS = frozenset({"brokers", "topics", "next_producer_id", "sequence"})
-
-
-def _frame(body: bytes) -> bytes:
-    return FRAME.pack(len(body), crc32c.crc32c(body)) + body
 
 
 class MetadataStore:
@@ -105,22 +100,14 @@ class MetadataStore:
         except FileNotFoundError:
             return {"records_replayed": 0, "bytes_dropped": 0}
         position = replayed = 0
-        while position + FRAME.size <= len(data):
-            length, crc = FRAME.unpack_from(data, position)
-            body = data[position + FRAME.size:position + FRAME.size + length]
-            if len(body) != length or crc32c.crc32c(body) != crc:
-                break
-            try:
-                record = msgpack.unpackb(body, strict_map_key=False)
-            except (ValueError, msgpack.UnpackException):
-                break
+        for start, record in frames(data):
             if record["sequence"] > self.state["sequence"]:
                 if record["sequence"] != self.state["sequence"] + 1:
                     raise StorageError(f"controller metadata log {self._log_path} jumps from sequence "
-                                       f"{self.state['sequence']} to {record['sequence']} at byte {position}")
+                                       f"{self.state['sequence']} to {record['sequence']} at byte {start}")
                 apply_record(self.state, record)
                 replayed += 1
-            position += FRAME.size + length
+            position = start + FRAME.size + FRAME.unpack_from(data, start)[0]
         if position < len(data):
             with open(self._log_path, "r+b") as handle:
                 handle.truncate(position)
@@ -137,9 +124,9 @@ class MetadataStore:
             raise StorageError(f"controller metadata log {self._log_path} failed earlier: {self._failure}")
         record = dict(record, sequence=self.state["sequence"] + 1)
         apply_record(_probe(self.state, record), record)  # a record that cannot apply must never be logged
-        frame = _frame(msgpack.packb(record))
+        framed = frame(record)
         try:
-            self._log.write(frame)
+            self._log.write(framed)
             os.fsync(self._log.fileno())
         except OSError as error:
             self._failure = error
@@ -153,7 +140,7 @@ class MetadataStore:
         """Write the whole state as the new snapshot, then empty the log."""
         temporary = self._snapshot_path + ".tmp"
         with open(temporary, "wb") as handle:
-            handle.write(_frame(msgpack.packb(self.state)))
+            handle.write(frame(self.state))
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, self._snapshot_path)

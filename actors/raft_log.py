@@ -40,39 +40,17 @@ Not thread-safe: one voter owns its directory.
 from __future__ import annotations
 
 import os
-import struct
 
 import crc32c
 import msgpack
 
+from rafka.actors.framing import FRAME, frame as _frame, frames as _frames
 from rafka.errors import StorageError
 from rafka.storage.checkpoint import fsync_directory
 
 META_FILE = "raft.meta"
 SNAPSHOT_FILE = "raft.snapshot"
 LOG_FILE = "raft.log"
-FRAME = struct.Struct("<II")  # body length, CRC-32C of the body
-
-
-def _frame(value: object) -> bytes:
-    body = msgpack.packb(value)
-    return FRAME.pack(len(body), crc32c.crc32c(body)) + body
-
-
-def _frames(data: bytes):
-    """Yield (start position, decoded value) for each whole frame; stop at the first bad one."""
-    position = 0
-    while position + FRAME.size <= len(data):
-        length, crc = FRAME.unpack_from(data, position)
-        body = data[position + FRAME.size:position + FRAME.size + length]
-        if len(body) != length or crc32c.crc32c(body) != crc:
-            return
-        try:
-            value = msgpack.unpackb(body, strict_map_key=False)
-        except (ValueError, msgpack.UnpackException):
-            return
-        yield position, value
-        position += FRAME.size + length
 
 
 class RaftLog:

@@ -15,3 +15,13 @@ def values_of(result) -> list[bytes]:
 
 def offsets_of(result) -> list[int]:
     return [offset for batch in result.batches for offset in batch.column("offset").to_pylist()]
+
+
+def contents(log) -> list[tuple[int, bytes, bytes | None]]:
+    """(offset, key, value) of every record in ``log``, from its start."""
+    result = log.read(log.log_start_offset, max_bytes=10**9)
+    return [
+        (offset, key, value)
+        for batch in result.batches
+        for offset, key, value in zip(*(batch.column(name).to_pylist() for name in ("offset", "key", "value")))
+    ]

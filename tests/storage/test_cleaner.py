@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rafka.storage import Log, LogConfig, ManualClock, make_batch
+from storage_helpers import contents
 
 DELETE_RETENTION_MS = 1000
 
@@ -37,15 +38,6 @@ def compact_until_clean(log: Log, offset_map_bytes: int) -> None:
         if log.compact(offset_map_bytes).first_dirty_offset == -1:
             return
     raise AssertionError("compaction passes never stopped")
-
-
-def contents(log: Log) -> list[tuple[int, bytes, bytes | None]]:
-    result = log.read(log.log_start_offset, max_bytes=10**9)
-    return [
-        (offset, key, value)
-        for batch in result.batches
-        for offset, key, value in zip(*(batch.column(name).to_pylist() for name in ("offset", "key", "value")))
-    ]
 
 
 def reference(written, cleanable_end: int, drop_tombstones: bool):

@@ -10,20 +10,12 @@ min(high watermark, active segment base), are cleaned (as Kafka's last stable of
 from __future__ import annotations
 
 from rafka.storage import Log, LogConfig, ManualClock, make_batch
+from storage_helpers import contents
 
 
 def open_compacted(directory, clock: ManualClock) -> Log:
     config = LogConfig.from_dict({"cleanup.policy": "compact", "segment.bytes": "1024"})
     return Log(str(directory), config, clock)
-
-
-def contents(log: Log) -> list[tuple[int, bytes, bytes | None]]:
-    result = log.read(log.log_start_offset, max_bytes=10**9)
-    return [
-        (offset, key, value)
-        for batch in result.batches
-        for offset, key, value in zip(*(batch.column(name).to_pylist() for name in ("offset", "key", "value")))
-    ]
 
 
 def append(log: Log, clock: ManualClock, key: bytes, value: bytes | None) -> int:
