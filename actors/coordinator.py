@@ -75,11 +75,11 @@ from typing import Any
 
 import msgpack
 import ray
-from ray.exceptions import RayError
 
 from rafka.actors import metrics, names
 from rafka.actors.assignors import ASSIGNORS, assign
-from rafka.actors.group_lag import LogEndOffsets, lag_by_topic
+from rafka.actors.group_lag import lag_by_topic
+from rafka.actors.offsets_partition import ReplicaOffsetsPartition
 from rafka.actors.process import tune_actor_process
 from rafka.errors import (
     CommitFailedError,
@@ -92,7 +92,7 @@ from rafka.errors import (
     TopicExistsError,
     UnknownMemberIdError,
 )
-from rafka.storage.batch import decode_stream, encode_stream, make_batch
+from rafka.storage.batch import encode_stream, make_batch
 
 logger = logging.getLogger(__name__)
 
@@ -100,7 +100,6 @@ TopicPartition = tuple[str, int]
 MAX_COORDINATORS = 3
 SWEEP_INTERVAL_S = 0.1
 METADATA_REFRESH_S = 3.0
-WRITE_TIMEOUT_S = 30.0
 READ_CHUNK_BYTES = 4 * 1024 * 1024
 METRICS_INTERVAL_S = 5.0
 LAG_RECENT_COMMIT_S = 600.0
@@ -267,19 +266,25 @@ class _Group:
 
 
 class GroupCoordinator:
-    def __init__(self, index: int, namespace: str) -> None:
-        tune_actor_process()
+    """The coordinator of every group whose id hashes to ``index`` (module docstring).
+
+    ``partition`` is where it keeps its state (actors/offsets_partition.py); by default
+    partition ``index`` of ``__consumer_offsets`` through Ray, as in the actor. Tests
+    pass one on a ``storage.Log`` to run the protocol as a plain class."""
+
+    def __init__(self, index: int, namespace: str, partition: Any = None) -> None:
+        if partition is None:  # the actor: Ray runs it in a process of its own
+            tune_actor_process()
+            partition = ReplicaOffsetsPartition(index, namespace)
         self.index = index
         self.namespace = namespace
+        self._partition = partition
         self.groups: dict[str, _Group] = {}
         self._loaded: asyncio.Event | None = None
         self._load_error: BaseException | None = None
-        self._leader: Any = None
-        self._leader_epoch = -1
         self._topic_counts: dict[str, int] = {}
         self._topics_refreshed_s = 0.0
         self._sweeper: asyncio.Task | None = None
-        self._log_end_offsets = LogEndOffsets(namespace)
         self._metrics_task: asyncio.Task | None = None
         self._metrics_published_s = float("-inf")
 
@@ -298,14 +303,13 @@ class GroupCoordinator:
             offset = 0
             records = 0
             while True:
-                response = await self._call_leader("fetch", offset, READ_CHUNK_BYTES, 0, 1)
-                if response.records is not None:
-                    for batch in decode_stream(response.records):
-                        for key, value in zip(batch.column("key").to_pylist(), batch.column("value").to_pylist()):
-                            self._apply(msgpack.unpackb(key), None if value is None else msgpack.unpackb(value))
-                            records += 1
-                offset = max(offset, response.next_offset)
-                if offset >= response.high_watermark:
+                batches, next_offset, high_watermark = await self._partition.read(offset, READ_CHUNK_BYTES)
+                for batch in batches:
+                    for key, value in zip(batch.column("key").to_pylist(), batch.column("value").to_pylist()):
+                        self._apply(msgpack.unpackb(key), None if value is None else msgpack.unpackb(value))
+                        records += 1
+                offset = max(offset, next_offset)
+                if offset >= high_watermark:
                     break
             logger.info("group coordinator %d loaded %d records, %d groups", self.index, records, len(self.groups))
         except BaseException as error:  # noqa: BLE001 - reported to every caller
@@ -346,49 +350,12 @@ class GroupCoordinator:
 
     # -- the offsets partition ---------------------------------------------------------
 
-    async def _call_leader(self, method: str, *args: Any) -> Any:
-        """Call the leader replica of this coordinator's partition, following leader
-        changes until ``WRITE_TIMEOUT_S``."""
-        from rafka.client.rpc import unwrap
-
-        deadline = time.monotonic() + WRITE_TIMEOUT_S
-        backoff_s = 0.05
-        while True:
-            try:
-                if self._leader is None:
-                    await self._find_leader()
-                if method == "produce":
-                    return await self._leader.produce.remote(*args, leader_epoch=self._leader_epoch, acks=-1)
-                return await getattr(self._leader, method).remote(*args)
-            except (RayError, RafkaError) as error:
-                error = unwrap(error) if isinstance(error, RayError) else error
-                if not getattr(error, "retriable", False) or time.monotonic() + backoff_s > deadline:
-                    raise error from None
-                self._leader = None
-            await asyncio.sleep(backoff_s)
-            backoff_s = min(backoff_s * 2, 1.0)
-
-    async def _find_leader(self) -> None:
-        from rafka.errors import LeaderNotAvailableError
-
-        controller = ray.get_actor(names.CONTROLLER, namespace=self.namespace)
-        partitions = (await controller.metadata.remote([names.OFFSETS_TOPIC]))[names.OFFSETS_TOPIC]
-        state = partitions[self.index]
-        if state["leader"] < 0:
-            raise LeaderNotAvailableError(f"{names.OFFSETS_TOPIC}-{self.index} has no leader")
-        try:
-            self._leader = ray.get_actor(names.replica(names.OFFSETS_TOPIC, self.index, state["leader"]),
-                                         namespace=self.namespace)
-        except ValueError:
-            raise LeaderNotAvailableError(f"the leader of {names.OFFSETS_TOPIC}-{self.index} is not running") from None
-        self._leader_epoch = state["leader_epoch"]
-
     async def _write(self, entries: list[tuple[list, Any]]) -> None:
         """Append (key, value) records with acks=all; returns once they are committed."""
         keys = [msgpack.packb(key) for key, _ in entries]
         values = [None if value is None else msgpack.packb(value) for _, value in entries]
         payload = encode_stream([make_batch(values, keys)])
-        await self._call_leader("produce", payload)
+        await self._partition.append(payload)
 
     async def _write_group(self, group: _Group) -> None:
         if not group.members and group.assignor is None and not group.membership_logged:
@@ -544,9 +511,7 @@ class GroupCoordinator:
         now = time.monotonic()
         if not force and now - self._topics_refreshed_s < METADATA_REFRESH_S:
             return
-        controller = ray.get_actor(names.CONTROLLER, namespace=self.namespace)
-        answer = await controller.metadata.remote(None)  # user topics only
-        self._topic_counts = {topic: len(partitions) for topic, partitions in answer.items() if partitions}
+        self._topic_counts = await self._partition.topic_partition_counts()
         self._topics_refreshed_s = now
 
     async def _respond(self, group: _Group, member: _Member) -> dict:
@@ -610,7 +575,7 @@ class GroupCoordinator:
                 metrics.set_group_members(group.group_id, len(group.members))
             active = [group for group in self.groups.values()
                       if group.offsets and (group.members or now - group.last_commit_s < LAG_RECENT_COMMIT_S)]
-            ends = await self._log_end_offsets.fetch({tp[0] for group in active for tp in group.offsets})
+            ends = await self._partition.log_end_offsets({tp[0] for group in active for tp in group.offsets})
             for group in active:
                 committed = {tp: entry[0] for tp, entry in group.offsets.items()}
                 for topic, lag in lag_by_topic(committed, ends).items():
