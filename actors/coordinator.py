@@ -67,9 +67,9 @@ not polled for ``max_poll_interval_ms``.
 
 Durability. Offset commits and group state are records in the coordinator's partition
 of ``__consumer_offsets`` (compacted; keys below), written with acks=all before the call
-returns. The group record is written whenever membership changes and before any grant
-that adds a partition to what a member holds, so a restarted coordinator never grants
-a partition that a member may still be consuming. A change (new targets, a grant, a
+returns. The group record is written whenever membership changes and before any change
+of a member's grant is told, so a restarted coordinator never grants a partition that a
+member may still be consuming, and never gives out a member epoch twice. A change (new targets, a grant, a
 commit) is applied in memory only once its record is written: a write that fails
 leaves the state as it was, and the request raises. Loaded members get a fresh session
 timeout to heartbeat again. Committed offsets survive coordinator crashes; a commit
@@ -653,7 +653,7 @@ class GroupCoordinator:
         self._topics_refreshed_s = now
 
     async def _respond(self, group: _Group, member: _Member) -> dict:
-        """Compute what ``member`` may own now; persist before growing what it holds."""
+        """Compute what ``member`` may own now; persist a change before applying it."""
         if group.in_initial_delay():
             return {"member_id": member.member_id, "epoch": member.epoch, "group_epoch": group.epoch,
                     "assignment": sorted(member.granted)}
@@ -667,10 +667,11 @@ class GroupCoordinator:
             held = member.held()
             assigned = {tp: member.assigned_epochs.get(tp, epoch) if tp in held else epoch
                         for tp in new_grant | held}
-            if not new_grant <= held:
-                # The grant grows what it holds: written before it is applied or told
-                # (a restarted coordinator must know every partition a member may use).
-                await self._write_group(group, grants={member.member_id: (new_grant, epoch, assigned)})
+            # Written before it is applied or told: a restarted coordinator must know
+            # every partition a member may use, and an epoch at least as new as any
+            # the member has seen (or it would refuse the member's commits as stale,
+            # and could give an epoch number out twice).
+            await self._write_group(group, grants={member.member_id: (new_grant, epoch, assigned)})
             # What leaves the grant stays held until the member reports this epoch.
             revoking = {tp: e for tp, e in member.revoking.items() if tp not in new_grant}
             revoking.update((tp, epoch) for tp in member.granted - new_grant)

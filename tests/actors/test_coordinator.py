@@ -260,3 +260,19 @@ def test_load_skips_bad_records_and_keeps_the_rest(tmp_path, caplog):
         assert f"__consumer_offsets-0 offset {bad_offset}" in skipped[0]
 
     asyncio.run(scenario())
+
+
+def test_restarted_coordinator_accepts_commits_at_the_newest_epoch_it_told(tmp_path):
+    async def scenario():
+        partition = LogPartition(str(tmp_path), {"t": 2})
+        coordinator = await started(partition)
+        first = await settle(coordinator, "")
+        await coordinator.heartbeat(GROUP, request())
+        first = await coordinator.heartbeat(GROUP, request(first["member_id"], owned=first["assignment"]))
+        assert len(first["assignment"]) == 1  # its grant shrank: a new epoch
+        kept = first["assignment"][0]
+        reloaded = await started(partition)  # the coordinator restarts
+        await reloaded.commit(GROUP, first["member_id"], [[*kept, 4, ""]], first["epoch"])
+        assert await reloaded.fetch_offsets(GROUP) == {tuple(kept): 4}
+
+    asyncio.run(scenario())
