@@ -23,7 +23,15 @@ Hierarchy::
     ├── InvalidProducerEpochError     a producer was fenced by a newer instance
     ├── NoOffsetForPartitionError     no position and auto_offset_reset="none"
     ├── RequestTimeoutError (retriable)  a request got no answer within its timeout
-    └── ClusterError                  no cluster running, a dead broker
+    ├── ClusterError                  no cluster running, a dead broker
+    └── GroupError                    a consumer-group request the coordinator refused
+        ├── UnknownMemberIdError      the member is not (or no longer) in the group
+        ├── FencedInstanceIdError     another consumer took this static member's place
+        ├── InconsistentGroupProtocolError
+        ├── CommitFailedError         a commit for a partition the member does not hold
+        │   └── StaleMemberEpochError a commit from an older epoch than the partition's
+        ├── GroupNotEmptyError
+        └── GroupNotFoundError
 
 Each error carries a message that names the bad value. ``retriable`` says whether the
 same request may succeed if simply sent again later (after a metadata refresh); clients
@@ -162,6 +170,13 @@ class InconsistentGroupProtocolError(GroupError):
 class CommitFailedError(GroupError):
     """An offset commit was refused: the partition is not assigned to this member, or a
     consumer outside the group committed while the group has active members."""
+
+
+class StaleMemberEpochError(CommitFailedError):
+    """An offset commit came from an older epoch of its member than the one at which the
+    partition was (last) assigned to it: the partition moved away and back since the
+    commit was made, so its offsets may be behind another owner's. Refused, as Kafka's
+    ``STALE_MEMBER_EPOCH`` (KIP-848)."""
 
 
 class GroupNotEmptyError(GroupError):

@@ -14,13 +14,33 @@ released). The coordinator keeps, per member:
   membership, a subscription, or a subscribed topic's partition count changes);
 * ``granted``: what it has told the member it may own, ``(granted ∩ target)`` plus any
   target partition that no other member holds;
-* ``owned``: what the member last reported.
+* ``owned``: what the member last reported, of what it held: a report never adds a
+  partition the member was not granted. So a member that joins afresh (no member id:
+  KIP-848's epoch 0) owns nothing, whatever it claims; a consumer back under a new id
+  after its session ended may still report its old partitions, which by then may be
+  another member's.
 
-A member *holds* ``granted ∪ owned``. A partition is granted to a member only when no
+* ``revoking``: what left its grant at epoch e while the member may still own or be
+  applying it: held until the member reports what it owns as of epoch e or later
+  (``owned_epoch``, the epoch of the grant its consumer applied last). Without it, a
+  heartbeat sent before the consumer applied a grant would release a partition the
+  consumer is about to use.
+
+A member *holds* ``granted ∪ owned ∪ revoking``. A partition is granted to a member only when no
 other member holds it, so no partition ever has two owners: a moving partition is first
 revoked (dropped from the old owner's grant), then released (the old owner reports it
 no longer owns it, after committing), and only then granted to its new owner. The
 assignor choice ("range" or "sticky") decides only the targets.
+
+Fencing. Every change of a member's grant bumps its member ``epoch``, and each held
+partition remembers the epoch it was granted at (KIP-1251's assignment epochs; it keeps
+it while the member never gave the partition up). A commit names the member and the
+epoch its consumer holds the partitions under, and is refused when the member is gone
+(``UnknownMemberIdError``: its session ended, it left), when it does not hold the
+partition (``CommitFailedError``), or when its epoch is older than the partition's
+(``StaleMemberEpochError``: the partition moved away and back since the commit was
+made, and another owner may have committed further). So an old owner (a zombie back
+from a pause) never moves a committed offset behind its new owner's.
 
 ``heartbeat`` is a long poll: when the member already owns exactly its grant, the call
 waits up to ``wait_ms`` for the group to change, so a rebalance reaches members at once
@@ -47,11 +67,20 @@ not polled for ``max_poll_interval_ms``.
 
 Durability. Offset commits and group state are records in the coordinator's partition
 of ``__consumer_offsets`` (compacted; keys below), written with acks=all before the call
-returns. The group record is written whenever membership changes and before any grant
-that adds a partition to what a member holds, so a restarted coordinator never grants
-a partition that a member may still be consuming. Loaded members get a fresh session
+returns. The group record is written whenever membership changes and before any change
+of a member's grant is told, so a restarted coordinator never grants a partition that a
+member may still be consuming, and never gives out a member epoch twice. A change (new targets, a grant, a
+commit) is applied in memory only once its record is written: a write that fails
+leaves the state as it was, and the request raises. Loaded members get a fresh session
 timeout to heartbeat again. Committed offsets survive coordinator crashes; a commit
-that raised may or may not have been stored.
+that raised may or may not have been stored. Any client can write to the topic: a
+record that is not one of the coordinator's (bytes that do not decode, a key or value
+of the wrong shape) is logged with its partition and offset and skipped when loading;
+everything else loads.
+
+Concurrency. One asyncio lock per group orders its requests and the sweep; the sweep
+decides which members expired again once it holds the lock, so a heartbeat that was
+waiting for the lock meanwhile saves its member.
 
 Metrics (``metrics.py``). Every ``METRICS_INTERVAL_S`` the sweep publishes each group's
 member count and, for groups with members or a commit in the last
@@ -75,11 +104,11 @@ from typing import Any
 
 import msgpack
 import ray
-from ray.exceptions import RayError
 
 from rafka.actors import metrics, names
 from rafka.actors.assignors import ASSIGNORS, assign
-from rafka.actors.group_lag import LogEndOffsets, lag_by_topic
+from rafka.actors.group_lag import lag_by_topic
+from rafka.actors.offsets_partition import ReplicaOffsetsPartition
 from rafka.actors.process import tune_actor_process
 from rafka.errors import (
     CommitFailedError,
@@ -88,11 +117,11 @@ from rafka.errors import (
     GroupNotFoundError,
     InconsistentGroupProtocolError,
     InvalidConfigError,
-    RafkaError,
+    StaleMemberEpochError,
     TopicExistsError,
     UnknownMemberIdError,
 )
-from rafka.storage.batch import decode_stream, encode_stream, make_batch
+from rafka.storage.batch import encode_stream, make_batch
 
 logger = logging.getLogger(__name__)
 
@@ -100,7 +129,6 @@ TopicPartition = tuple[str, int]
 MAX_COORDINATORS = 3
 SWEEP_INTERVAL_S = 0.1
 METADATA_REFRESH_S = 3.0
-WRITE_TIMEOUT_S = 30.0
 READ_CHUNK_BYTES = 4 * 1024 * 1024
 METRICS_INTERVAL_S = 5.0
 LAG_RECENT_COMMIT_S = 600.0
@@ -150,7 +178,8 @@ def coordinator_handle(namespace: str, index: int, create: bool = True):
 
 class _Member:
     __slots__ = ("member_id", "instance_id", "client_id", "topics", "pattern", "assignor", "session_timeout_ms",
-                 "rebalance_timeout_ms", "target", "granted", "owned", "epoch", "deadline", "release_deadline")
+                 "rebalance_timeout_ms", "target", "granted", "owned", "revoking", "epoch", "assigned_epochs",
+                 "deadline", "release_deadline")
 
     def __init__(self, member_id: str, request: dict) -> None:
         self.member_id = member_id
@@ -164,29 +193,72 @@ class _Member:
         self.target: set[TopicPartition] = set()
         self.granted: set[TopicPartition] = set()
         self.owned: set[TopicPartition] = set()
+        # Dropped from the grant at epoch e while the member may still own or apply it
+        # (it has not reported what it owns as of epoch e or later): still held.
+        self.revoking: dict[TopicPartition, int] = {}
         self.epoch = 0
+        # Per held partition, the member epoch at which it was granted (KIP-1251's
+        # assignment epochs): a commit from an older epoch of this member is stale.
+        self.assigned_epochs: dict[TopicPartition, int] = {}
         self.deadline = time.monotonic() + self.session_timeout_ms / 1000
         self.release_deadline: float | None = None
 
     def held(self) -> set[TopicPartition]:
-        return self.granted | self.owned
+        return self.granted | self.owned | self.revoking.keys()
 
-    def to_record(self) -> dict:
+    def report(self, reported: set[TopicPartition], owned_epoch: int) -> set[TopicPartition]:
+        """Take the member's report that it owns ``reported`` as of (having applied)
+        its grant of ``owned_epoch``; returns what it released. A report never adds
+        a partition it does not hold (a new member owns nothing), and a partition it is
+        losing stays held until it reports an epoch at or after the one that dropped it."""
+        before = self.held()
+        self.owned = reported & before
+        self.revoking = {tp: epoch for tp, epoch in self.revoking.items() if tp in self.owned or owned_epoch < epoch}
+        held = self.held()
+        self.assigned_epochs = {tp: e for tp, e in self.assigned_epochs.items() if tp in held}
+        if self.release_deadline is not None and not (held - self.granted):
+            self.release_deadline = None
+        return before - held
+
+    def to_record(self, change: "_Grant | None" = None, target: set[TopicPartition] | None = None) -> dict:
+        """The member as stored; ``change`` and ``target`` are proposed, not yet applied."""
+        granted, epoch, assigned = (self.granted, self.epoch, self.assigned_epochs) if change is None else change
+        target = self.target if target is None else target
         return {
             "instance_id": self.instance_id, "client_id": self.client_id, "topics": sorted(self.topics),
             "pattern": self.pattern, "assignor": self.assignor, "session_timeout_ms": self.session_timeout_ms,
-            "rebalance_timeout_ms": self.rebalance_timeout_ms, "epoch": self.epoch,
-            "target": sorted(self.target), "held": sorted(self.held()),
+            "rebalance_timeout_ms": self.rebalance_timeout_ms, "epoch": epoch,
+            # (What a proposed grant drops stays held: it is revoking.)
+            "target": sorted(target), "held": sorted(granted | self.held()),
+            "assigned_epochs": sorted([tp[0], tp[1], e] for tp, e in assigned.items()),
         }
 
     @classmethod
     def from_record(cls, member_id: str, record: dict) -> "_Member":
+        """The member a group record stores; ValueError (or TypeError, KeyError) when
+        the record is not one this coordinator wrote."""
         member = cls(member_id, record)
+        for name in ("session_timeout_ms", "rebalance_timeout_ms", "epoch"):
+            if isinstance(record[name], bool) or not isinstance(record[name], int):
+                raise ValueError(f"member {member_id}: {name} is {record[name]!r}, not an int")
         member.epoch = record["epoch"]
-        member.target = {tuple(tp) for tp in record["target"]}
+        member.target = {_topic_partition(tp) for tp in record["target"]}
         # Whatever it held may still be in use: keep it granted until it reports in.
-        member.granted = {tuple(tp) for tp in record["held"]}
+        member.granted = {_topic_partition(tp) for tp in record["held"]}
+        assigned = {_topic_partition(entry[:2]): entry[2] for entry in record.get("assigned_epochs") or ()}
+        member.assigned_epochs = {tp: assigned.get(tp, 0) for tp in member.granted}
         return member
+
+
+# A proposed grant of one member: (granted, epoch, assigned_epochs).
+_Grant = tuple[set[TopicPartition], int, dict[TopicPartition, int]]
+
+
+def _topic_partition(value: Any) -> TopicPartition:
+    topic, partition = value
+    if not isinstance(topic, str) or isinstance(partition, bool) or not isinstance(partition, int) or partition < 0:
+        raise ValueError(f"not a topic partition: {value!r}")
+    return topic, partition
 
 
 class _Group:
@@ -267,19 +339,25 @@ class _Group:
 
 
 class GroupCoordinator:
-    def __init__(self, index: int, namespace: str) -> None:
-        tune_actor_process()
+    """The coordinator of every group whose id hashes to ``index`` (module docstring).
+
+    ``partition`` is where it keeps its state (actors/offsets_partition.py); by default
+    partition ``index`` of ``__consumer_offsets`` through Ray, as in the actor. Tests
+    pass one on a ``storage.Log`` to run the protocol as a plain class."""
+
+    def __init__(self, index: int, namespace: str, partition: Any = None) -> None:
+        if partition is None:  # the actor: Ray runs it in a process of its own
+            tune_actor_process()
+            partition = ReplicaOffsetsPartition(index, namespace)
         self.index = index
         self.namespace = namespace
+        self._partition = partition
         self.groups: dict[str, _Group] = {}
         self._loaded: asyncio.Event | None = None
         self._load_error: BaseException | None = None
-        self._leader: Any = None
-        self._leader_epoch = -1
         self._topic_counts: dict[str, int] = {}
         self._topics_refreshed_s = 0.0
         self._sweeper: asyncio.Task | None = None
-        self._log_end_offsets = LogEndOffsets(namespace)
         self._metrics_task: asyncio.Task | None = None
         self._metrics_published_s = float("-inf")
 
@@ -296,18 +374,28 @@ class GroupCoordinator:
     async def _load(self) -> None:
         try:
             offset = 0
-            records = 0
+            records = skipped = 0
             while True:
-                response = await self._call_leader("fetch", offset, READ_CHUNK_BYTES, 0, 1)
-                if response.records is not None:
-                    for batch in decode_stream(response.records):
-                        for key, value in zip(batch.column("key").to_pylist(), batch.column("value").to_pylist()):
-                            self._apply(msgpack.unpackb(key), None if value is None else msgpack.unpackb(value))
+                batches, next_offset, high_watermark = await self._partition.read(offset, READ_CHUNK_BYTES)
+                for batch in batches:
+                    for record_offset, key, value in zip(batch.column("offset").to_pylist(),
+                                                         batch.column("key").to_pylist(),
+                                                         batch.column("value").to_pylist()):
+                        try:
+                            self._apply(key, value)
                             records += 1
-                offset = max(offset, response.next_offset)
-                if offset >= response.high_watermark:
+                        except Exception as error:  # noqa: BLE001 - any client can write any bytes here
+                            # One bad record must not keep the coordinator (and every
+                            # group on it) from loading: it is skipped, and said so.
+                            skipped += 1
+                            logger.warning("group coordinator %d: skipped the record at %s-%d offset %d, which is "
+                                           "not one of its records (%s: %s); key=%r", self.index, names.OFFSETS_TOPIC,
+                                           self.index, record_offset, type(error).__name__, error, key[:64] if key else key)
+                offset = max(offset, next_offset)
+                if offset >= high_watermark:
                     break
-            logger.info("group coordinator %d loaded %d records, %d groups", self.index, records, len(self.groups))
+            logger.info("group coordinator %d loaded %d records (%d skipped), %d groups", self.index, records, skipped,
+                        len(self.groups))
         except BaseException as error:  # noqa: BLE001 - reported to every caller
             self._load_error = error
             self._loaded.set()
@@ -317,26 +405,48 @@ class GroupCoordinator:
         self._loaded.set()
         self._sweeper = asyncio.get_running_loop().create_task(self._sweep_loop())
 
-    def _apply(self, key: list, value: Any) -> None:
+    def _apply(self, key_bytes: bytes | None, value_bytes: bytes | None) -> None:
+        """Apply one record of the partition (keys in the module docstring). Raises
+        (ValueError, or msgpack's and Python's errors on malformed bytes) before changing
+        anything when the record is not one this coordinator writes."""
+        if key_bytes is None:
+            raise ValueError("the record has no key")
+        key = msgpack.unpackb(key_bytes)
+        value = None if value_bytes is None else msgpack.unpackb(value_bytes)
+        if not isinstance(key, list) or len(key) < 2 or not isinstance(key[1], str):
+            raise ValueError(f"unknown key {key!r}")
         kind, group_id = key[0], key[1]
-        if kind == "o":
-            tp = (key[2], key[3])
+        if kind == "o" and len(key) == 4:
+            tp = _topic_partition(key[2:])
             if value is None:
                 group = self.groups.get(group_id)
                 if group is not None:
                     group.offsets.pop(tp, None)
-            else:
-                self._group(group_id).offsets[tp] = (value[0], value[1], value[2])
-        elif kind == "g":
+                return
+            if not (isinstance(value, list) and len(value) == 3 and _is_offset(value[0])
+                    and isinstance(value[1], str) and isinstance(value[2], int)):
+                raise ValueError(f"offset commit of group {group_id!r} for {tp[0]}-{tp[1]} is {value!r}")
+            self._group(group_id).offsets[tp] = (value[0], value[1], value[2])
+        elif kind == "g" and len(key) == 2:
             if value is None:
                 self.groups.pop(group_id, None)
                 return
+            if not isinstance(value, dict) or not isinstance(value.get("members"), dict):
+                raise ValueError(f"group record of {group_id!r} is {value!r}")
+            epoch, assignor = value["epoch"], value["assignor"]
+            if isinstance(epoch, bool) or not isinstance(epoch, int) or assignor not in (None, *ASSIGNORS):
+                raise ValueError(f"group record of {group_id!r} has epoch {epoch!r}, assignor {assignor!r}")
+            members = {}
+            for member_id, record in value["members"].items():
+                if not isinstance(member_id, str) or not isinstance(record, dict):
+                    raise ValueError(f"group record of {group_id!r} has member {member_id!r}: {record!r}")
+                members[member_id] = _Member.from_record(member_id, record)
             group = self._group(group_id)
-            group.epoch = value["epoch"]
-            group.assignor = value["assignor"]
-            group.members = {mid: _Member.from_record(mid, record) for mid, record in value["members"].items()}
+            group.epoch, group.assignor, group.members = epoch, assignor, members
             group.instances = {m.instance_id: mid for mid, m in group.members.items() if m.instance_id}
             group.membership_logged = True
+        else:
+            raise ValueError(f"unknown key {key!r}")
 
     def _group(self, group_id: str) -> _Group:
         group = self.groups.get(group_id)
@@ -346,56 +456,26 @@ class GroupCoordinator:
 
     # -- the offsets partition ---------------------------------------------------------
 
-    async def _call_leader(self, method: str, *args: Any) -> Any:
-        """Call the leader replica of this coordinator's partition, following leader
-        changes until ``WRITE_TIMEOUT_S``."""
-        from rafka.client.rpc import unwrap
-
-        deadline = time.monotonic() + WRITE_TIMEOUT_S
-        backoff_s = 0.05
-        while True:
-            try:
-                if self._leader is None:
-                    await self._find_leader()
-                if method == "produce":
-                    return await self._leader.produce.remote(*args, leader_epoch=self._leader_epoch, acks=-1)
-                return await getattr(self._leader, method).remote(*args)
-            except (RayError, RafkaError) as error:
-                error = unwrap(error) if isinstance(error, RayError) else error
-                if not getattr(error, "retriable", False) or time.monotonic() + backoff_s > deadline:
-                    raise error from None
-                self._leader = None
-            await asyncio.sleep(backoff_s)
-            backoff_s = min(backoff_s * 2, 1.0)
-
-    async def _find_leader(self) -> None:
-        from rafka.errors import LeaderNotAvailableError
-
-        controller = ray.get_actor(names.CONTROLLER, namespace=self.namespace)
-        partitions = (await controller.metadata.remote([names.OFFSETS_TOPIC]))[names.OFFSETS_TOPIC]
-        state = partitions[self.index]
-        if state["leader"] < 0:
-            raise LeaderNotAvailableError(f"{names.OFFSETS_TOPIC}-{self.index} has no leader")
-        try:
-            self._leader = ray.get_actor(names.replica(names.OFFSETS_TOPIC, self.index, state["leader"]),
-                                         namespace=self.namespace)
-        except ValueError:
-            raise LeaderNotAvailableError(f"the leader of {names.OFFSETS_TOPIC}-{self.index} is not running") from None
-        self._leader_epoch = state["leader_epoch"]
-
     async def _write(self, entries: list[tuple[list, Any]]) -> None:
         """Append (key, value) records with acks=all; returns once they are committed."""
         keys = [msgpack.packb(key) for key, _ in entries]
         values = [None if value is None else msgpack.packb(value) for _, value in entries]
         payload = encode_stream([make_batch(values, keys)])
-        await self._call_leader("produce", payload)
+        await self._partition.append(payload)
 
-    async def _write_group(self, group: _Group) -> None:
+    async def _write_group(self, group: _Group, epoch: int | None = None,
+                           targets: dict[str, set[TopicPartition]] | None = None,
+                           grants: dict[str, _Grant] | None = None) -> None:
+        """Persist the group's membership, with a proposed group ``epoch``, member
+        ``targets`` and ``grants`` in place of the current ones: the caller applies them
+        only once this returns, so a failed write leaves the state as it was."""
         if not group.members and group.assignor is None and not group.membership_logged:
             return  # never had members: nothing to record
+        targets, grants = targets or {}, grants or {}
         await self._write([(["g", group.group_id], {
-            "epoch": group.epoch, "assignor": group.assignor,
-            "members": {mid: member.to_record() for mid, member in group.members.items()},
+            "epoch": group.epoch if epoch is None else epoch, "assignor": group.assignor,
+            "members": {mid: member.to_record(grants.get(mid), targets.get(mid))
+                        for mid, member in group.members.items()},
         })])
         group.membership_logged = True
 
@@ -405,12 +485,14 @@ class GroupCoordinator:
         """Join (``member_id`` empty), stay in, or report progress in ``group_id``.
 
         ``request``: member_id, instance_id, client_id, topics or pattern, assignor,
-        session_timeout_ms, rebalance_timeout_ms, owned (list of [topic, partition]),
-        wait_ms. Returns member_id, epoch, and ``assignment``: the partitions the member
+        session_timeout_ms, rebalance_timeout_ms, owned (list of [topic, partition])
+        and owned_epoch (the epoch of the grant the consumer last applied; default:
+        the member's current epoch), wait_ms. Returns member_id, epoch, and ``assignment``: the partitions the member
         may own now. Raises ``UnknownMemberIdError`` (join again) or
         ``FencedInstanceIdError``."""
         await self._ready()
         _validate_request(request)
+        reported = {_topic_partition(tp) for tp in request.get("owned") or ()}
         group = self.groups.get(group_id)
         if group is None:
             if request.get("member_id"):
@@ -420,11 +502,13 @@ class GroupCoordinator:
         async with group.lock:
             member = await self._admit(group, request)
             member.deadline = time.monotonic() + member.session_timeout_ms / 1000
-            owned = {tuple(tp) for tp in request.get("owned") or ()}
-            released = member.owned - owned
-            member.owned = owned
-            if member.release_deadline is not None and not (member.owned - member.granted):
-                member.release_deadline = None
+            # A member owns only what it was granted (KIP-848): a member that joins
+            # afresh owns nothing, whatever it claims (a consumer back under a new id
+            # after its session ended may still report its old partitions).
+            if reported - member.held():
+                logger.warning("group %r: member %s claims %s, which it was not granted; ignored", group_id,
+                               member.member_id, sorted(reported - member.held()))
+            released = member.report(reported, request.get("owned_epoch", member.epoch))
             topics_changed = self._update_subscription(member, request)
             if topics_changed:
                 await self._rebalance(group)
@@ -466,15 +550,25 @@ class GroupCoordinator:
             # partitions; nobody else's assignment changes.
             previous = group.members.pop(previous_id)
             member.target, member.granted, member.epoch = previous.target, previous.granted, previous.epoch
+            member.assigned_epochs = dict(previous.assigned_epochs)
+            member.revoking = dict(previous.revoking)
             group.members[member.member_id] = member
             group.instances[instance_id] = member.member_id
             self._update_subscription(member, request)
-            if member.topics != previous.topics or member.pattern != previous.pattern:
-                await self._rebalance(group)
-            else:
-                await self._write_group(group)
+            try:
+                if member.topics != previous.topics or member.pattern != previous.pattern:
+                    await self._rebalance(group)
+                else:
+                    await self._write_group(group)
+            except BaseException:
+                # Not written: the predecessor keeps its place (the join failed).
+                del group.members[member.member_id]
+                group.members[previous_id] = previous
+                group.instances[instance_id] = previous_id
+                raise
             return member
         was_empty = not group.members
+        previous_assignor = group.assignor
         group.members[member.member_id] = member
         if instance_id:
             group.instances[instance_id] = member.member_id
@@ -484,7 +578,14 @@ class GroupCoordinator:
         else:
             group.extend_initial_delay()
         self._update_subscription(member, request)
-        await self._rebalance(group)
+        try:
+            await self._rebalance(group)
+        except BaseException:
+            # Not written: the join failed, so the member must not linger (holding a
+            # target nobody else gets) until its session runs out.
+            self._remove(group, member)
+            group.assignor = previous_assignor
+            raise
         return member
 
     def _update_subscription(self, member: _Member, request: dict) -> bool:
@@ -515,19 +616,23 @@ class GroupCoordinator:
             group.assignor = None
 
     async def _rebalance(self, group: _Group) -> None:
-        """Recompute every member's target (a new group epoch), persist, wake members."""
-        group.epoch += 1
-        metrics.count_group_rebalance(group.group_id)
+        """Recompute every member's target (a new group epoch), persist, then apply and
+        wake members (a failed write changes no target)."""
         await self._refresh_topics(force=True)
-        group.partition_counts = self._subscribed_counts(group)
+        partition_counts = self._subscribed_counts(group)
+        targets: dict[str, set[TopicPartition]] = {}
         if group.members:
             topics_by_member = {mid: self._member_topics(m) for mid, m in group.members.items()}
             sort_keys = {mid: m.instance_id or mid for mid, m in group.members.items()}
             previous = {mid: set(m.target) for mid, m in group.members.items()}
-            targets = assign(group.assignor or "sticky", topics_by_member, sort_keys, group.partition_counts, previous)
-            for mid, member in group.members.items():
-                member.target = targets[mid]
-        await self._write_group(group)
+            targets = assign(group.assignor or "sticky", topics_by_member, sort_keys, partition_counts, previous)
+        await self._write_group(group, epoch=group.epoch + 1, targets=targets)
+        group.epoch += 1
+        group.partition_counts = partition_counts
+        for mid, target in targets.items():
+            if mid in group.members:  # (the lock is held: nobody left meanwhile)
+                group.members[mid].target = target
+        metrics.count_group_rebalance(group.group_id)
         group.notify()
 
     def _member_topics(self, member: _Member) -> frozenset[str]:
@@ -544,13 +649,11 @@ class GroupCoordinator:
         now = time.monotonic()
         if not force and now - self._topics_refreshed_s < METADATA_REFRESH_S:
             return
-        controller = ray.get_actor(names.CONTROLLER, namespace=self.namespace)
-        answer = await controller.metadata.remote(None)  # user topics only
-        self._topic_counts = {topic: len(partitions) for topic, partitions in answer.items() if partitions}
+        self._topic_counts = await self._partition.topic_partition_counts()
         self._topics_refreshed_s = now
 
     async def _respond(self, group: _Group, member: _Member) -> dict:
-        """Compute what ``member`` may own now; persist before growing what it holds."""
+        """Compute what ``member`` may own now; persist a change before applying it."""
         if group.in_initial_delay():
             return {"member_id": member.member_id, "epoch": member.epoch, "group_epoch": group.epoch,
                     "assignment": sorted(member.granted)}
@@ -558,13 +661,23 @@ class GroupCoordinator:
         grants = {tp for tp in member.target - member.granted if group.holder(tp, member.member_id) is None}
         new_grant = keep | grants
         if new_grant != member.granted:
-            grows = not new_grant <= member.held()
-            member.granted = new_grant
-            member.epoch += 1
-            if member.owned - new_grant and member.release_deadline is None:
+            epoch = member.epoch + 1
+            # A partition it still owns keeps the epoch it was first granted at: the
+            # member never gave it up, so its commits of it stay valid.
+            held = member.held()
+            assigned = {tp: member.assigned_epochs.get(tp, epoch) if tp in held else epoch
+                        for tp in new_grant | held}
+            # Written before it is applied or told: a restarted coordinator must know
+            # every partition a member may use, and an epoch at least as new as any
+            # the member has seen (or it would refuse the member's commits as stale,
+            # and could give an epoch number out twice).
+            await self._write_group(group, grants={member.member_id: (new_grant, epoch, assigned)})
+            # What leaves the grant stays held until the member reports this epoch.
+            revoking = {tp: e for tp, e in member.revoking.items() if tp not in new_grant}
+            revoking.update((tp, epoch) for tp in member.granted - new_grant)
+            member.granted, member.epoch, member.assigned_epochs, member.revoking = new_grant, epoch, assigned, revoking
+            if member.held() - new_grant and member.release_deadline is None:
                 member.release_deadline = time.monotonic() + member.rebalance_timeout_ms / 1000
-            if grows:
-                await self._write_group(group)
         return {"member_id": member.member_id, "epoch": member.epoch, "group_epoch": group.epoch,
                 "assignment": sorted(member.granted)}
 
@@ -585,15 +698,18 @@ class GroupCoordinator:
             self._metrics_published_s = now
             self._metrics_task = asyncio.get_running_loop().create_task(self._publish_metrics())
         for group in list(self.groups.values()):
-            expired = [m for m in group.members.values()
-                       if m.deadline < now or (m.release_deadline is not None and m.release_deadline < now)]
-            if expired:
-                async with group.lock:
-                    for member in expired:
-                        if group.members.get(member.member_id) is member:
-                            logger.info("group %r: removing member %s (%s)", group.group_id, member.member_id,
-                                        "session timeout" if member.deadline < now else "did not release in time")
-                            self._remove(group, member)
+            if not any(_expired(m, now) for m in group.members.values()):
+                continue
+            async with group.lock:
+                # Decide again under the lock: a heartbeat that was waiting for it
+                # meanwhile has moved its member's deadline, and saves it.
+                now = time.monotonic()
+                expired = [m for m in group.members.values() if _expired(m, now)]
+                for member in expired:
+                    logger.info("group %r: removing member %s (%s)", group.group_id, member.member_id,
+                                "session timeout" if member.deadline < now else "did not release in time")
+                    self._remove(group, member)
+                if expired:
                     await self._rebalance(group)
         if any(g.members for g in self.groups.values()) and now - self._topics_refreshed_s >= METADATA_REFRESH_S:
             await self._refresh_topics()
@@ -610,7 +726,7 @@ class GroupCoordinator:
                 metrics.set_group_members(group.group_id, len(group.members))
             active = [group for group in self.groups.values()
                       if group.offsets and (group.members or now - group.last_commit_s < LAG_RECENT_COMMIT_S)]
-            ends = await self._log_end_offsets.fetch({tp[0] for group in active for tp in group.offsets})
+            ends = await self._partition.log_end_offsets({tp[0] for group in active for tp in group.offsets})
             for group in active:
                 committed = {tp: entry[0] for tp, entry in group.offsets.items()}
                 for topic, lag in lag_by_topic(committed, ends).items():
@@ -620,12 +736,18 @@ class GroupCoordinator:
 
     # -- offsets -----------------------------------------------------------------------
 
-    async def commit(self, group_id: str, member_id: str | None, offsets: list[list]) -> None:
+    async def commit(self, group_id: str, member_id: str | None, offsets: list[list],
+                     member_epoch: int | None = None) -> None:
         """Store ``[topic, partition, offset, metadata]`` entries for ``group_id``.
 
-        A member may commit only partitions it holds; ``member_id`` None (a consumer
-        that assigns partitions itself, or an admin reset) only while the group has no
-        members. Returns once the commit is replicated (acks=all)."""
+        Fencing: a member commits as ``member_id`` at ``member_epoch`` (the epoch its
+        consumer holds the partitions under), and only partitions it holds; a member
+        the group no longer has gets ``UnknownMemberIdError``, a partition it does not
+        hold ``CommitFailedError``, an epoch older than the one the partition was
+        granted at ``StaleMemberEpochError`` (the partition moved away and back since:
+        another owner's commits may be newer). ``member_id`` None (a consumer that
+        assigns partitions itself, or an admin reset) may commit only while the group
+        has no members. Returns once the commit is replicated (acks=all)."""
         await self._ready()
         entries = _validate_offsets(offsets)
         group = self.groups.get(group_id)
@@ -644,12 +766,26 @@ class GroupCoordinator:
                 member = group.members.get(member_id)
                 if member is None:
                     raise UnknownMemberIdError(f"group {group_id!r} has no member {member_id!r}; the commit was refused")
+                if isinstance(member_epoch, bool) or not isinstance(member_epoch, int):
+                    raise TypeError(f"a commit of member {member_id!r} needs its member_epoch (an int), "
+                                    f"got {member_epoch!r}")
                 foreign = [tp for tp in entries if tp not in member.held()]
                 if foreign:
                     topic, partition = foreign[0]
                     raise CommitFailedError(
                         f"group {group_id!r}: {topic}-{partition} is not assigned to member {member_id} "
                         "(it was revoked); the commit was refused")
+                if member_epoch > member.epoch:
+                    raise StaleMemberEpochError(
+                        f"group {group_id!r}: member {member_id} is at epoch {member.epoch}, the commit claims "
+                        f"epoch {member_epoch}; the commit was refused")
+                stale = [tp for tp in entries if member_epoch < member.assigned_epochs.get(tp, 0)]
+                if stale:
+                    topic, partition = stale[0]
+                    raise StaleMemberEpochError(
+                        f"group {group_id!r}: {topic}-{partition} was granted to member {member_id} at epoch "
+                        f"{member.assigned_epochs[stale[0]]}, after the commit's epoch {member_epoch} (the partition "
+                        "moved away and back since); the commit was refused")
             now_ms = time.time_ns() // 1_000_000
             await self._write([(["o", group_id, tp[0], tp[1]], [offset, metadata, now_ms])
                                for tp, (offset, metadata) in entries.items()])
@@ -708,6 +844,10 @@ class GroupCoordinator:
             self.groups.pop(group_id, None)
 
 
+def _expired(member: _Member, now: float) -> bool:
+    return member.deadline < now or (member.release_deadline is not None and member.release_deadline < now)
+
+
 def _settled(member: _Member) -> bool:
     return member.owned == member.granted
 
@@ -722,10 +862,14 @@ def _validate_request(request: dict) -> None:
         value = request.get(name)
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
             raise InvalidConfigError(f"{name} must be a positive int, got {value!r}")
-    for name in ("group_initial_rebalance_delay_ms", "group_initial_members"):
+    for name in ("group_initial_rebalance_delay_ms", "group_initial_members", "owned_epoch"):
         value = request.get(name, 0)
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise InvalidConfigError(f"{name} must be a non-negative int, got {value!r}")
+
+
+def _is_offset(value: Any) -> bool:
+    return not isinstance(value, bool) and isinstance(value, int) and value >= 0
 
 
 def _validate_offsets(offsets: list[list]) -> dict[TopicPartition, tuple[int, str]]:

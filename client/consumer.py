@@ -22,6 +22,10 @@ of the positions already returned, and again before partitions are revoked and o
 ``close()``) store offsets in ``__consumer_offsets``. Auto-commit gives at-least-once
 delivery when records are processed before the next ``poll()``: what was returned but
 not processed when the consumer dies is read again by the partition's next owner.
+Commits are fenced (see client/group.py): one refused because this member is no longer
+in the group, or because its epoch is stale, loses the consumer its partitions (the next
+``poll()`` reports them lost and joins again); committed offsets of a partition that has
+moved are never overwritten by its old owner.
 
 Not thread-safe: one thread uses a consumer, as with Kafka's.
 """
@@ -48,11 +52,12 @@ from rafka.client.group import ConsumerRebalanceListener, CoordinatorClient, Gro
 from rafka.client.records import Record, TopicPartition
 from rafka.errors import (
     CommitFailedError,
-    UnknownMemberIdError,
     InvalidConfigError,
     NoOffsetForPartitionError,
     OffsetOutOfRangeError,
     RafkaError,
+    StaleMemberEpochError,
+    UnknownMemberIdError,
 )
 from rafka.storage.batch import decode_stream
 
@@ -151,7 +156,7 @@ class Consumer:
                                                config.request_timeout_ms) if config.group_id else None)
         self._membership: GroupMembership | None = None
         self._listener: Any = ConsumerRebalanceListener()
-        self._async_commits: collections.deque = collections.deque()  # (ref, offsets, callback)
+        self._async_commits: collections.deque = collections.deque()  # (ref, offsets, callback, member_id, epoch)
         self._next_auto_commit_s = time.monotonic() + config.auto_commit_interval_ms / 1000
 
     # -- assignment and positions ----------------------------------------------------
@@ -250,6 +255,10 @@ class Consumer:
         added = assignment - current
         if revoked:
             self._revoke(revoked, lost=False)
+            if self._membership.lost_pending():
+                # The commit before revocation was fenced: everything goes at the next poll.
+                self._membership.applied(self._partitions)
+                return
         if added:
             for tp in added:
                 self._partitions[tp] = _PartitionState()
@@ -306,17 +315,32 @@ class Consumer:
         holds. An offset is the next one to read, as in Kafka."""
         entries = self._offsets_to_commit(offsets)
         if entries:
-            self._coordinator.call("commit", self._commit_member_id(), entries)
+            member_id, epoch = self._commit_generation()
+            try:
+                self._coordinator.call("commit", member_id, entries, epoch)
+            except (UnknownMemberIdError, StaleMemberEpochError) as error:
+                self._fenced(member_id, epoch, error)
+                raise
 
-    def _commit_member_id(self) -> str | None:
-        """Who commits: this member, or None for a consumer outside the group (assign
-        mode). A subscribed consumer between sessions (rejoining) cannot commit."""
+    def _commit_generation(self) -> tuple[str | None, int | None]:
+        """Who commits: (member id, epoch) of this member, or (None, None) for a consumer
+        outside the group (assign mode). A subscribed consumer between member ids
+        (fenced, rejoining) cannot commit: its partitions may have moved."""
         if self._membership is None:
-            return None
-        if not self._membership.member_id:
+            return None, None
+        member_id, epoch = self._membership.commit_generation()
+        if not member_id:
             raise CommitFailedError(f"group {self.config.group_id!r}: this consumer is rejoining the group "
-                                    "(its session ended); its partitions may have moved, the commit was refused")
-        return self._membership.member_id
+                                    "(it was fenced or its session ended); its partitions may have moved, "
+                                    "the commit was refused")
+        return member_id, epoch
+
+    def _fenced(self, member_id: str | None, epoch: int | None, error: RafkaError) -> None:
+        """A commit was refused by fencing: the partitions are lost (client/group.py),
+        unless it was a stale commit of an older epoch (the member itself is gone when
+        its id is unknown, whatever the epoch)."""
+        if self._membership is not None and member_id is not None:
+            self._membership.fence(member_id, epoch if isinstance(error, StaleMemberEpochError) else None)
 
     def commit_async(self, offsets: dict[TopicPartition, int] | None = None, callback: Any = None) -> None:
         """Send a commit without waiting; ``callback(offsets, error_or_None)`` runs inside
@@ -326,14 +350,15 @@ class Consumer:
             return
         while len(self._async_commits) >= MAX_PENDING_ASYNC_COMMITS:
             self._finish_async_commits(block=True, count=1)
-        ref = self._coordinator.send("commit", self._commit_member_id(), entries)
+        member_id, epoch = self._commit_generation()
+        ref = self._coordinator.send("commit", member_id, entries, epoch)
         committed = {TopicPartition(t, p): o for t, p, o, _ in entries}
-        self._async_commits.append((ref, committed, callback))
+        self._async_commits.append((ref, committed, callback, member_id, epoch))
 
     def _finish_async_commits(self, block: bool, count: int | None = None) -> None:
         finished = 0
         while self._async_commits and (count is None or finished < count):
-            ref, offsets, callback = self._async_commits[0]
+            ref, offsets, callback, member_id, epoch = self._async_commits[0]
             if not block:
                 ready, _ = ray.wait([ref], timeout=0)
                 if not ready:
@@ -347,6 +372,8 @@ class Consumer:
                 error = failure
                 if failure.retriable:
                     self._coordinator.forget()
+                if isinstance(failure, (UnknownMemberIdError, StaleMemberEpochError)):
+                    self._fenced(member_id, epoch, failure)
             if callback is not None:
                 callback(offsets, error)
             elif error is not None:

@@ -12,7 +12,15 @@ heartbeat interval.
 The thread leaves the group when the user has not called ``poll()`` for
 ``max_poll_interval_ms`` (the partitions move to live members); the next ``poll()``
 reports them lost and joins again. A member the coordinator no longer knows (its session
-expired) gets the same treatment.
+expired, or a commit was fenced) gets the same treatment.
+
+Fencing (KIP-848's epoch-0 rule). A consumer that rejoins under a new member id owns
+nothing: the thread sends the join only after the consumer has dropped, as lost and
+without committing, every partition it held under the old id (its commits would be
+refused anyway), and the join claims no partitions. Until then the consumer has no
+member id, and ``commit_generation()`` refuses commits. Commits carry the member id and
+epoch the consumer holds its partitions under; the coordinator refuses those from a
+member it no longer knows or from an epoch older than a partition's assignment.
 """
 
 from __future__ import annotations
@@ -98,11 +106,16 @@ class GroupMembership:
         self.config = config
         self.member_id = ""
         self.epoch = 0
+        self._fenced_member_id = ""  # fenced by a refused commit: leave before rejoining
         self._topics: list[str] = []
         self._pattern: str | None = None
         self._lock = threading.Lock()
         self._assignment: frozenset[TopicPartition] | None = None  # newest, not yet applied
         self._owned: frozenset[TopicPartition] = frozenset()
+        # The epoch of the assignment the consumer applied last (``_owned`` is what it
+        # owns as of it), and of the one it is applying (taken, not yet applied).
+        self._owned_epoch = 0
+        self._taken_epoch = 0
         self._lost = False
         self._error: BaseException | None = None
         self._applied = threading.Event()
@@ -134,17 +147,49 @@ class GroupMembership:
         """(lost, assignment) when something changed since the last call, else None."""
         with self._lock:
             if not self._lost and (self._assignment is None or self._assignment == self._owned):
+                if self._assignment is not None:
+                    # Nothing to apply, and nothing being applied (this is the consumer's
+                    # thread): what it owns is as of the newest epoch.
+                    self._owned_epoch = self.epoch
                 return None
+            self._taken_epoch = self.epoch
             lost, self._lost = self._lost, False
             assignment = self._assignment if self._assignment is not None else frozenset()
             if lost:
                 self._owned = frozenset()
             return lost, assignment
 
+    def commit_generation(self) -> tuple[str, int]:
+        """(member id, epoch) to commit the consumer's partitions under; "" while the
+        consumer is between member ids (fenced, rejoining)."""
+        with self._lock:
+            if self._lost:
+                return "", self.epoch
+            return self.member_id, self.epoch
+
+    def lost_pending(self) -> bool:
+        """Whether the consumer's partitions were lost and it has not dropped them yet."""
+        with self._lock:
+            return self._lost
+
+    def fence(self, member_id: str, epoch: int | None = None) -> None:
+        """A commit made as ``member_id`` (at ``epoch``) was refused by fencing: unless
+        that was an older member id or epoch, the consumer's partitions are lost; it
+        drops them in its next ``poll()`` and joins again."""
+        with self._lock:
+            if not member_id or self.member_id != member_id or (epoch is not None and epoch != self.epoch):
+                return  # made under an older id or epoch: nothing held now is lost
+            self.member_id, self._lost, self._assignment = "", True, frozenset()
+            self._fenced_member_id = member_id
+        logger.warning("group %r: a commit of member %s was fenced; its partitions are lost, joining again",
+                       self.coordinator.group_id, member_id)
+        self._applied.set()
+
     def applied(self, owned: Iterable[TopicPartition]) -> None:
         """The consumer now owns exactly ``owned``: tell the coordinator right away."""
         with self._lock:
             self._owned = frozenset(owned)
+            self._owned_epoch = self._taken_epoch
         self._applied.set()
 
     def close(self, leave: bool) -> None:
@@ -173,7 +218,17 @@ class GroupMembership:
                 self._leave_for_slow_poll()
                 continue
             with self._lock:
+                # Between member ids with partitions the consumer has not dropped yet:
+                # a new member owns nothing, so do not join before it drops them.
+                dropping = not self.member_id and (self._lost or bool(self._owned))
                 pending = self._assignment is not None and self._assignment != self._owned
+                fenced_member_id, self._fenced_member_id = self._fenced_member_id, ""
+            if fenced_member_id:
+                self._leave(fenced_member_id)
+            if dropping:
+                self._applied.wait(min(1.0, config.heartbeat_interval_ms / 1000))
+                self._applied.clear()
+                continue
             if pending:
                 # The consumer has not applied the last assignment yet: heartbeat when it
                 # has (or when the interval runs out, to stay alive), without long-polling.
@@ -188,7 +243,12 @@ class GroupMembership:
                     "assignor": config.partition_assignment_strategy,
                     "session_timeout_ms": config.session_timeout_ms,
                     "rebalance_timeout_ms": config.max_poll_interval_ms,
-                    "owned": sorted(self._owned), "wait_ms": 0 if pending else config.heartbeat_interval_ms,
+                    # A join claims nothing (module docstring).
+                    "owned": sorted(self._owned) if self.member_id else [],
+                    # ... as of this epoch: a partition the coordinator revoked meanwhile
+                    # stays this member's until it reports a later epoch without it.
+                    "owned_epoch": self._owned_epoch if self.member_id else 0,
+                    "wait_ms": 0 if pending else config.heartbeat_interval_ms,
                     "group_initial_rebalance_delay_ms": config.group_initial_rebalance_delay_ms,
                     "group_initial_members": config.group_initial_members,
                 }
@@ -198,9 +258,12 @@ class GroupMembership:
             except UnknownMemberIdError as error:
                 if self._stopping.is_set():
                     return  # the answer to our own leave
-                logger.warning("group %r: %s; joining again", self.coordinator.group_id, error)
                 with self._lock:
+                    if self.member_id != request["member_id"]:
+                        continue  # fenced meanwhile (a refused commit): already handled
                     self.member_id, self._lost, self._assignment = "", True, frozenset()
+                logger.warning("group %r: %s; dropping its partitions, then joining again",
+                               self.coordinator.group_id, error)
                 continue
             except FencedInstanceIdError as error:
                 self._error = error
@@ -216,6 +279,10 @@ class GroupMembership:
             with self._lock:
                 if self._stopping.is_set():
                     return
+                if self.member_id != request["member_id"]:
+                    continue  # fenced while the call was out: the answer is for a member gone
+                if response["member_id"] != self.member_id:  # joined: epochs start again
+                    self._owned_epoch = self._taken_epoch = 0
                 self.member_id, self.epoch = response["member_id"], response["epoch"]
                 self._assignment = frozenset(TopicPartition(t, p) for t, p in response["assignment"])
 
@@ -227,11 +294,15 @@ class GroupMembership:
         with self._lock:
             self.member_id, self._lost, self._assignment = "", True, frozenset()
         if member_id:
-            try:
-                self.coordinator.call("leave", member_id)
-            except RafkaError as error:
-                logger.warning("group %r: leaving failed: %s", self.coordinator.group_id, error)
+            self._leave(member_id)
         self._resume.clear()
         while not self._stopping.is_set() and time.monotonic() - self._last_poll_s > self.config.max_poll_interval_ms / 1000:
             self._resume.wait(1.0)
             self._resume.clear()
+
+    def _leave(self, member_id: str) -> None:
+        try:
+            self.coordinator.call("leave", member_id)
+        except RafkaError as error:
+            logger.warning("group %r: leaving failed (the session timeout will remove member %s): %s",
+                           self.coordinator.group_id, member_id, error)

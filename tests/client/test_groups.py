@@ -403,3 +403,106 @@ def test_bad_group_input_is_named(cluster, topic):
         cluster.consumer(group_id="g").subscribe(pattern="([")
     with pytest.raises(rafka.GroupNotFoundError, match="never-used"):
         cluster.admin().describe_group("never-used-" + topic)
+
+
+def wait_for(condition, what, timeout_s=60.0):
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not reached in time")
+        time.sleep(0.05)
+
+
+def test_a_fenced_consumer_drops_its_partitions_before_it_rejoins(cluster, topic, group):
+    cluster.admin().create_topic(topic, partitions=2)
+    produce(cluster, topic, 50, 2)
+    tps = [rafka.TopicPartition(topic, p) for p in range(2)]
+    lost = []
+    listener = type("Recorder", (rafka.ConsumerRebalanceListener,), {
+        "on_partitions_lost": lambda self, partitions: lost.extend(partitions)})()
+    consumer = cluster.consumer(group_id=group, enable_auto_commit=False, **FAST)
+    try:
+        consumer.subscribe([topic], listener=listener)
+        records = []
+        poll_until([consumer], lambda: len(records) >= 100, records=records)
+        consumer.commit({tps[0]: 20, tps[1]: 20})
+        fenced_id = consumer.member_id
+        # The coordinator forgets the member (as when its session ran out while it was
+        # paused); its heartbeat thread learns it at once (the long poll ends).
+        coordinator = find_coordinator(cluster.controller, cluster.namespace, group)
+        rpc.get(coordinator.leave.remote(group, fenced_id))
+        wait_for(lambda: consumer.member_id != fenced_id, "the consumer learns it was fenced")
+        # Until poll() drops its partitions it must not join again (a new member owns
+        # nothing), and what it commits is refused: its positions (50) never land.
+        watched_until = time.monotonic() + 3.0  # ten heartbeat intervals
+        while time.monotonic() < watched_until:
+            assert cluster.admin().describe_group(group)["members"] == [], "rejoined before dropping its partitions"
+            time.sleep(0.1)
+        with pytest.raises(rafka.CommitFailedError, match="rejoining"):
+            consumer.commit()
+        assert consumer.committed(tps) == {tps[0]: 20, tps[1]: 20}
+        again = []
+        poll_until([consumer], lambda: covers([consumer], topic, 2) and len(again) >= 60, records=again)
+        assert sorted(lost) == tps
+        assert consumer.member_id not in ("", fenced_id)
+        assert min(r.offset for r in again) == 20  # resumed from the group's commits
+    finally:
+        consumer.close()
+
+
+def test_a_zombie_members_commits_are_refused_after_its_partitions_moved(cluster, topic, group):
+    cluster.admin().create_topic(topic, partitions=2)
+    produce(cluster, topic, 100, 2)
+    tps = [rafka.TopicPartition(topic, p) for p in range(2)]
+    coordinator = find_coordinator(cluster.controller, cluster.namespace, group)
+
+    def heartbeat(member_id, owned):
+        return rpc.get(coordinator.heartbeat.remote(group, {
+            "member_id": member_id, "topics": [topic], "session_timeout_ms": 2000, "rebalance_timeout_ms": 2000,
+            "owned": owned, "wait_ms": 0}))
+
+    # The zombie: a member driven by hand that takes both partitions, then stops
+    # heartbeating (paused past its session timeout) while a consumer takes over.
+    zombie = heartbeat("", [])
+    while sorted(map(tuple, zombie["assignment"])) != [(topic, 0), (topic, 1)]:
+        zombie = heartbeat(zombie["member_id"], zombie["assignment"])
+    zombie = heartbeat(zombie["member_id"], zombie["assignment"])
+    successor = cluster.consumer(group_id=group, enable_auto_commit=False, **FAST)
+    try:
+        successor.subscribe([topic])
+        records = []
+        poll_until([successor], lambda: len(records) >= 200, records=records)
+        successor.commit()
+        assert successor.committed(tps) == {tps[0]: 100, tps[1]: 100}
+        # The zombie wakes: it commits under its old id, then rejoins claiming what it
+        # had and commits again. Both are refused; the successor's commits stand.
+        with pytest.raises(rafka.UnknownMemberIdError, match=zombie["member_id"]):
+            rpc.get(coordinator.commit.remote(group, zombie["member_id"], [[topic, 0, 10, ""]], zombie["epoch"]))
+        rejoined = heartbeat("", [[topic, 0], [topic, 1]])
+        with pytest.raises(rafka.CommitFailedError, match="not assigned"):
+            rpc.get(coordinator.commit.remote(group, rejoined["member_id"], [[topic, 0, 10, ""]], rejoined["epoch"]))
+        assert successor.committed(tps) == {tps[0]: 100, tps[1]: 100}
+        # The successor keeps its partitions until the group moves one, never sharing it.
+        poll_until([successor], lambda: len(successor.assignment()) == 1)
+        successor.commit()
+        rpc.get(coordinator.leave.remote(group, rejoined["member_id"]))
+    finally:
+        successor.close()
+    assert cluster.consumer(group_id=group).committed(tps) == {tps[0]: 100, tps[1]: 100}
+
+
+def test_a_garbage_record_in_the_offsets_topic_is_skipped_when_the_coordinator_loads(cluster, topic, group):
+    cluster.admin().create_topic(topic, partitions=1)
+    tp = rafka.TopicPartition(topic, 0)
+    outsider = cluster.consumer(group_id=group)
+    outsider.assign([tp])
+    outsider.commit({tp: 5})
+    count = len(rpc.call_with_retries(cluster.controller.metadata, [names.OFFSETS_TOPIC])[names.OFFSETS_TOPIC])
+    index = coordinator_index(group, count)
+    with cluster.producer(acks="all") as producer:  # any client can write to the topic
+        producer.send(names.OFFSETS_TOPIC, key=b"\xc1 not msgpack", value=b"garbage", partition=index).result()
+    outsider.commit({tp: 6})
+    ray.kill(coordinator_handle(cluster.namespace, index), no_restart=False)  # it reloads its partition
+    assert cluster.consumer(group_id=group).committed([tp]) == {tp: 6}
+    outsider.commit({tp: 7})
+    assert cluster.consumer(group_id=group).committed([tp]) == {tp: 7}
