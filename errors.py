@@ -24,6 +24,8 @@ Hierarchy::
     ├── NoOffsetForPartitionError     no position and auto_offset_reset="none"
     ├── RequestTimeoutError (retriable)  a request got no answer within its timeout
     ├── ClusterError                  no cluster running, a dead broker
+    ├── NotControllerError (retriable)  the controller asked is not the active one
+    ├── StaleControllerEpochError     a request from a deposed controller (older epoch)
     └── GroupError                    a consumer-group request the coordinator refused
         ├── UnknownMemberIdError      the member is not (or no longer) in the group
         ├── FencedInstanceIdError     another consumer took this static member's place
@@ -147,6 +149,18 @@ class RequestTimeoutError(RafkaError):
 
 class ClusterError(RafkaError):
     """No cluster is running, a broker is unreachable, or a request timed out."""
+
+
+class NotControllerError(RafkaError):
+    """The controller voter asked is not the active controller (the quorum's leader);
+    the message names the leader it knows, if any. See docs/controller-quorum.md."""
+
+    retriable = True
+
+
+class StaleControllerEpochError(RafkaError):
+    """A broker or replica refused a request carrying an older controller epoch than one
+    it has seen: the sender was deposed (not retriable: the sender must step down)."""
 
 
 class GroupError(RafkaError):

@@ -32,11 +32,14 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from rafka.actors import metrics, names
 from rafka.actors.process import tune_actor_process
 from rafka.actors.replica import PartitionReplica
+from rafka.errors import StaleControllerEpochError
+from rafka.storage.checkpoint import write_atomically
 from rafka.wire import config as wire_config
 from rafka.wire.handlers import KafkaApis
 from rafka.wire.server import WireServer
 
 META_FILE = "meta.json"
+CONTROLLER_EPOCH_FILE = "controller_epoch.json"
 HEARTBEAT_INTERVAL_S = 0.5
 READY_TIMEOUT_S = 60.0
 
@@ -65,6 +68,14 @@ class Broker:
                 json.dump({"broker_id": broker_id}, handle)
         self.broker_id = broker_id
         self.namespace = namespace
+        # The highest controller epoch seen, kept in the data dir so a restarted broker
+        # still refuses a deposed controller (docs/controller-quorum.md).
+        self._controller_epoch_path = os.path.join(self.data_dir, CONTROLLER_EPOCH_FILE)
+        try:
+            with open(self._controller_epoch_path) as handle:
+                self.controller_epoch = int(json.load(handle)["controller_epoch"])
+        except FileNotFoundError:
+            self.controller_epoch = -1
         self.node_id = ray.get_runtime_context().get_node_id()
         self._replicas: dict[tuple[str, int], ray.actor.ActorHandle] = {}
         # Tells the controller's heartbeat that Ray restarted this broker.
@@ -136,7 +147,9 @@ class Broker:
     async def ensure_replicas(self, specs: list[dict]) -> list[dict]:
         """Start (or find, if already running) the replicas in ``specs`` — each a dict of
         topic, partition, config, leader_epoch — and wait until every one has opened its
-        log. Returns their status."""
+        log. Returns their status. Specs from a controller epoch older than one seen
+        raise StaleControllerEpochError before anything starts."""
+        self._check_controller_epoch([spec.get("controller_epoch") for spec in specs])
         self._start_heartbeats()
         handles = [await self._ensure(spec) for spec in specs]
         results = await asyncio.gather(*(asyncio.wait_for(_await(handle.ready.remote()), READY_TIMEOUT_S)
@@ -151,6 +164,20 @@ class Broker:
                 await asyncio.sleep(0.5)
                 results[index] = await (await self._ensure(spec, fresh=True)).ready.remote()
         return list(results)
+
+    def _check_controller_epoch(self, epochs: list[int | None]) -> None:
+        epochs = [epoch for epoch in epochs if epoch is not None]
+        if not epochs:
+            return
+        epoch = min(epochs)
+        if epoch < self.controller_epoch:
+            raise StaleControllerEpochError(
+                f"broker {self.broker_id}: request from controller epoch {epoch} refused; epoch "
+                f"{self.controller_epoch} is newer (that controller was deposed)")
+        if max(epochs) > self.controller_epoch:
+            self.controller_epoch = max(epochs)
+            write_atomically(self._controller_epoch_path,
+                             json.dumps({"controller_epoch": self.controller_epoch}))
 
     async def _ensure(self, spec: dict, fresh: bool = False) -> ray.actor.ActorHandle:
         key = (spec["topic"], spec["partition"])

@@ -1,11 +1,28 @@
 """Controller: the cluster's metadata — brokers, topics, partition placement, leaders and
 leader epochs — and the one place that changes it.
 
-Every change is first made durable in the ``MetadataStore`` (an fsynced metadata log plus
-snapshots in ``<data_dir>/controller``), then pushed to the brokers it concerns, then
-acknowledged. The actor runs with ``max_restarts=-1``: after a crash Ray restarts it and
-it rebuilds the same state from its store; brokers and replicas keep running meanwhile,
-and clients keep using the leaders they know.
+Every controller is a voter of the controller quorum (docs/controller-quorum.md): it hosts
+the Raft core (it is a ``RaftVoter``, named ``names.raft_voter(voter_id)``, its directory
+``<data_dir>/quorum/<voter_id>`` on its node). Only the quorum's leader is the *active*
+controller; every other voter answers its methods with a retriable ``NotControllerError``
+naming the leader it knows (``names.CONTROLLER`` is a router that forwards to the active
+one: actors/controller_router.py). The active controller's ``controller_epoch`` is its
+Raft term; it becomes active once its term's first entry is applied (it then holds every
+committed record) and stops at once when the core leaves that term's leadership.
+
+Every change is first committed through the quorum (``QuorumStore.apply``: on a majority
+of voters' disks, then applied here), then pushed to the brokers it concerns, then
+acknowledged: only committed metadata is acted on. Every push (``ensure_replicas``,
+``apply_state``) carries the controller epoch; brokers and replicas refuse an older one
+(``StaleControllerEpochError``), so a deposed controller that was paused mid-operation
+cannot undo its successor's decisions. On becoming active a controller forgets every
+volatile view (heartbeats, incarnations, the dead set) as a restarted one does: brokers
+check in within a heartbeat and are handed their replicas at the new epoch.
+
+Each voter actor runs with ``max_restarts=-1``: after a crash Ray restarts it on its node
+and it rebuilds its state from its Raft log; meanwhile another voter leads (one election
+timeout, 0.6–1.2 s). Brokers and replicas keep running meanwhile, and clients keep using
+the leaders they know.
 
 Placement follows Kafka's: partition p's replicas are on consecutive brokers starting at
 a random offset, so replicas of one partition are always on distinct brokers and leaders
@@ -30,22 +47,27 @@ broker on every alive node without one; otherwise the set of brokers is what
 from __future__ import annotations
 
 import asyncio
+import functools
+import inspect
 import logging
 import os
 import time
 import random
 import re
 import uuid
+import warnings
 
 import ray
 
 from rafka.actors import broker_placement, names
-from rafka.actors.metadata_store import MetadataStore
-from rafka.actors.process import tune_actor_process
+from rafka.actors.controller_quorum import QuorumStore, prepare_voter_directory
+from rafka.actors.raft import LEADER
+from rafka.actors.raft_voter import DEFAULT_ELECTION_TIMEOUT_S, DEFAULT_HEARTBEAT_INTERVAL_S, RaftVoter
 from rafka.errors import (
     ClusterError,
     InvalidConfigError,
     InvalidTopicError,
+    NotControllerError,
     TopicExistsError,
     TopicNotFoundError,
 )
@@ -86,17 +108,30 @@ def validate_config(config: object) -> dict[str, str]:
     return {str(key): str(value).lower() if isinstance(value, bool) else str(value) for key, value in config.items()}
 
 
-class Controller:
+class Controller(RaftVoter):
     def __init__(self, data_dir: str, namespace: str, broker_session_timeout_ms: int = 6000,
                  replica_lag_time_max_ms: int = 30_000, leader_rebalance_interval_s: float = 10.0,
-                 node_watch_interval_s: float = NODE_WATCH_INTERVAL_S) -> None:
-        tune_actor_process()
+                 node_watch_interval_s: float = NODE_WATCH_INTERVAL_S, *, voter_id: str = "0",
+                 voters: list[str] | None = None, bootstrap: bool = False, initial_state: dict | None = None,
+                 election_timeout_s: tuple[float, float] = DEFAULT_ELECTION_TIMEOUT_S,
+                 heartbeat_interval_s: float = DEFAULT_HEARTBEAT_INTERVAL_S, snapshot_every: int = 1000,
+                 commit_timeout_s: float = 10.0) -> None:
         if isinstance(node_watch_interval_s, bool) or not isinstance(node_watch_interval_s, (int, float)) \
                 or not node_watch_interval_s > 0:
             raise ValueError(f"node_watch_interval_s must be a positive number, got {node_watch_interval_s!r}")
         self.data_dir = os.path.abspath(data_dir)
-        self.namespace = namespace
-        self.store = MetadataStore(os.path.join(self.data_dir, "controller"))
+        voters = list(voters) if voters is not None else [voter_id]
+        if bootstrap and _reconstructed():
+            # Ray restarts an actor with its first arguments: a voter created for a new
+            # quorum and restarted over a lost directory must recover, not bootstrap.
+            bootstrap, initial_state = False, None
+        RaftVoter.__init__(self, voter_id, voters, prepare_voter_directory(self.data_dir, voter_id, voters), namespace,
+                           bootstrap=bootstrap, initial_state=initial_state, election_timeout_s=election_timeout_s,
+                           heartbeat_interval_s=heartbeat_interval_s, snapshot_every=snapshot_every)
+        # The controller epoch this voter acts under while it is the active controller
+        # (its Raft term); None while it is not.
+        self.epoch: int | None = None
+        self.store = QuorumStore(self, commit_timeout_s)
         self.session_timeout_s = broker_session_timeout_ms / 1000
         self.replica_lag_time_max_ms = replica_lag_time_max_ms
         self.leader_rebalance_interval_s = leader_rebalance_interval_s
@@ -113,10 +148,63 @@ class Controller:
         self._stopped = False
         self._lock: asyncio.Lock | None = None
         self._placement_lock: asyncio.Lock | None = None
+        self._producer_id_lock: asyncio.Lock | None = None
 
     @property
     def state(self) -> dict:
         return self.store.state
+
+    # -- the quorum: becoming and leaving the active controller -------------------------
+
+    def _after_tick(self) -> None:
+        core = self.core
+        if self.epoch is not None and (core.role != LEADER or core.term != self.epoch):
+            self._deactivate()
+        if self.epoch is None and not self._stopped and core.role == LEADER \
+                and core.log.term_at(core.last_applied) == core.term:
+            # This term's no-op is applied: every committed record is in ``state``.
+            self._activate(core.term)
+
+    def _activate(self, epoch: int) -> None:
+        """Take over as the active controller: forget every volatile view, as a restarted
+        controller does (brokers check in within a heartbeat and get their replicas at
+        this epoch), and start the background loops."""
+        self.epoch = epoch
+        now = time.monotonic()
+        self._broker_handles = {}
+        self._incarnations = {}
+        self._last_heartbeat_s = {int(b): now for b in self.state["brokers"]}
+        self._dead = set()
+        self._producer_ids = []
+        self._producer_id_lock = None
+        # Operations of an earlier term still hold the old locks; they fail at their next
+        # commit (QuorumStore checks the epoch), so they must not block this term's.
+        self._lock = None
+        self._placement_lock = None
+        logger.warning("controller %s: active controller at epoch %s", self.voter_id, epoch)
+        self._start_background_tasks()
+
+    def _deactivate(self) -> None:
+        logger.warning("controller %s: no longer the active controller (epoch %s; now %s of term %s, leader %s)",
+                       self.voter_id, self.epoch, self.core.role, self.core.term, self.core.leader_id)
+        self.epoch = None
+        for task in (self._heartbeats, self._node_watch):
+            if task is not None:
+                task.cancel()
+        self._heartbeats = self._node_watch = None
+
+    def _require_active(self) -> None:
+        self._ensure_running()
+        if self.epoch is None:
+            raise NotControllerError(
+                f"controller voter {self.voter_id} is not the active controller ({self.core.role} of term "
+                f"{self.core.term}; leader: {self.core.leader_id})")
+
+    async def status(self) -> dict:
+        """This voter's Raft status plus whether it is the active controller and its epoch."""
+        status = await RaftVoter.status(self)
+        return dict(status, voter_id=self.voter_id, active=self.epoch is not None, controller_epoch=self.epoch,
+                    ray_node_id=ray.get_runtime_context().get_node_id())
 
     def _mutex(self) -> asyncio.Lock:
         # Admin operations await brokers midway; one at a time keeps them from interleaving.
@@ -128,7 +216,7 @@ class Controller:
         # Started by the first call rather than in __init__, which runs outside the
         # actor's event loop; brokers call every HEARTBEAT_INTERVAL_S, so a restarted
         # controller resumes its checks within a heartbeat.
-        if self._stopped:
+        if self._stopped or self.epoch is None:
             return
         if self._heartbeats is None:
             self._heartbeats = asyncio.get_running_loop().create_task(self._heartbeat_loop())
@@ -145,7 +233,7 @@ class Controller:
             record = {"type": "register_broker", "broker_id": broker_id, "node_id": info["node_id"],
                       "data_dir": info["data_dir"], "host": info["host"]}
             if known is None or any(known.get(key) != record[key] for key in ("node_id", "data_dir", "host")):
-                self.store.apply(record)
+                await self.store.apply(record)
             self._incarnations[broker_id] = incarnation
             self._last_heartbeat_s[broker_id] = time.monotonic()
             self._dead.discard(broker_id)
@@ -170,8 +258,9 @@ class Controller:
             for partition, partition_state in enumerate(topic_state["partitions"]):
                 if broker_id in partition_state["replicas"]:
                     specs.append({"topic": name, "partition": partition, "config": topic_state["config"],
-                                  "state": self._partition_view(partition_state),
-                                  "replica_lag_time_max_ms": self.replica_lag_time_max_ms})
+                                  "state": dict(self._partition_view(partition_state), controller_epoch=self.epoch),
+                                  "replica_lag_time_max_ms": self.replica_lag_time_max_ms,
+                                  "controller_epoch": self.epoch})
         return specs
 
     async def _ensure_on_broker(self, broker_id: int, topic: str | None = None) -> None:
@@ -250,7 +339,7 @@ class Controller:
                         await self._elect(topic, partition, exclude={broker_id})
                     elif broker_id in partition_state["isr"]:
                         isr = [b for b in partition_state["isr"] if b != broker_id]
-                        self.store.apply({"type": "change_isr", "topic": topic, "partition": partition, "isr": isr})
+                        await self.store.apply({"type": "change_isr", "topic": topic, "partition": partition, "isr": isr})
                         await self._push_state(topic, partition)
 
     async def _elect(self, topic: str, partition: int, exclude: set[int] = frozenset(),
@@ -270,7 +359,7 @@ class Controller:
             leader = preferred
         else:
             leader = next((b for b in partition_state["replicas"] if b in candidates), -1)
-        self.store.apply({"type": "change_leader", "topic": topic, "partition": partition, "leader": leader,
+        await self.store.apply({"type": "change_leader", "topic": topic, "partition": partition, "leader": leader,
                           "leader_epoch": partition_state["leader_epoch"] + 1, "isr": isr or partition_state["isr"]})
         logger.warning("controller: %s-%s leader is now %s at epoch %s", topic, partition, leader,
                        partition_state["leader_epoch"])
@@ -279,7 +368,7 @@ class Controller:
     async def _push_state(self, topic: str, partition: int) -> None:
         """Tell every alive replica of the partition its leader, epoch and ISR."""
         partition_state = self.state["topics"][topic]["partitions"][partition]
-        view = self._partition_view(partition_state)
+        view = dict(self._partition_view(partition_state), controller_epoch=self.epoch)
         calls = []
         for broker_id in partition_state["replicas"]:
             if broker_id in self._dead:
@@ -323,7 +412,7 @@ class Controller:
             # Only live replicas may join: a dead broker's replica must not be counted on.
             isr = sorted({b for b in isr if b in partition_state["replicas"] and b not in self._dead} | {leader_id})
             if isr != sorted(partition_state["isr"]):
-                self.store.apply({"type": "change_isr", "topic": topic, "partition": partition, "isr": isr})
+                await self.store.apply({"type": "change_isr", "topic": topic, "partition": partition, "isr": isr})
                 logger.info("controller: %s-%s ISR is now %s", topic, partition, isr)
             return isr
 
@@ -341,7 +430,7 @@ class Controller:
                 await self._elect(topic, partition, exclude={broker_id})
             elif partition_state["leader"] != broker_id and broker_id in partition_state["isr"]:
                 isr = [b for b in partition_state["isr"] if b != broker_id]
-                self.store.apply({"type": "change_isr", "topic": topic, "partition": partition, "isr": isr})
+                await self.store.apply({"type": "change_isr", "topic": topic, "partition": partition, "isr": isr})
                 await self._push_state(topic, partition)
 
     async def replica_restarted(self, topic: str, partition: int, broker_id: int) -> dict | None:
@@ -398,7 +487,7 @@ class Controller:
             raise TypeError(f"enabled must be a bool, got {enabled!r}")
         self._start_background_tasks()
         if self.state["broker_per_node"] != enabled:
-            self.store.apply({"type": "set_broker_per_node", "enabled": enabled})
+            await self.store.apply({"type": "set_broker_per_node", "enabled": enabled})
         if enabled:
             await self._place_broker_per_node()
 
@@ -450,7 +539,7 @@ class Controller:
                     f"replication_factor {replication_factor} is more than the {len(broker_ids)} live brokers"
                 )
             assignments = _assign(broker_ids, 0, partitions, replication_factor)
-            self.store.apply({
+            await self.store.apply({
                 "type": "create_topic", "topic": topic, "topic_id": uuid.uuid4().hex, "config": config,
                 "assignments": assignments, "leaders": [replicas[0] for replicas in assignments],
                 "leader_epochs": [0] * partitions, "isr": assignments,
@@ -472,7 +561,7 @@ class Controller:
         async with self._mutex():
             topic_state = self._topic(topic)
             brokers = {b for p in topic_state["partitions"] for b in p["replicas"]}
-            self.store.apply({"type": "delete_topic", "topic": topic})
+            await self.store.apply({"type": "delete_topic", "topic": topic})
             await asyncio.gather(*(self._broker(b).remove_replicas.remote(topic, True) for b in brokers),
                                  return_exceptions=True)
 
@@ -505,7 +594,7 @@ class Controller:
                 else:
                     config[key] = value
             config = validate_config(config)
-            self.store.apply({"type": "alter_config", "topic": topic, "config": config})
+            await self.store.apply({"type": "alter_config", "topic": topic, "config": config})
             brokers = {b for p in topic_state["partitions"] for b in p["replicas"]}
             await asyncio.gather(*(self._broker(b).update_config.remote(topic, config) for b in brokers))
             return self.describe_configs(topic)
@@ -523,7 +612,7 @@ class Controller:
             if replication_factor > len(broker_ids):
                 raise ClusterError(f"only {len(broker_ids)} live brokers for replication factor {replication_factor}")
             assignments = _assign(broker_ids, current, total - current, replication_factor)
-            self.store.apply({
+            await self.store.apply({
                 "type": "add_partitions", "topic": topic, "assignments": assignments,
                 "leaders": [replicas[0] for replicas in assignments], "leader_epochs": [0] * len(assignments),
                 "isr": assignments,
@@ -543,13 +632,17 @@ class Controller:
             for topic in wanted
         }
 
-    def allocate_producer_id(self) -> int:
-        """A producer id never handed out before, even across controller restarts."""
-        if not self._producer_ids:
-            start = self.state["next_producer_id"]
-            self.store.apply({"type": "allocate_producer_ids", "next_producer_id": start + PRODUCER_ID_BLOCK})
-            self._producer_ids = list(range(start + PRODUCER_ID_BLOCK - 1, start - 1, -1))
-        return self._producer_ids.pop()
+    async def allocate_producer_id(self) -> int:
+        """A producer id never handed out before, even across controller restarts and
+        failovers (a block is committed before any id of it is handed out)."""
+        if self._producer_id_lock is None:
+            self._producer_id_lock = asyncio.Lock()
+        async with self._producer_id_lock:  # two callers must not both claim one block
+            if not self._producer_ids:
+                start = self.state["next_producer_id"]
+                await self.store.apply({"type": "allocate_producer_ids", "next_producer_id": start + PRODUCER_ID_BLOCK})
+                self._producer_ids = list(range(start + PRODUCER_ID_BLOCK - 1, start - 1, -1))
+            return self._producer_ids.pop()
 
     async def shutdown(self) -> None:
         """Stop every broker's replicas (flushing their logs); the caller then kills actors.
@@ -561,7 +654,41 @@ class Controller:
         async with self._placement():
             pass  # a start_brokers call in flight has registered (or killed) its brokers
         await asyncio.gather(*(self._broker(int(b)).stop.remote() for b in self.state["brokers"]), return_exceptions=True)
-        self.store.close()
+
+
+def _reconstructed() -> bool:
+    """Whether this process is an actor Ray restarted (False outside an actor)."""
+    try:
+        with warnings.catch_warnings():  # Ray warns about its own use of a deprecated API here
+            warnings.simplefilter("ignore")
+            return bool(ray.get_runtime_context().was_current_actor_reconstructed)
+    except Exception:  # noqa: BLE001 - not in an actor (a plain test)
+        return False
+
+
+def _active_only(method):
+    """Wrap a public method so that only the active controller runs it."""
+    if inspect.iscoroutinefunction(method):
+        @functools.wraps(method)
+        async def active_only(self, *args, **kwargs):
+            self._require_active()
+            return await method(self, *args, **kwargs)
+    else:
+        @functools.wraps(method)
+        def active_only(self, *args, **kwargs):
+            self._require_active()
+            return method(self, *args, **kwargs)
+    return active_only
+
+
+# Every method of the controller role (not the voter's: request, propose, status, ...).
+CONTROLLER_METHODS = (
+    "add_broker", "brokers", "broker_heartbeat", "alter_isr", "replica_failed", "replica_restarted",
+    "start_brokers", "set_broker_per_node", "create_topic", "delete_topic", "list_topics", "describe_topic",
+    "describe_configs", "alter_configs", "create_partitions", "metadata", "allocate_producer_id", "shutdown",
+)
+for _name in CONTROLLER_METHODS:
+    setattr(Controller, _name, _active_only(getattr(Controller, _name)))
 
 
 def _assign(broker_ids: list[int], first_partition: int, count: int, replication_factor: int) -> list[list[int]]:

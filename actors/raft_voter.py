@@ -27,7 +27,7 @@ record is small and a voter has nothing else to do meanwhile. The loop ticks eve
 ``tick_interval_s`` (idle cost: a heartbeat per peer every ``heartbeat_interval_s`` on the
 leader, one timer wake-up per tick on each voter).
 
-Not promised: membership changes, linearizable reads from followers (``metadata()`` is the
+Not promised: membership changes, linearizable reads from followers (``applied_metadata()`` is the
 voter's applied state, which may lag the leader's).
 """
 
@@ -83,12 +83,18 @@ class RaftVoter:
 
     def __init__(self, voter_id: str, voters: list[str], directory: str, namespace: str, *, bootstrap: bool = False,
                  election_timeout_s: tuple[float, float] = DEFAULT_ELECTION_TIMEOUT_S,
-                 heartbeat_interval_s: float = DEFAULT_HEARTBEAT_INTERVAL_S, snapshot_every: int = 1000) -> None:
+                 heartbeat_interval_s: float = DEFAULT_HEARTBEAT_INTERVAL_S, snapshot_every: int = 1000,
+                 initial_state: dict | None = None) -> None:
         tune_actor_process()
         self.voter_id = voter_id
         self.namespace = namespace
         self.machine = MetadataStateMachine()
-        self.core = RaftCore(voter_id, voters, RaftLog(directory), self.machine, clock=time.monotonic,
+        log = RaftLog(directory)
+        if initial_state is not None and bootstrap and log.fresh:
+            # A new quorum taking over an older store's metadata (a single-directory
+            # controller store): every voter starts from the same snapshot at index 1.
+            log.save_snapshot(1, 0, initial_state)
+        self.core = RaftCore(voter_id, voters, log, self.machine, clock=time.monotonic,
                              rng=random.Random(), election_timeout_s=tuple(election_timeout_s),
                              heartbeat_interval_s=heartbeat_interval_s, snapshot_every=snapshot_every,
                              bootstrap=bootstrap, on_apply=self._on_apply)
@@ -108,9 +114,14 @@ class RaftVoter:
         while True:
             try:
                 self._send(self.core.tick())
+                self._after_tick()
             except Exception as error:  # noqa: BLE001 - a failed disk shows in status; keep answering
                 logger.error("raft voter %s: tick failed: %r", self.voter_id, error)
             await asyncio.sleep(self.tick_interval_s)
+
+    def _after_tick(self) -> None:
+        """Called on the loop after every tick; a host (the controller) follows the
+        core's role changes here."""
 
     def _peer(self, voter_id: str):
         handle = self._handles.get(voter_id)
@@ -192,7 +203,7 @@ class RaftVoter:
         self._ensure_running()
         return self.core.status()
 
-    async def metadata(self) -> dict:
+    async def applied_metadata(self) -> dict:
         """This voter's applied metadata and the last index applied to it."""
         self._ensure_running()
         return {"last_applied": self.core.last_applied, "state": self.machine.state}

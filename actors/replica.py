@@ -44,7 +44,13 @@ from rafka.actors.metrics import PartitionMetrics
 from rafka.actors.process import tune_actor_process
 from rafka.actors.producer_state import ProducerStates
 from rafka.actors.replication import FollowerEpochError, LeaderReplication, truncation_offset
-from rafka.errors import NotEnoughReplicasAfterAppendError, NotEnoughReplicasError, NotLeaderError, RequestTimeoutError
+from rafka.errors import (
+    NotEnoughReplicasAfterAppendError,
+    NotEnoughReplicasError,
+    NotLeaderError,
+    RequestTimeoutError,
+    StaleControllerEpochError,
+)
 from rafka.storage import Log, LogConfig
 from rafka.storage.batch import NO_PRODUCER_ID, check_frame, decode_stream, encode_stream
 from rafka.storage.checkpoint import write_atomically
@@ -89,6 +95,9 @@ class PartitionReplica:
         self.producers = ProducerStates(self.describe(), sequence_wait_s, self.log.config.producer_id_expiration_ms)
         self.producers.rebuild(self.log)
         self.role, self.leader_epoch, self.leader_id = UNKNOWN, -1, -1
+        # The highest controller epoch seen (docs/controller-quorum.md): a state pushed
+        # by an older (deposed) controller is refused.
+        self.controller_epoch = -1
         self.replication: LeaderReplication | None = None
         self._appended = asyncio.Event()
         self._high_watermark_moved = asyncio.Event()
@@ -148,7 +157,16 @@ class PartitionReplica:
     # -- roles ---------------------------------------------------------------------
 
     async def apply_state(self, state: dict) -> None:
-        """Take the role the controller assigned: {leader, leader_epoch, replicas, isr}."""
+        """Take the role the controller assigned: {leader, leader_epoch, replicas, isr,
+        controller_epoch}. Raises StaleControllerEpochError, changing nothing, when the
+        controller epoch is older than one seen before."""
+        controller_epoch = state.get("controller_epoch")
+        if controller_epoch is not None:
+            if controller_epoch < self.controller_epoch:
+                raise StaleControllerEpochError(
+                    f"{self.describe()}: state from controller epoch {controller_epoch} refused; epoch "
+                    f"{self.controller_epoch} is newer (that controller was deposed)")
+            self.controller_epoch = controller_epoch
         if state["leader_epoch"] < self.leader_epoch:
             return
         if state["leader"] == self.broker_id:

@@ -196,7 +196,7 @@ def down(address: str | None, namespace: str | None) -> None:
 @address_options
 @fails_cleanly
 def status(address: str | None, namespace: str) -> None:
-    """Brokers, topics and partitions (leader, ISR, under-replicated)."""
+    """Brokers, the controller quorum (voters, leader, epoch, lag), topics and partitions."""
     from rich.console import Console
     from rich.table import Table
 
@@ -208,6 +208,16 @@ def status(address: str | None, namespace: str) -> None:
     for broker in cluster.brokers():
         brokers.add_row(str(broker["broker_id"]), "yes" if broker["alive"] else "NO", broker["node_id"][:12], broker["data_dir"])
     console.print(brokers)
+    quorum = cluster.quorum()
+    voters = Table(title=f"controller quorum (leader: voter {quorum['leader']}, epoch {quorum['epoch']})")
+    for column in ("voter", "role", "term", "commit index", "lag", "reachable"):
+        voters.add_column(column)
+    for voter in quorum["voters"]:
+        lag = quorum["lag"].get(voter["voter_id"])
+        voters.add_row(voter["voter_id"], str(voter.get("role", "?")), str(voter.get("term", "?")),
+                       str(voter.get("commit_index", "?")), "?" if lag is None else str(lag),
+                       "yes" if voter["reachable"] else f"NO ({voter.get('error', '')[:60]})")
+    console.print(voters)
     console.print(f"Kafka bootstrap servers: {cluster.bootstrap_servers or '(no listener)'}")
     admin = cluster.admin()
     partitions = Table(title="partitions")

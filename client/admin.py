@@ -29,6 +29,13 @@ class Admin:
         # The controller may be restarting (Ray brings it back from its metadata log).
         return rpc.call_with_retries(method, *args)
 
+    def describe_cluster(self) -> dict:
+        """The brokers (id, node, data dir, alive) and the controller quorum: ``voters``
+        (each voter's role, term, leader, commit and applied index, or ``reachable:
+        False``), ``leader`` (the active controller's voter id), ``epoch`` (the
+        controller epoch) and ``lag`` (entries each voter is behind the leader)."""
+        return {"brokers": self._cluster.brokers(), "controller": self._cluster.quorum()}
+
     def create_topic(self, topic: str, partitions: int = 1, replication_factor: int = 1,
                      config: dict[str, Any] | None = None) -> dict:
         """Create ``topic``; returns its description once every replica is serving.

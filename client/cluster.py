@@ -24,6 +24,8 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from rafka.actors import broker_placement, names
 from rafka.actors.controller import NODE_WATCH_INTERVAL_S, Controller
+from rafka.actors.controller_quorum import plan_quorum
+from rafka.actors.controller_router import ControllerRouter
 from rafka.client import rpc
 from rafka.client.metadata import Metadata
 from rafka.errors import ClusterError, RafkaError
@@ -49,6 +51,7 @@ class Cluster:
               replica_lag_time_max_ms: int = 30_000, leader_rebalance_interval_s: float = 10.0,
               node_watch_interval_s: float = NODE_WATCH_INTERVAL_S, wire_port: int | None = wire_config.DEFAULT_PORT,
               wire_host: str | None = None, wire_advertised_host: str | None = None,
+              controller_voters: int | None = None, quorum_options: dict[str, Any] | None = None,
               **ray_init_kwargs: Any) -> "Cluster":
         """Start a rafka cluster: a controller and ``brokers`` brokers on this node
         (default 1), or with ``address`` one broker per alive Ray node of that cluster,
@@ -67,7 +70,17 @@ class Cluster:
         reaching it from other machines is something to ask for, with ``"0.0.0.0"`` or
         the node's address, on a network where every client is trusted);
         ``wire_advertised_host``: the one clients are told to connect to
-        (default: the bind address, or the node's IP when binding 0.0.0.0)."""
+        (default: the bind address, or the node's IP when binding 0.0.0.0).
+
+        The controller runs as a quorum of voters (docs/controller-quorum.md): 3, each on
+        its own node, when ``address`` is given and the Ray cluster has 3 or more alive
+        nodes, else 1; each keeps its Raft log in ``data_dir/quorum/<voter id>`` on its
+        node. Over existing data, start refuses (``ClusterError``, naming what is missing)
+        when fewer than a majority of the voters' directories survive, or when broker data
+        exists without any controller data. ``controller_voters`` sets the voter count of
+        a new quorum (more voters than nodes share nodes: that survives a voter's process
+        but not its node). ``quorum_options``: Raft timing for the voters
+        (``election_timeout_s``, ``heartbeat_interval_s``, ``snapshot_every``)."""
         listener = wire_config.ListenerConfig(
             enabled=wire_port is not None, port=wire_port if wire_port is not None else wire_config.DEFAULT_PORT,
             host=wire_host or "127.0.0.1", advertised_host=wire_advertised_host)
@@ -85,15 +98,31 @@ class Cluster:
             raise ClusterError(
                 f"a rafka cluster is already running in Ray namespace {namespace!r}; use rafka.Cluster.connect()"
             )
-        wire_config.store(namespace, listener)
         head_node = ray.get_runtime_context().get_node_id()
+        try:
+            nodes = [head_node] if address is None else broker_placement.alive_node_ids()
+            plan = plan_quorum(data_dir, nodes, head_node, controller_voters)
+        except BaseException:
+            if owns_ray:
+                ray.shutdown()
+            raise
+        wire_config.store(namespace, listener)
+        # The controller quorum: one controller voter per node of the plan (3 on 3 or more
+        # nodes, else 1), and the router that carries the controller's name.
+        for voter_id, node_id in plan.placements:
+            ray.remote(Controller).options(
+                name=names.raft_voter(voter_id), namespace=namespace, lifetime="detached", num_cpus=0,
+                max_restarts=-1, max_concurrency=1000,
+                scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=not plan.multi_node),
+            ).remote(data_dir, namespace, broker_session_timeout_ms, replica_lag_time_max_ms,
+                     leader_rebalance_interval_s, node_watch_interval_s, voter_id=voter_id, voters=plan.voters,
+                     bootstrap=plan.bootstrap, initial_state=plan.initial_state, **(quorum_options or {}))
         controller = (
-            ray.remote(Controller)
+            ray.remote(ControllerRouter)
             .options(name=names.CONTROLLER, namespace=namespace, lifetime="detached", num_cpus=0,
                      max_restarts=-1, max_concurrency=1000,
                      scheduling_strategy=NodeAffinitySchedulingStrategy(head_node, soft=True))
-            .remote(data_dir, namespace, broker_session_timeout_ms, replica_lag_time_max_ms, leader_rebalance_interval_s,
-                    node_watch_interval_s)
+            .remote(namespace, plan.voters)
         )
         cluster = cls(namespace, controller, owns_actors=True, owns_ray=owns_ray)
         try:
@@ -226,6 +255,13 @@ class Cluster:
     def brokers(self) -> list[dict]:
         """Each broker's id, node, data dir and whether it answers heartbeats."""
         return rpc.call_with_retries(self.controller.brokers)
+
+    def quorum(self) -> dict:
+        """The controller quorum: ``voters`` (each voter's status: role, term, leader,
+        commit and applied index, or ``reachable: False``), ``leader`` (the active
+        controller's voter id), ``epoch`` (its controller epoch) and ``lag`` (entries each
+        voter is behind the leader's log; None when there is no leader)."""
+        return rpc.call_with_retries(self.controller.describe_quorum)
 
 
 def _ensure_ray(address: str | None, namespace: str, init_kwargs: dict) -> bool:

@@ -77,7 +77,7 @@ class Quorum:
         deadline = time.monotonic() + DEADLINE_S
         voters = voters or self.voters
         while True:
-            views = [ray.get(self.handles[voter].metadata.remote(), timeout=5.0) for voter in voters]
+            views = [ray.get(self.handles[voter].applied_metadata.remote(), timeout=5.0) for voter in voters]
             statuses = self.statuses(voters)
             if len({view["last_applied"] for view in views}) == 1 and len(statuses) == len(voters) \
                     and not any(status["recovering"] for status in statuses.values()):

@@ -290,7 +290,12 @@ class Nemesis:
 
         kind = target["kind"]
         if kind == "controller":
-            return names.CONTROLLER, {}
+            # The active controller: the controller quorum's leader voter (the actor named
+            # names.CONTROLLER only forwards to it). No leader now: the router.
+            leader = self.cluster.quorum()["leader"]
+            if leader is None:
+                return names.CONTROLLER, {}
+            return names.raft_voter(leader), {"voter": leader}
         if kind == "coordinator":
             return names.group_coordinator(0), {}
         if kind == "broker":

@@ -1,0 +1,163 @@
+"""The controller quorum on the session's Ray (docs/controller-quorum.md): a rafka cluster
+of its own with three controller voters (sharing this one node) and two brokers. One
+active controller, the Raft leader; its epoch fences a deposed one; a killed one is
+replaced and partition leader elections go on; a wiped voter rejoins and catches up.
+After each, every voter's committed metadata is the same. The multi-node scenarios
+(voters on distinct nodes, a lost node, a lost controller directory) are in
+tests/faults/test_controller_quorum_nodes.py."""
+
+import os
+import shutil
+import signal
+import time
+
+import pytest
+import ray
+
+import rafka
+from rafka.actors import names
+from rafka.actors.controller import Controller
+from rafka.errors import NotControllerError, StaleControllerEpochError
+
+NAMESPACE = "rafka-test-quorum"
+VOTERS = ["0", "1", "2"]
+
+
+def wait_for(condition, timeout_s: float, what: str):
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+        time.sleep(0.05)
+
+
+@pytest.fixture(scope="module")
+def quorum_cluster(ray_instance, tmp_path_factory):
+    data_dir = str(tmp_path_factory.mktemp("quorum"))
+    cluster = rafka.Cluster.start(data_dir=data_dir, brokers=2, namespace=NAMESPACE, controller_voters=3,
+                                  wire_port=None, broker_session_timeout_ms=10_000)
+    cluster.data_dir = data_dir
+    yield cluster
+    cluster.shutdown()
+
+
+def voter(voter_id: str):
+    return ray.get_actor(names.raft_voter(voter_id), namespace=NAMESPACE)
+
+
+def active_quorum(cluster, newer_than: int = -1) -> dict:
+    def active():
+        quorum = cluster.quorum()
+        return quorum if quorum["leader"] is not None and quorum["epoch"] > newer_than else None
+    return wait_for(active, 30, f"an active controller at an epoch above {newer_than}")
+
+
+def assert_voters_agree() -> None:
+    """Every voter has applied the same committed metadata (once they caught up)."""
+    def views():
+        seen = [ray.get(voter(v).applied_metadata.remote(), timeout=10) for v in VOTERS]
+        return seen if len({view["last_applied"] for view in seen}) == 1 else None
+    seen = wait_for(views, 30, "every voter to apply the same index")
+    assert seen[0]["state"] == seen[1]["state"] == seen[2]["state"]
+
+
+def test_quorum_has_one_active_controller_and_all_voters(quorum_cluster):
+    quorum = active_quorum(quorum_cluster)
+    assert [status["voter_id"] for status in quorum["voters"]] == VOTERS
+    assert [status["voter_id"] for status in quorum["voters"] if status.get("active")] == [quorum["leader"]]
+    assert quorum["epoch"] == next(s["term"] for s in quorum["voters"] if s["voter_id"] == quorum["leader"])
+    assert set(quorum["lag"]) == set(VOTERS)
+    described = quorum_cluster.admin().describe_cluster()
+    assert described["controller"]["leader"] == quorum["leader"] and len(described["brokers"]) == 2
+
+
+def test_paused_active_controller_steps_down_and_is_fenced_by_epoch(quorum_cluster, topic):
+    old = active_quorum(quorum_cluster)
+    old_leader, old_epoch = old["leader"], old["epoch"]
+    pid = ray.get(voter(old_leader).pid.remote(), timeout=10)
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        new = active_quorum(quorum_cluster, newer_than=old_epoch)
+        # The new controller creates the topic: brokers and replicas see the new epoch.
+        quorum_cluster.admin().create_topic(topic, partitions=1, replication_factor=2)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert new["leader"] != old_leader
+    deposed = voter(old_leader)
+    wait_for(lambda: not ray.get(deposed.status.remote(), timeout=10)["active"], 30, "the resumed voter to step down")
+    with pytest.raises(NotControllerError, match=f"controller voter {old_leader} is not the active controller"):
+        ray.get(deposed.list_topics.remote(), timeout=10)
+    # Requests carrying the deposed controller's epoch are refused by brokers and replicas.
+    partition = quorum_cluster.admin().describe_topic(topic)["partitions"][0]
+    view = {key: partition[key] for key in ("leader", "leader_epoch", "replicas", "isr")}
+    broker_id = partition["replicas"][1]
+    spec = {"topic": topic, "partition": 0, "config": {}, "state": dict(view, controller_epoch=old_epoch),
+            "replica_lag_time_max_ms": 30_000, "controller_epoch": old_epoch}
+    broker = ray.get_actor(names.broker(broker_id), namespace=NAMESPACE)
+    with pytest.raises(StaleControllerEpochError, match=f"controller epoch {old_epoch} refused"):
+        ray.get(broker.ensure_replicas.remote([spec]), timeout=30)
+    replica = ray.get_actor(names.replica(topic, 0, broker_id), namespace=NAMESPACE)
+    stale = dict(view, leader=broker_id, leader_epoch=partition["leader_epoch"] + 1, controller_epoch=old_epoch)
+    with pytest.raises(StaleControllerEpochError, match=f"controller epoch {old_epoch} refused"):
+        ray.get(replica.apply_state.remote(stale), timeout=30)
+    status = ray.get(replica.status.remote(), timeout=30)
+    assert (status["leader_id"], status["leader_epoch"]) == (partition["leader"], partition["leader_epoch"])
+    assert_voters_agree()
+
+
+def test_killed_active_controller_is_replaced_and_partition_elections_continue(quorum_cluster, topic):
+    admin = quorum_cluster.admin()
+    admin.create_topic(topic, partitions=1, replication_factor=2)
+    producer = quorum_cluster.producer(acks="all")
+    for index in range(20):
+        producer.send(topic, value=f"before-{index}".encode())
+    producer.flush()
+    old = active_quorum(quorum_cluster)
+    ray.kill(voter(old["leader"]), no_restart=False)  # Ray restarts it; another voter leads meanwhile
+    active_quorum(quorum_cluster, newer_than=old["epoch"])
+    # A partition leader election under the new controller: the leader replica dies.
+    before = admin.describe_topic(topic)["partitions"][0]
+    ray.kill(ray.get_actor(names.replica(topic, 0, before["leader"]), namespace=NAMESPACE), no_restart=False)
+
+    def moved():
+        partition = admin.describe_topic(topic)["partitions"][0]
+        return partition if partition["leader_epoch"] > before["leader_epoch"] else None
+    after = wait_for(moved, 60, "a new partition leader epoch")
+    assert after["leader"] >= 0
+    for index in range(20):
+        producer.send(topic, value=f"after-{index}".encode())
+    producer.flush()
+    producer.close()
+    consumer = quorum_cluster.consumer(group_id=f"{topic}-g", auto_offset_reset="earliest")
+    consumer.subscribe([topic])
+    values = []
+    deadline = time.monotonic() + 60
+    while len(values) < 40 and time.monotonic() < deadline:
+        for record in consumer.poll(timeout_s=1.0):
+            values.append(record.value)
+    consumer.close()
+    assert sorted(values) == sorted([f"before-{i}".encode() for i in range(20)] + [f"after-{i}".encode() for i in range(20)])
+    assert_voters_agree()
+
+
+def test_wiped_voter_rejoins_empty_and_catches_up(quorum_cluster, topic):
+    quorum = active_quorum(quorum_cluster)
+    follower = next(v for v in VOTERS if v != quorum["leader"])
+    ray.kill(voter(follower), no_restart=True)
+    shutil.rmtree(os.path.join(quorum_cluster.data_dir, "quorum", follower))
+    quorum_cluster.admin().create_topic(topic, partitions=1, replication_factor=1)  # committed by the other two
+    ray.remote(Controller).options(name=names.raft_voter(follower), namespace=NAMESPACE, lifetime="detached",
+                                   num_cpus=0, max_restarts=-1, max_concurrency=1000).remote(
+        quorum_cluster.data_dir, NAMESPACE, voter_id=follower, voters=VOTERS)
+
+    def caught_up():
+        status = ray.get(voter(follower).status.remote(), timeout=10)
+        lag = quorum_cluster.quorum()["lag"].get(follower)
+        return not status["recovering"] and lag == 0
+    wait_for(caught_up, 60, f"wiped voter {follower} to catch up and be re-admitted")
+    view = ray.get(voter(follower).applied_metadata.remote(), timeout=10)
+    assert topic in view["state"]["topics"]
+    assert_voters_agree()

@@ -1,0 +1,232 @@
+"""The controller quorum on a Ray cluster of three nodes (issue 19; docs/controller-quorum.md).
+
+The scenario needs a Ray cluster of its own (``ray.cluster_utils.Cluster``: nodes are
+processes on this machine, sharing its disk), so the test runs this file as a script in a
+subprocess, as test_node_join.py does, and checks the JSON line it prints:
+
+1. rafka on 3 nodes gets 3 controller voters, each on a different node; a topic with
+   replication factor 3 gets 1,000 acks=all records;
+2. the issue's opening scenario: rafka is shut down, the directory of the voter that
+   was the active controller is removed, rafka starts again on the same brokers' data:
+   the topic and all 1,000 records are there, and the wiped voter catches up;
+3. the active controller is killed during a topic creation: another voter takes over,
+   the topic exists with a leader for every partition;
+4. the active controller is killed during a partition leader election (the partition's
+   leader replica was killed just before): the partition gets a new leader epoch;
+5. the node of the active controller (not the head) is removed: another voter takes
+   over (the time from Ray reporting the node dead is printed), partitions led by that
+   node's broker move, and every record is still readable;
+6. the Ray cluster itself is replaced (all of it shut down, a new one started): rafka
+   started on it over the same directories brings back every topic and record.
+After 2 to 5, every reachable voter's committed metadata is the same.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+import pytest
+
+NAMESPACE = "rafka-quorum-nodes"
+TOPIC = "records"
+RECORDS = 1000
+
+
+@pytest.mark.timeout(900)
+def test_controller_quorum_survives_losing_a_voter_its_directory_and_its_node():
+    completed = subprocess.run([sys.executable, os.path.abspath(__file__)], capture_output=True, text=True,
+                               timeout=880)
+    lines = [line for line in completed.stdout.splitlines() if line.startswith("{")]
+    assert completed.returncode == 0 and lines, completed.stdout[-3000:] + completed.stderr[-5000:]
+    result = json.loads(lines[-1])
+    assert result["voter_nodes_distinct"] == 3, result
+    assert result["acknowledged"] == RECORDS, result
+    assert result["topics_after_wipe"] == [TOPIC] and result["read_after_wipe"] == RECORDS, result
+    assert result["wiped_voter_caught_up"], result
+    assert result["created_during_failover"] == 3, result
+    assert result["election_during_failover"], result
+    assert result["leaders_after_node_loss"], result
+    assert result["read_after_node_loss"] == RECORDS, result
+    assert result["voters_agree"] == [True, True, True, True], result
+    assert result["topics_on_new_ray"] == ["during", TOPIC] and result["read_on_new_ray"] == RECORDS, result
+
+
+def run_scenario() -> dict:
+    import ray
+    from ray.cluster_utils import Cluster as RayCluster
+
+    import rafka
+    from rafka.actors import names
+
+    system_config = {"health_check_initial_delay_ms": 0, "health_check_period_ms": 100,
+                     "health_check_failure_threshold": 5}
+    data_dir = tempfile.mkdtemp(prefix="rafka-quorum-nodes-")
+    result: dict = {"voters_agree": []}
+
+    def new_ray():
+        ray_cluster = RayCluster(initialize_head=True, head_node_args={"num_cpus": 1, "_system_config": system_config})
+        workers = [ray_cluster.add_node(num_cpus=1) for _ in range(2)]
+        ray.init(address=ray_cluster.address, namespace=NAMESPACE, logging_level="ERROR")
+        ray_cluster.wait_for_nodes()
+        return ray_cluster, workers
+
+    def start(ray_cluster):
+        return rafka.Cluster.start(data_dir=data_dir, address=ray_cluster.address, brokers=3, namespace=NAMESPACE,
+                                   wire_port=None, broker_session_timeout_ms=3000)
+
+    def wait_for(predicate, timeout_s: float = 60.0, what: str = "condition"):
+        deadline = time.monotonic() + timeout_s
+        while True:
+            value = predicate()
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{what} not met within {timeout_s} s")
+            time.sleep(0.05)
+
+    def active(cluster, newer_than: int = -1) -> dict:
+        def found():
+            quorum = cluster.quorum()
+            return quorum if quorum["leader"] is not None and quorum["epoch"] > newer_than else None
+        return wait_for(found, 60, f"an active controller above epoch {newer_than}")
+
+    def voter(voter_id: str):
+        return ray.get_actor(names.raft_voter(voter_id), namespace=NAMESPACE)
+
+    def voters_agree(cluster) -> bool:
+        def views():
+            reachable = [s["voter_id"] for s in cluster.quorum()["voters"] if s["reachable"]]
+            seen = []
+            for voter_id in reachable:
+                try:
+                    seen.append(ray.get(voter(voter_id).applied_metadata.remote(), timeout=10))
+                except Exception:  # noqa: BLE001 - a voter of a lost node
+                    pass
+            return seen if len(seen) >= 2 and len({view["last_applied"] for view in seen}) == 1 else None
+        seen = wait_for(views, 60, "the voters to apply the same index")
+        return all(view["state"] == seen[0]["state"] for view in seen)
+
+    def read_all(cluster) -> int:
+        consumer = cluster.consumer(auto_offset_reset="earliest")
+        consumer.assign([rafka.TopicPartition(TOPIC, p) for p in range(2)])
+        values: set[bytes] = set()
+        deadline = time.monotonic() + 90
+        while len(values) < RECORDS and time.monotonic() < deadline:
+            values |= {record.value for record in consumer.poll(timeout_s=0.5)}
+        consumer.close()
+        return len(values & {b"%04d" % index for index in range(RECORDS)})
+
+    ray_cluster, workers = new_ray()
+    cluster = None
+    try:
+        # 1. three voters on three nodes; 1,000 acknowledged records.
+        cluster = start(ray_cluster)
+        quorum = active(cluster)
+        result["voter_nodes_distinct"] = len({s["ray_node_id"] for s in quorum["voters"]})
+        admin = cluster.admin()
+        admin.create_topic(TOPIC, partitions=2, replication_factor=3, config={"min.insync.replicas": "2"})
+        with cluster.producer(acks="all") as producer:
+            futures = [producer.send(TOPIC, b"%04d" % index) for index in range(RECORDS)]
+            result["acknowledged"] = sum(1 for future in futures if future.result(timeout=60) is not None)
+
+        # 2. the issue's scenario: the active controller's directory is gone after a restart.
+        wiped = active(cluster)["leader"]
+        cluster.shutdown()
+        shutil.rmtree(os.path.join(data_dir, "quorum", wiped))
+        cluster = start(ray_cluster)
+        result["topics_after_wipe"] = cluster.admin().list_topics()
+        result["read_after_wipe"] = read_all(cluster)
+
+        def wiped_caught_up():
+            quorum = cluster.quorum()
+            status = next(s for s in quorum["voters"] if s["voter_id"] == wiped)
+            return status.get("recovering") is False and quorum["lag"].get(wiped) == 0
+        result["wiped_voter_caught_up"] = bool(wait_for(wiped_caught_up, 60, "the wiped voter to catch up"))
+        result["voters_agree"].append(voters_agree(cluster))
+
+        # 3. the active controller dies during a topic creation.
+        admin = cluster.admin()
+        old = active(cluster)
+        pending = cluster.controller.create_topic.remote("during", 3, 3, {})
+        time.sleep(0.05)
+        killed_s = time.monotonic()
+        ray.kill(voter(old["leader"]), no_restart=False)
+        active(cluster, newer_than=old["epoch"])
+        result["failover_after_process_kill_s"] = round(time.monotonic() - killed_s, 3)
+        try:
+            ray.get(pending, timeout=120)
+        except rafka.TopicExistsError:
+            pass  # committed by the old controller, retried by the router on the new one
+        partitions = wait_for(lambda: [p for p in admin.describe_topic("during")["partitions"] if p["leader"] >= 0]
+                              if all(p["leader"] >= 0 for p in admin.describe_topic("during")["partitions"]) else None,
+                              60, "leaders for every partition of 'during'")
+        result["created_during_failover"] = len(partitions)
+        result["voters_agree"].append(voters_agree(cluster))
+
+        # 4. the active controller dies during a partition leader election.
+        old = active(cluster)
+        before = admin.describe_topic(TOPIC)["partitions"][0]
+        ray.kill(ray.get_actor(names.replica(TOPIC, 0, before["leader"]), namespace=NAMESPACE), no_restart=False)
+        ray.kill(voter(old["leader"]), no_restart=False)
+        active(cluster, newer_than=old["epoch"])
+
+        def elected():
+            partition = admin.describe_topic(TOPIC)["partitions"][0]
+            return partition["leader"] >= 0 and partition["leader_epoch"] > before["leader_epoch"]
+        result["election_during_failover"] = bool(wait_for(elected, 60, "a new leader epoch for partition 0"))
+        result["voters_agree"].append(voters_agree(cluster))
+
+        # 5. the active controller's node dies (moved off the head first: removing the head ends Ray).
+        head = ray.get_runtime_context().get_node_id()
+        quorum = active(cluster)
+        while next(s for s in quorum["voters"] if s["voter_id"] == quorum["leader"])["ray_node_id"] == head:
+            ray.kill(voter(quorum["leader"]), no_restart=False)
+            quorum = active(cluster, newer_than=quorum["epoch"])
+        leader_node = next(s for s in quorum["voters"] if s["voter_id"] == quorum["leader"])["ray_node_id"]
+        lost = next(worker for worker in workers if worker.node_id == leader_node)
+        lost_brokers = {b["broker_id"] for b in cluster.brokers() if b["node_id"] == leader_node}
+        removed_s = time.monotonic()
+        ray_cluster.remove_node(lost, allow_graceful=False)
+        wait_for(lambda: not any(n["Alive"] for n in ray.nodes() if n["NodeID"] == leader_node), 60, "Ray to see the node dead")
+        reported_s = time.monotonic()
+        active(cluster, newer_than=quorum["epoch"])
+        took_over_s = time.monotonic()
+        result["failover_after_node_removal_s"] = round(took_over_s - removed_s, 3)
+        result["failover_after_ray_reports_death_s"] = round(max(0.0, took_over_s - reported_s), 3)
+
+        def moved():
+            partitions = [p for name in (TOPIC, "during") for p in admin.describe_topic(name)["partitions"]]
+            return all(p["leader"] >= 0 and p["leader"] not in lost_brokers for p in partitions)
+        result["leaders_after_node_loss"] = bool(wait_for(moved, 90, "leaders off the lost node's broker"))
+        result["read_after_node_loss"] = read_all(cluster)
+        result["voters_agree"].append(voters_agree(cluster))
+
+        # 6. a new Ray cluster over the same directories.
+        cluster.shutdown()
+        cluster = None
+        ray.shutdown()
+        ray_cluster.shutdown()
+        ray_cluster, workers = new_ray()
+        cluster = start(ray_cluster)
+        result["topics_on_new_ray"] = cluster.admin().list_topics()
+        result["read_on_new_ray"] = read_all(cluster)
+        return result
+    finally:
+        if cluster is not None:
+            cluster.shutdown()
+        ray.shutdown()
+        ray_cluster.shutdown()
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    started_s = time.monotonic()
+    outcome = run_scenario()
+    outcome["elapsed_s"] = round(time.monotonic() - started_s, 1)
+    print(json.dumps(outcome))
