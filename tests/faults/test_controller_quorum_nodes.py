@@ -78,7 +78,7 @@ def run_scenario() -> dict:
 
     def start(ray_cluster):
         return rafka.Cluster.start(data_dir=data_dir, address=ray_cluster.address, brokers=3, namespace=NAMESPACE,
-                                   wire_port=None, broker_session_timeout_ms=3000)
+                                   wire_port=None)
 
     def wait_for(predicate, timeout_s: float = 60.0, what: str = "condition"):
         deadline = time.monotonic() + timeout_s
@@ -163,10 +163,10 @@ def run_scenario() -> dict:
             ray.get(pending, timeout=120)
         except rafka.TopicExistsError:
             pass  # committed by the old controller, retried by the router on the new one
-        partitions = wait_for(lambda: [p for p in admin.describe_topic("during")["partitions"] if p["leader"] >= 0]
-                              if all(p["leader"] >= 0 for p in admin.describe_topic("during")["partitions"]) else None,
-                              60, "leaders for every partition of 'during'")
-        result["created_during_failover"] = len(partitions)
+        def all_led():
+            partitions = {name: admin.describe_topic(name)["partitions"] for name in (TOPIC, "during")}
+            return partitions if all(p["leader"] >= 0 for ps in partitions.values() for p in ps) else None
+        result["created_during_failover"] = len(wait_for(all_led, 90, "a leader for every partition")["during"])
         result["voters_agree"].append(voters_agree(cluster))
 
         # 4. the active controller dies during a partition leader election.
