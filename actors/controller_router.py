@@ -25,7 +25,7 @@ import time
 from typing import Any
 
 import ray
-from ray.exceptions import ActorUnavailableError, RayActorError
+from ray.exceptions import RayError, RayTaskError
 
 from rafka.actors import names
 from rafka.actors.controller import CONTROLLER_METHODS
@@ -102,7 +102,10 @@ class ControllerRouter:
                 active = self._active = await self._find_active(deadline_s)
             try:
                 return await self._call(active, method, args, kwargs)
-            except (NotControllerError, RayActorError, ActorUnavailableError):
+            except (NotControllerError, RayError) as error:
+                if isinstance(error, RayTaskError) and not isinstance(error, NotControllerError):
+                    raise  # the controller's own answer (TopicExistsError, ...): not a routing problem
+                # The voter is deposed, dead, restarting or unschedulable (its node is gone).
                 if self._active is active:
                     self._active = None
                 if time.monotonic() > deadline_s:
