@@ -4,7 +4,7 @@ active controller, the Raft leader; its epoch fences a deposed one; a killed one
 replaced and partition leader elections go on; a wiped voter rejoins and catches up.
 After each, every voter's committed metadata is the same. The multi-node scenarios
 (voters on distinct nodes, a lost node, a lost controller directory) are in
-tests/faults/test_controller_quorum_nodes.py."""
+tests/faults/controller_quorum_nodes_scenario.py."""
 
 import os
 import shutil
