@@ -165,7 +165,8 @@ def _partitions(record: dict) -> list[dict]:
     columns = [record["assignments"], record["leaders"], record["leader_epochs"], record["isr"]]
     if len({len(column) for column in columns}) != 1:
         raise ValueError(f"{record['type']} record for {record['topic']!r} has columns of different lengths")
-    return [{"replicas": list(replicas), "leader": leader, "leader_epoch": epoch, "isr": list(isr)}
+    return [{"replicas": list(replicas), "leader": leader, "leader_epoch": epoch, "isr": list(isr),
+             "partition_epoch": 0}
             for replicas, leader, epoch, isr in zip(*columns)]
 
 
@@ -189,10 +190,11 @@ def apply_record(state: dict, record: dict) -> None:
         partitions.extend(_partitions(record))
     elif kind == "change_leader":
         partition = state["topics"][record["topic"]]["partitions"][record["partition"]]
-        partition.update(leader=record["leader"], leader_epoch=record["leader_epoch"], isr=list(record["isr"]))
+        partition.update(leader=record["leader"], leader_epoch=record["leader_epoch"], isr=list(record["isr"]),
+                         partition_epoch=partition.get("partition_epoch", 0) + 1)
     elif kind == "change_isr":
         partition = state["topics"][record["topic"]]["partitions"][record["partition"]]
-        partition["isr"] = list(record["isr"])
+        partition.update(isr=list(record["isr"]), partition_epoch=partition.get("partition_epoch", 0) + 1)
     elif kind == "allocate_producer_ids":
         state["next_producer_id"] = record["next_producer_id"]
     elif kind == "set_broker_per_node":

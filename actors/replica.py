@@ -152,26 +152,27 @@ class PartitionReplica:
         if state["leader_epoch"] < self.leader_epoch:
             return
         if state["leader"] == self.broker_id:
-            await self.become_leader(state["leader_epoch"], state["replicas"], state["isr"])
+            await self.become_leader(state["leader_epoch"], state["replicas"], state["isr"],
+                                     state.get("partition_epoch", 0))
         else:
             await self.set_leader(state["leader_epoch"], state["leader"])
 
-    async def become_leader(self, epoch: int, replicas: list[int], isr: list[int]) -> None:
+    async def become_leader(self, epoch: int, replicas: list[int], isr: list[int], partition_epoch: int = 0) -> None:
         if epoch < self.leader_epoch:
             return
         if epoch == self.leader_epoch and self.role == LEADER and self.replication is not None:
             # The controller changed the ISR (it removed a dead broker): adopt it.
-            self.metrics.isr_changed(self.replication.isr, set(isr) | {self.broker_id})
-            self.replication.isr = set(isr) | {self.broker_id}
-            self.replication.update_high_watermark()
-            self._signal_high_watermark()
+            if self.replication.adopt(set(isr) | {self.broker_id}, partition_epoch):
+                self.replication.update_high_watermark()
+                self._signal_high_watermark()
             return
         self._stop_leading()
         self.role, self.leader_epoch, self.leader_id = LEADER, epoch, self.broker_id
         # A new epoch starts at the current log end; followers truncate against this.
         self.log.leader_epochs.assign(epoch, self.log.log_end_offset)
         self.producers.rebuild(self.log)
-        self.replication = LeaderReplication(self, epoch, replicas, isr, self.lag_time_max_s, self._signal_high_watermark)
+        self.replication = LeaderReplication(self, epoch, replicas, isr, self.lag_time_max_s, self._signal_high_watermark,
+                                             partition_epoch)
         self.replication.start()
         self.replication.update_high_watermark()
         logger.info("%s: leader at epoch %s, ISR %s", self.describe(), epoch, isr)

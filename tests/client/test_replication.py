@@ -3,6 +3,8 @@ leader failover and fencing. (Whole Ray nodes are killed in tests/faults.)"""
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
 
@@ -194,3 +196,96 @@ def test_follower_with_a_divergent_tail_truncates_it_when_it_returns(replicated,
     wait_until(lambda: partition_state(replicated, topic)["leader"] == old_leader, timeout_s=90)
     values = consume_values(replicated, topic, 1, 13)
     assert values == [b"common-%d" % i for i in range(10)] + [b"new-%d" % i for i in range(3)]
+
+
+def actor_pid(handle) -> int:
+    return ray.get(handle.__ray_call__.remote(lambda self: os.getpid()), timeout=30)
+
+
+def test_follower_rejoining_the_isr_counts_for_the_high_watermark_at_once(replicated, topic):
+    """KIP-497's maximal ISR: from the moment the leader asks the controller to add a
+    caught-up follower to the ISR, that follower counts toward the high watermark. Before,
+    a write acknowledged while the request was pending was missing on the follower the
+    controller then had in its ISR, and electing that follower lost it."""
+    admin = replicated.admin()
+    admin.create_topic(topic, partitions=1, replication_factor=3, config={"min.insync.replicas": "2"})
+    state = partition_state(replicated, topic)
+    leader = state["leader"]
+    # The follower that rejoins comes first among the survivors, so it is the one elected.
+    rejoining, other = [b for b in state["replicas"] if b != leader]
+    acknowledged: list[bytes] = []
+
+    def send(producer, prefix: bytes, count: int) -> list:
+        return [(b"%s-%03d" % (prefix, i), producer.send(topic, b"%s-%03d" % (prefix, i))) for i in range(count)]
+
+    def collect(futures) -> None:
+        for value, future in futures:
+            try:
+                future.result(timeout=60)
+                acknowledged.append(value)
+            except rafka.RafkaError:
+                pass
+
+    patient = replicated.producer(acks="all", linger_ms=1)
+    # Made now: a producer started while the controller is frozen could not get metadata.
+    hasty = replicated.producer(acks="all", linger_ms=1, delivery_timeout_ms=1500, request_timeout_ms=1000)
+    collect(send(patient, b"all-in-sync", 100))
+    collect(send(hasty, b"hasty-primed", 1))
+    follower_pid = actor_pid(replica(replicated, topic, 0, rejoining))
+    controller_pid = actor_pid(replicated.controller)
+    os.kill(follower_pid, signal.SIGSTOP)
+    try:
+        collect(send(patient, b"follower-out", 100))  # acknowledged once the follower leaves the ISR
+        wait_until(lambda: sorted(partition_state(replicated, topic)["isr"]) == sorted([leader, other]))
+        leader_end = ray.get(replica(replicated, topic, 0, leader).status.remote())["log_end_offset"]
+        # The controller stops answering: the leader's request to add the follower back
+        # stays unanswered while the follower catches up, then stops again.
+        os.kill(controller_pid, signal.SIGSTOP)
+        try:
+            os.kill(follower_pid, signal.SIGCONT)
+            wait_until(lambda: ray.get(replica(replicated, topic, 0, rejoining).status.remote())["log_end_offset"]
+                       >= leader_end, timeout_s=10, interval_s=0.05)
+            time.sleep(0.3)  # the leader has the follower's answer and asks to add it
+            os.kill(follower_pid, signal.SIGSTOP)
+            pending = send(hasty, b"pending-rejoin", 20)
+            time.sleep(1.0)  # acknowledged by now, if the leader does not count the follower
+            # The leader dies while the controller still holds both requests: it adds the
+            # follower to the ISR, then elects it (it comes first among the survivors).
+            ray.kill(replica(replicated, topic, 0, leader), no_restart=True)
+        finally:
+            os.kill(controller_pid, signal.SIGCONT)
+        wait_until(lambda: partition_state(replicated, topic)["leader"] == rejoining, timeout_s=30)
+    finally:
+        os.kill(follower_pid, signal.SIGCONT)
+    collect(pending)
+    patient.close()
+    hasty.close()
+    assert len([v for v in acknowledged if v.startswith(b"all-in-sync")]) == 100
+    values = consume_values(replicated, topic, 1, len(acknowledged), timeout_s=30)
+    lost = [v for v in acknowledged if v not in set(values)]
+    assert not lost, f"{len(lost)} acknowledged records lost, the first {lost[:3]}"
+
+
+def test_frozen_replica_does_not_hold_up_elections_of_other_partitions(replicated, topic):
+    """The controller never waits on one replica while holding its lock: with a follower
+    of one partition frozen (SIGSTOP) while the controller tells it of a new leader,
+    another partition whose leader dies still gets a new one."""
+    admin = replicated.admin()
+    admin.create_topic(topic + "-a", partitions=1, replication_factor=3)
+    admin.create_topic(topic + "-b", partitions=1, replication_factor=2)
+    state_a, state_b = partition_state(replicated, topic + "-a"), partition_state(replicated, topic + "-b")
+    frozen = [b for b in state_a["replicas"] if b != state_a["leader"]][-1]
+    frozen_pid = actor_pid(replica(replicated, topic + "-a", 0, frozen))
+    os.kill(frozen_pid, signal.SIGSTOP)
+    try:
+        # The new leader of -a is pushed to every replica of -a, the frozen one included.
+        ray.kill(replica(replicated, topic + "-a", 0, state_a["leader"]), no_restart=True)
+        wait_until(lambda: partition_state(replicated, topic + "-a")["leader_epoch"] > state_a["leader_epoch"])
+        ray.kill(replica(replicated, topic + "-b", 0, state_b["leader"]), no_restart=True)
+        moved = wait_until(lambda: (lambda s: s if s["leader_epoch"] > state_b["leader_epoch"] else None)(
+            partition_state(replicated, topic + "-b")), timeout_s=20)
+        assert moved["leader"] != state_b["leader"]
+        with replicated.producer(acks=1) as producer:
+            assert producer.send(topic + "-b", b"still served").result(timeout=30).partition == 0
+    finally:
+        os.kill(frozen_pid, signal.SIGCONT)
