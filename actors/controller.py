@@ -431,17 +431,43 @@ class Controller:
                 self.store.apply({"type": "change_isr", "topic": topic, "partition": partition, "isr": isr})
                 await self._push_state(topic, partition)
 
-    async def replica_restarted(self, topic: str, partition: int, broker_id: int) -> dict | None:
-        """A replica Ray restarted asks for its role. A restarted leader is re-elected at a
-        new epoch (so everyone re-synchronises against it), preferring itself."""
+    async def replica_restarted(self, topic: str, partition: int, broker_id: int, clean: bool = True) -> dict | None:
+        """A replica that restarted asks for its role (it takes none before the answer).
+
+        ``clean`` False: its log was not closed cleanly and may lack records it had
+        acknowledged (KIP-966's unclean shutdown). It leaves the ISR, and if it led,
+        another alive in-sync replica is elected at a new epoch, so no follower truncates
+        acknowledged records to its shorter log; it rejoins the ISR once caught up. Only
+        if no other in-sync replica is alive is it elected again (the best there is).
+
+        ``clean`` True (Ray restarted an actor whose log was intact): a restarted leader
+        is re-elected at a new epoch (so everyone re-synchronises against it), preferring
+        itself."""
         self._start_background_tasks()
         async with self._mutex():
             topic_state = self.state["topics"].get(topic)
             if topic_state is None or partition >= len(topic_state["partitions"]):
                 return None
             partition_state = topic_state["partitions"][partition]
-            if partition_state["leader"] == broker_id or partition_state["leader"] < 0:
-                await self._elect(topic, partition, preferred=broker_id)
+            led = partition_state["leader"] == broker_id or partition_state["leader"] < 0
+            others_in_sync = [b for b in partition_state["isr"] if b != broker_id and b in self._alive()]
+            if clean or not others_in_sync:
+                if not clean:
+                    logger.warning("controller: %s-%s@broker-%s restarted uncleanly and no other in-sync replica is "
+                                   "alive; it leads again, and records it had not flushed may be lost", topic,
+                                   partition, broker_id)
+                if led:
+                    await self._elect(topic, partition, preferred=broker_id)
+            elif led:
+                logger.warning("controller: %s-%s leader broker-%s restarted uncleanly; electing another in-sync "
+                               "replica", topic, partition, broker_id)
+                await self._elect(topic, partition, exclude={broker_id})
+            elif broker_id in partition_state["isr"]:
+                logger.warning("controller: %s-%s@broker-%s restarted uncleanly; out of the ISR until it catches up",
+                               topic, partition, broker_id)
+                self.store.apply({"type": "change_isr", "topic": topic, "partition": partition,
+                                  "isr": [b for b in partition_state["isr"] if b != broker_id]})
+                await self._push_state(topic, partition)
             return self._partition_view(topic_state["partitions"][partition])
 
     # -- broker placement ------------------------------------------------------------

@@ -9,7 +9,17 @@ handshake (``become_follower``), always with a leader epoch that only grows:
   watermark passes them, and serves consumer fetches and offset lookups below it;
 * **follower** — appends what its leader sends (``replicate``), after truncating to
   where its history and the leader's diverge; it serves no clients (``NotLeaderError``);
-* **unknown** — after Ray restarted the actor, until the controller says which.
+* **unknown** — after Ray restarted the actor, or when its log was not closed cleanly,
+  until the controller says which.
+
+Unclean restarts (KIP-966's concern): a log that was not closed (``Log.last_recovery
+.clean_shutdown`` False: the process was killed or its machine lost power) may lack
+records it had acknowledged. Such a replica ignores the state it was created with and
+takes no role from the controller's pushes until it has reported itself through
+``Controller.replica_restarted(..., clean=False)``: the controller then takes it out of
+the ISR and, if it led, elects another in-sync replica at a new epoch, so a follower that
+holds those records never truncates them to the shorter log. Only when no other in-sync
+replica is alive does it lead again (at a new epoch; the controller logs the risk).
 
 Requests carry the leader epoch the sender believes in; a stale one is refused, which
 fences a deposed leader.
@@ -44,7 +54,8 @@ from rafka.actors.metrics import PartitionMetrics
 from rafka.actors.process import tune_actor_process
 from rafka.actors.producer_state import ProducerStates
 from rafka.actors.replication import FollowerEpochError, LeaderReplication, truncation_offset
-from rafka.errors import NotEnoughReplicasAfterAppendError, NotEnoughReplicasError, NotLeaderError, RequestTimeoutError
+from rafka.errors import (LeaderNotAvailableError, NotEnoughReplicasAfterAppendError, NotEnoughReplicasError,
+                          NotLeaderError, RequestTimeoutError)
 from rafka.storage import Log, LogConfig
 from rafka.storage.batch import NO_PRODUCER_ID, check_frame, decode_stream, encode_stream
 from rafka.storage.checkpoint import write_atomically
@@ -98,8 +109,16 @@ class PartitionReplica:
         with warnings.catch_warnings():  # Ray warns about its own use of a deprecated API here
             warnings.simplefilter("ignore")
             reconstructed = ray.get_runtime_context().was_current_actor_reconstructed
-        # A restarted actor's constructor state is stale: it waits for the controller.
-        self._initial_state = None if reconstructed else state
+        # A restarted actor's constructor state is stale, and a log not closed cleanly may
+        # have lost acknowledged records: either way it reports to the controller and takes
+        # no role before its answer (module docstring).
+        self._clean_start = self.log.last_recovery.clean_shutdown and not reconstructed
+        self._report_pending = not self._clean_start
+        self._initial_state = state if self._clean_start else None
+        if not self.log.last_recovery.clean_shutdown:
+            logger.warning("%s: log was not closed cleanly (log end offset %s after recovery, %s bytes cut); "
+                           "reporting to the controller before taking a role", self.describe(),
+                           self.log.log_end_offset, self.log.last_recovery.bytes_dropped)
 
     def describe(self) -> str:
         return f"{self.topic}-{self.partition}@broker-{self.broker_id}"
@@ -114,12 +133,15 @@ class PartitionReplica:
             asyncio.get_running_loop().create_task(self._ask_controller())
 
     async def _ask_controller(self) -> None:
-        """After a restart: learn this partition's leader and epoch from the controller."""
-        while self.role == UNKNOWN:
+        """After a restart or an unclean shutdown: report it, and take the role the
+        controller answers with (it is at least as new as any push refused meanwhile)."""
+        while self._report_pending:
             try:
                 controller = ray.get_actor(names.CONTROLLER, namespace=self.namespace)
-                state = await controller.replica_restarted.remote(self.topic, self.partition, self.broker_id)
-                if state is not None and self.role == UNKNOWN:
+                state = await controller.replica_restarted.remote(self.topic, self.partition, self.broker_id,
+                                                                  self.log.last_recovery.clean_shutdown)
+                self._report_pending = False
+                if state is not None:
                     await self.apply_state(state)
                 return
             except Exception as error:  # noqa: BLE001 - the controller may be restarting too
@@ -149,6 +171,9 @@ class PartitionReplica:
 
     async def apply_state(self, state: dict) -> None:
         """Take the role the controller assigned: {leader, leader_epoch, replicas, isr}."""
+        if self._report_pending:
+            # Refused, not dropped: the controller's sender retries it after our report.
+            raise LeaderNotAvailableError(f"{self.describe()} restarted and has not reported to the controller yet")
         if state["leader_epoch"] < self.leader_epoch:
             return
         if state["leader"] == self.broker_id:

@@ -289,3 +289,54 @@ def test_frozen_replica_does_not_hold_up_elections_of_other_partitions(replicate
             assert producer.send(topic + "-b", b"still served").result(timeout=30).partition == 0
     finally:
         os.kill(frozen_pid, signal.SIGCONT)
+
+
+def produce_acknowledged(cluster, topic: str, prefix: bytes, count: int) -> list[bytes]:
+    values = [b"%s-%03d" % (prefix, i) for i in range(count)]
+    with cluster.producer(acks="all", linger_ms=1) as producer:
+        futures = [producer.send(topic, value) for value in values]
+        for future in futures:
+            future.result(timeout=60)
+    return values
+
+
+def lose_unflushed_tail_with_its_broker(cluster, handle, broker_id: int, flushed_bytes: int) -> None:
+    """A power loss of a broker's machine, as far as one replica can tell: the broker and
+    the replica die at once, and of the replica's active segment only what was fsynced is
+    left (the page cache that held the rest is gone). Ray starts the broker again at once,
+    on the same data dir, before the controller's session timeout notices anything."""
+    pid = actor_pid(handle)
+    segment = ray.get(handle.__ray_call__.remote(lambda self: self.log.segments()[-1].log_path), timeout=30)
+    os.kill(pid, signal.SIGSTOP)  # nothing more reaches the file
+    os.truncate(segment, flushed_bytes)
+    ray.kill(ray.get_actor(names.broker(broker_id), namespace=cluster.namespace), no_restart=False)
+    os.kill(pid, signal.SIGKILL)
+
+
+def test_leader_back_from_an_unclean_shutdown_does_not_lead_with_a_log_that_lost_its_tail(replicated, topic):
+    """Item 7 of the guarantees issue (KIP-966's concern): a leader's broker whose machine
+    lost unflushed records comes back at once, before the controller noticed anything, and
+    its replica used to lead again at the same epoch; the follower then truncated the
+    acknowledged records it alone still had. Now the replica reports its unclean shutdown
+    before taking a role, another in-sync replica leads, and it catches up from there."""
+    replicated.admin().create_topic(topic, partitions=1, replication_factor=2, config={"min.insync.replicas": "2"})
+    state = partition_state(replicated, topic)
+    leader = state["leader"]
+    handle = replica(replicated, topic, 0, leader)
+    acknowledged = produce_acknowledged(replicated, topic, b"flushed", 50)
+    segment_path = ray.get(handle.__ray_call__.remote(lambda self: (self.log.flush(), self.log.segments()[-1].log_path)[1]),
+                           timeout=30)
+    flushed_bytes = os.path.getsize(segment_path)
+    acknowledged += produce_acknowledged(replicated, topic, b"unflushed", 50)  # both replicas have these
+    lose_unflushed_tail_with_its_broker(replicated, handle, leader, flushed_bytes)
+    # The restarted replica catches up from whoever leads and everyone is in sync again.
+    def back_in_sync() -> bool:
+        try:
+            role = ray.get(replica(replicated, topic, 0, leader).status.remote(), timeout=10)["role"]
+        except (ValueError, ray.exceptions.RayError):
+            return False  # still being started again
+        return role != "unknown" and sorted(partition_state(replicated, topic)["isr"]) == sorted(state["replicas"])
+
+    wait_until(back_in_sync, timeout_s=90)
+    values = consume_values(replicated, topic, 1, len(acknowledged), timeout_s=30)
+    assert values == acknowledged, f"{len(set(acknowledged) - set(values))} acknowledged records lost"
