@@ -70,6 +70,9 @@ logger = logging.getLogger(__name__)
 
 SUPERVISE_INTERVAL_S = 1.0
 STATS_TIMEOUT_S = 30.0  # a worker that does not answer stats() in this time is replaced
+# ... once it has answered at least once. Until then it is starting (a process, imports,
+# connecting to the cluster: seconds on a loaded node), and gets this long from its start.
+WORKER_START_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 120.0  # how long stop() waits for workers to commit and stop before killing them
 INITIAL_REBALANCE_DELAY_MS = 3_000  # Kafka's default group.initial.rebalance.delay.ms
 CAUGHT_UP_COMMIT_SPACING_S = 0.1
@@ -381,6 +384,8 @@ class StreamsJob:
         self._actor_options = {"num_cpus": 1, **(actor_options or {})}
         self._workers: list[Any] = []
         self._started: list[Any] = []  # every worker this job started: stop() kills them all
+        # Workers that have not answered stats() yet, with the monotonic time they started.
+        self._starting: dict[Any, float] = {}
         self._lock = threading.RLock()
         self._stopped = threading.Event()
         self.failure: dict | None = None
@@ -409,6 +414,7 @@ class StreamsJob:
                   .remote(self.cluster.namespace, self.app, self._consumer_options))
         with self._lock:
             self._started.append(worker)
+            self._starting[worker] = time.monotonic()
         return worker
 
     def _stop_workers(self, workers: list) -> None:
@@ -428,6 +434,8 @@ class StreamsJob:
         for worker in workers:
             try:
                 answers.append(rpc.get(worker.stats.remote(), timeout_s=STATS_TIMEOUT_S))
+                with self._lock:
+                    self._starting.pop(worker, None)
             except RafkaError as error:
                 answers.append({"tasks": [], "records": 0, "dead": str(error)})
         return answers
@@ -484,7 +492,8 @@ class StreamsJob:
             self._check_workers()
 
     def _check_workers(self) -> None:
-        """One round of supervision: replace each worker that does not answer, report
+        """One round of supervision: replace each worker that does not answer (one that
+        never has yet is starting, and gets WORKER_START_TIMEOUT_S from its start), report
         the first fatal error of one that does."""
         with self._lock:
             workers = list(self._workers)
@@ -492,8 +501,14 @@ class StreamsJob:
             try:
                 stats = rpc.get(worker.stats.remote(), timeout_s=STATS_TIMEOUT_S)
             except RafkaError as error:
+                with self._lock:
+                    started_s = self._starting.get(worker)
+                if started_s is not None and time.monotonic() - started_s < WORKER_START_TIMEOUT_S:
+                    continue  # still starting: not hung (yet)
                 self._replace(worker, error)
                 continue
+            with self._lock:
+                self._starting.pop(worker, None)
             if stats.get("fatal") is not None and self.failure is None:
                 self.failure = stats["fatal"]
                 logger.error("streams %r: a worker failed: %s", self.app.application_id, self.failure["error"])
@@ -518,6 +533,7 @@ class StreamsJob:
             logger.warning("streams %r: could not kill a worker: %r", self.app.application_id, error)
             return
         with self._lock:
+            self._starting.pop(worker, None)
             if worker in self._started:
                 self._started.remove(worker)
 

@@ -38,6 +38,9 @@ What is deliberately not checked: the ownership interval of a ``lost`` partition
 the consumer's last successful commit of it (or at its start when there was none): a
 consumer whose session expired may still read for a while (a zombie, as in Kafka's
 classic protocol) but can no longer commit, so only its fenced actions count as owning.
+An interval lost before any successful commit therefore owns nothing: a consumer frozen
+mid-heartbeat may apply a stale assignment on resuming, and learn a moment later that the
+partition has moved on.
 """
 
 from __future__ import annotations
@@ -206,6 +209,8 @@ def check_single_owner(history: dict) -> dict:
         # Compare each interval with the one that, so far, reaches furthest.
         furthest = None
         for interval in intervals:
+            if interval["owned_until_s"] <= interval["start_s"]:
+                continue  # lost before it committed anything: it never acted as owner
             if furthest is not None and interval["start_s"] < furthest["owned_until_s"] \
                     and interval["consumer"] != furthest["consumer"]:
                 errors.append({"topic": topic, "partition": partition,

@@ -158,6 +158,20 @@ def test_single_owner_counts_a_lost_partition_until_its_last_commit():
     assert not checker.check_single_owner(history)["valid"]
 
 
+def test_single_owner_ignores_a_zombie_that_never_committed_inside_another_owners_interval():
+    # Seen in the soak (seed 21086): a consumer stopped mid-heartbeat applies a stale
+    # assignment on resuming, learns 35 ms later that its session was gone, and its one
+    # commit is refused. It never acted as owner, so nobody owned the partition twice.
+    history = clean_history()
+    history["assignments"].append({"consumer": "z", "interval": 1, "topic": "log", "partition": 0,
+                                   "start_s": 6.0, "end_s": 6.035, "how": "lost"})
+    history["commits"].append({"consumer": "z", "topic": "log", "partition": 0, "offset": 2, "outcome": "failed",
+                               "done_s": 6.03})
+    assert checker.check_single_owner(history)["valid"]
+    history["commits"][-1]["outcome"] = "ok"  # a commit that went through: it did own it
+    assert not checker.check_single_owner(history)["valid"]
+
+
 def test_commits_monotonic_fails_when_a_successful_commit_goes_backwards():
     history = clean_history()
     history["commits"].append({"consumer": "c1", "topic": "log", "partition": 0, "offset": 2, "outcome": "ok",
