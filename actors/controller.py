@@ -192,7 +192,8 @@ class Controller:
                 continue
             for partition, partition_state in enumerate(topic_state["partitions"]):
                 if broker_id in partition_state["replicas"]:
-                    specs.append({"topic": name, "partition": partition, "config": topic_state["config"],
+                    specs.append({"topic": name, "topic_id": topic_state.get("topic_id"), "partition": partition,
+                                  "config": topic_state["config"],
                                   "state": self._partition_view(partition_state),
                                   "replica_lag_time_max_ms": self.replica_lag_time_max_ms})
         return specs
@@ -241,6 +242,8 @@ class Controller:
         had none and can have one again."""
         try:
             await self._ensure_on_broker(broker_id)
+            # Deletes that could not reach it while it was down: finished now.
+            await self._call_broker(broker_id, "remove_deleted", list(self.state.get("deleted_topic_ids", [])))
         except Exception as error:  # noqa: BLE001 - retried on its next heartbeat
             logger.warning("controller: starting the replicas of returning broker %s failed: %r", broker_id, error)
             if self._incarnations.get(broker_id) == incarnation:
@@ -587,12 +590,16 @@ class Controller:
         async with self._mutex():
             topic_state = self._topic(topic)
             brokers = {b for p in topic_state["partitions"] for b in p["replicas"]}
-            self.store.apply({"type": "delete_topic", "topic": topic})
+            topic_id = topic_state.get("topic_id")
+            self.store.apply({"type": "delete_topic", "topic": topic, "topic_id": topic_id})
             # A view of the deleted topic still being retried must never reach a replica of
             # a topic created again under the same name.
             for key in [key for key in self._undelivered_views if key[0] == topic]:
                 del self._undelivered_views[key]
-        await asyncio.gather(*(self._call_broker(b, "remove_replicas", topic, True) for b in brokers),
+        # By id: a call that reaches a broker late (it was frozen) must not remove the
+        # replicas of a topic created again under the same name meanwhile. A broker that
+        # is down finishes the delete when it returns (_broker_returned).
+        await asyncio.gather(*(self._call_broker(b, "remove_replicas", topic, True, topic_id) for b in brokers),
                              return_exceptions=True)
 
     def list_topics(self, include_internal: bool = False) -> list[str]:

@@ -29,6 +29,13 @@ every coroutine on one event-loop thread. Log calls are synchronous and never sp
 ``await``, so offset assignment is atomic: the event loop is the per-partition lock.
 Order within a producer comes from its sequence numbers (``producer_state``).
 
+Topic identity (KIP-516, docs/topic-ids.md): the replica's directory holds
+``partition.metadata`` with the id of the topic it belongs to. A replica given another id
+(the topic was deleted while this broker was down, then created again under the same name)
+never reads that data: it moves the directory aside as ``<dir>.stray-<old id>`` and
+starts empty; the broker removes stray and deleted data when the controller names the ids
+it deleted.
+
 Metrics (``metrics.PartitionMetrics``): produce and fetch add to local counters and
 observe a latency; the maintenance loop publishes them about once a second.
 
@@ -61,6 +68,8 @@ from rafka.storage.batch import NO_PRODUCER_ID, check_frame, decode_stream, enco
 from rafka.storage.checkpoint import write_atomically
 
 CONFIG_FILE = "topic-config.json"
+PARTITION_METADATA_FILE = "partition.metadata"
+STRAY_SUFFIX = ".stray-"
 MAINTENANCE_INTERVAL_S = 5.0
 METRICS_FLUSH_INTERVAL_S = 1.0
 EARLIEST = -2
@@ -84,13 +93,13 @@ class FetchResponse:
 class PartitionReplica:
     def __init__(self, topic: str, partition: int, broker_id: int, directory: str, config: dict[str, str],
                  state: dict, namespace: str, replica_lag_time_max_ms: int = 30_000,
-                 sequence_wait_s: float = 30.0) -> None:
+                 sequence_wait_s: float = 30.0, topic_id: str | None = None) -> None:
         tune_actor_process()
         self.topic, self.partition, self.broker_id = topic, partition, broker_id
         self.directory = directory
         self.namespace = namespace
         self.lag_time_max_s = replica_lag_time_max_ms / 1000
-        os.makedirs(directory, exist_ok=True)
+        self.topic_id = claim_directory(directory, topic_id, self.describe())
         # After a restart by Ray the constructor arguments are the original ones; the
         # config on disk is the latest the controller sent.
         stored = _read_config(directory)
@@ -159,7 +168,7 @@ class PartitionReplica:
 
     def status(self) -> dict:
         return {
-            "topic": self.topic, "partition": self.partition, "broker_id": self.broker_id,
+            "topic": self.topic, "topic_id": self.topic_id, "partition": self.partition, "broker_id": self.broker_id,
             "role": self.role, "leader_epoch": self.leader_epoch, "leader_id": self.leader_id,
             "isr": sorted(self.replication.isr) if self.replication else None,
             "log_start_offset": self.log.log_start_offset, "log_end_offset": self.log.log_end_offset,
@@ -460,6 +469,36 @@ class PartitionReplica:
             self.metrics.flush(under_replicated)
         except Exception as error:  # noqa: BLE001 - metrics must never take the replica down
             logger.warning("%s: publishing metrics failed: %r", self.describe(), error)
+
+
+def read_topic_id(directory: str) -> str | None:
+    """The topic id in ``directory``'s partition.metadata; None if it has none."""
+    try:
+        with open(os.path.join(directory, PARTITION_METADATA_FILE)) as handle:
+            return json.load(handle).get("topic_id")
+    except (FileNotFoundError, ValueError, AttributeError):
+        return None
+
+
+def claim_directory(directory: str, topic_id: str | None, describe: str) -> str | None:
+    """Make ``directory`` the data of topic ``topic_id``; returns the id it holds.
+
+    Data of another id is moved aside to ``<directory>.stray-<id>`` (never read again;
+    the broker deletes it once the controller confirms the delete). A directory without
+    partition.metadata (a new one, or one written before topic ids) takes ``topic_id``."""
+    stored = read_topic_id(directory)
+    if topic_id is not None and stored is not None and stored != topic_id:
+        stray = f"{directory}{STRAY_SUFFIX}{stored}"
+        logger.warning("%s: %s holds data of topic id %s, a deleted incarnation of this topic (this one is %s); "
+                       "moved aside to %s", describe, directory, stored, topic_id, stray)
+        shutil.rmtree(stray, ignore_errors=True)
+        os.rename(directory, stray)
+        stored = None
+    os.makedirs(directory, exist_ok=True)
+    if stored is None and topic_id is not None:
+        write_atomically(os.path.join(directory, PARTITION_METADATA_FILE), json.dumps({"version": 0, "topic_id": topic_id}))
+        stored = topic_id
+    return stored
 
 
 def _read_config(directory: str) -> dict[str, str] | None:

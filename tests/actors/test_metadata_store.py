@@ -264,4 +264,13 @@ def test_snapshot_written_before_broker_per_node_existed_loads_with_it_off(tmp_p
     body = msgpack.packb(old_state)
     header = len(body).to_bytes(4, "little") + crc32c.crc32c(body).to_bytes(4, "little")
     (tmp_path / SNAPSHOT_FILE).write_bytes(header + body)
-    assert MetadataStore(str(tmp_path)).state == dict(old_state, broker_per_node=False)
+    assert MetadataStore(str(tmp_path)).state == dict(old_state, broker_per_node=False, deleted_topic_ids=[])
+
+
+def test_delete_topic_remembers_the_deleted_topic_id(tmp_path):
+    store = MetadataStore(str(tmp_path))
+    store.apply({"type": "create_topic", "topic": "t", "topic_id": "id-1", "config": {}, "assignments": [[0]],
+                 "leaders": [0], "leader_epochs": [0], "isr": [[0]]})
+    store.apply({"type": "delete_topic", "topic": "t", "topic_id": "id-1"})
+    store.close()
+    assert MetadataStore(str(tmp_path)).state["deleted_topic_ids"] == ["id-1"]

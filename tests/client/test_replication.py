@@ -3,6 +3,7 @@ leader failover and fencing. (Whole Ray nodes are killed in tests/faults.)"""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import threading
@@ -340,3 +341,41 @@ def test_leader_back_from_an_unclean_shutdown_does_not_lead_with_a_log_that_lost
     wait_until(back_in_sync, timeout_s=90)
     values = consume_values(replicated, topic, 1, len(acknowledged), timeout_s=30)
     assert values == acknowledged, f"{len(set(acknowledged) - set(values))} acknowledged records lost"
+
+
+def test_topic_deleted_while_a_broker_is_down_then_created_again_shows_no_old_record(replicated, topic):
+    """Item 6 of the guarantees issue (KIP-516): a broker that is down when a topic is
+    deleted keeps its replicas of it (detached actors and directories, all named by the
+    topic's name). When the topic is created again under that name, the returning broker
+    used to serve the old incarnation's log. Now the ids differ: the old replicas are
+    replaced, their data moved aside and then removed, and only new records are read."""
+    admin = replicated.admin()
+    admin.create_topic(topic, partitions=3, replication_factor=3)  # every broker leads one
+    produce_acknowledged(replicated, topic, b"old", 30)
+    down = partition_state(replicated, topic, 1)["leader"]
+    broker = next(b for b in replicated.brokers() if b["broker_id"] == down)
+    ray.kill(ray.get_actor(names.broker(down), namespace=replicated.namespace), no_restart=True)
+    wait_until(lambda: not next(b for b in replicated.brokers() if b["broker_id"] == down)["alive"], timeout_s=30)
+    admin.delete_topic(topic)  # its replicas on the dead broker keep running, with their data
+    replicated.add_broker(broker["node_id"], broker_id=down)
+    wait_until(lambda: next(b for b in replicated.brokers() if b["broker_id"] == down)["alive"], timeout_s=60)
+    admin.create_topic(topic, partitions=3, replication_factor=3)
+    wait_until(lambda: all(len(p["isr"]) == 3 and p["leader"] >= 0
+                           for p in admin.describe_topic(topic)["partitions"]), timeout_s=60)
+    new = produce_acknowledged(replicated, topic, b"new", 30)
+    values = consume_values(replicated, topic, 3, len(new) + 1, timeout_s=10)
+    assert sorted(values) == sorted(new), f"old records came back: {sorted(set(values) - set(new))[:5]}"
+    # The old incarnation's data is gone from the returning broker's data dir.
+    new_id = admin.describe_topic(topic)["topic_id"]
+    directories = [name for name in os.listdir(broker["data_dir"]) if name.startswith(topic + "-")]
+    assert directories and all(stored_topic_id(os.path.join(broker["data_dir"], name)) == new_id
+                               for name in directories), directories
+
+
+def stored_topic_id(directory: str) -> str | None:
+    """The topic id a replica directory holds (its partition.metadata; actors/replica.py)."""
+    try:
+        with open(os.path.join(directory, "partition.metadata")) as handle:
+            return json.load(handle)["topic_id"]
+    except FileNotFoundError:
+        return None
