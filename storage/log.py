@@ -18,6 +18,14 @@ which everything is fsynced; on open every segment from the one holding the reco
 onward is validated frame by frame, and a torn or corrupt tail is cut off and reported in
 ``Log.last_recovery``.
 
+Clean shutdown (Kafka's clean-shutdown marker, the input of KIP-966's unclean-shutdown
+detection): ``close`` leaves a ``clean-shutdown`` file, ``open`` removes it (durably,
+before any append) and reports in ``RecoveryResult.clean_shutdown`` whether it was there.
+A log that was not closed (its process was killed, its machine lost power) may have lost
+records that were acknowledged but not yet fsynced; its owner must not lead with it
+before the controller knows (``actors/replica.py``). A new, empty directory counts as
+clean: it has nothing to lose.
+
 Reads return Arrow batches that are zero-copy views of memory-mapped segment files, sliced
 to exactly the requested offsets. Views stay valid after truncation, retention or
 compaction (files are replaced or unlinked, never shrunk in place while mapped).
@@ -110,6 +118,8 @@ class RecoveryResult:
     segments_recovered: int = 0
     segments_deleted: int = 0
     indexes_rebuilt: int = 0
+    # False: the log was not closed cleanly last time (see the module docstring).
+    clean_shutdown: bool = True
 
 
 @dataclasses.dataclass(frozen=True)
@@ -194,6 +204,12 @@ class Log:
             if name.endswith(LEFTOVER_SUFFIXES):
                 os.unlink(self._path(name))
         bases = sorted(int(name[: -len(LOG_SUFFIX)]) for name in names if name.endswith(LOG_SUFFIX) and name[:-len(LOG_SUFFIX)].isdigit())
+        clean_shutdown = checkpoint.CLEAN_SHUTDOWN_FILE in names or not bases
+        if checkpoint.CLEAN_SHUTDOWN_FILE in names:
+            # Gone for good before anything is appended: a crash from here on must read
+            # as unclean.
+            os.unlink(self._path(checkpoint.CLEAN_SHUTDOWN_FILE))
+            checkpoint.fsync_directory(self.directory)
         for name in names:  # indexes whose segment is gone
             stem, _, suffix = name.partition(".")
             if suffix in ("index", "timeindex") and stem.isdigit() and int(stem) not in bases:
@@ -280,7 +296,8 @@ class Log:
             segment.flush()
         self._recovery_point = end
         self.checkpoint()
-        return RecoveryResult(bytes_dropped, batches_dropped, recovered, segments_deleted, indexes_rebuilt)
+        return RecoveryResult(bytes_dropped, batches_dropped, recovered, segments_deleted, indexes_rebuilt,
+                              clean_shutdown)
 
     def _rebuild_epochs(self) -> LeaderEpochCache:
         cache = LeaderEpochCache(self._path(checkpoint.LEADER_EPOCH_FILE))
@@ -751,7 +768,8 @@ class Log:
             segment.index_interval_bytes = config.index_interval_bytes
 
     def close(self) -> None:
-        """Flush, checkpoint and release files. A closed log reopens without recovery work."""
+        """Flush, checkpoint and release files, then mark the shutdown clean. A closed log
+        reopens without recovery work."""
         if self._closed:
             return
         self._structure_generation += 1
@@ -760,6 +778,7 @@ class Log:
         for segment in self._segments:
             segment.close()
         self._closed = True
+        checkpoint.write_atomically(self._path(checkpoint.CLEAN_SHUTDOWN_FILE), "")
 
     def _check_open(self) -> None:
         if self._closed:
