@@ -62,7 +62,7 @@ from rafka.actors.process import tune_actor_process
 from rafka.actors.producer_state import ProducerStates
 from rafka.actors.replication import FollowerEpochError, LeaderReplication, truncation_offset
 from rafka.errors import (LeaderNotAvailableError, NotEnoughReplicasAfterAppendError, NotEnoughReplicasError,
-                          NotLeaderError, RequestTimeoutError)
+                          NotLeaderError, RequestTimeoutError, TopicAuthorizationError)
 from rafka.storage import Log, LogConfig
 from rafka.storage.batch import NO_PRODUCER_ID, check_frame, decode_stream, encode_stream
 from rafka.storage.checkpoint import write_atomically
@@ -279,11 +279,19 @@ class PartitionReplica:
 
     async def produce(self, payload: bytes, codec: str = "uncompressed", leader_epoch: int = -1,
                       producer_id: int = NO_PRODUCER_ID, producer_epoch: int = -1, base_sequence: int = -1,
-                      acks: int = 1, timeout_ms: int = 30_000) -> tuple[int, int]:
+                      acks: int = 1, timeout_ms: int = 30_000, internal: bool = False) -> tuple[int, int]:
         """Append the batch in ``payload`` (an IPC stream from the producer); return
         (base offset, log append time or -1) once ``acks`` are satisfied: 0 or 1 after
-        the leader's append, -1 ("all") once every in-sync replica has it."""
+        the leader's append, -1 ("all") once every in-sync replica has it. Every batch
+        of the payload is validated before any is appended (all or nothing).
+
+        An internal topic (``__...`` or ``rafka.internal=true``) takes a produce only
+        with ``internal=True``, which rafka's own writers pass and no client API does
+        (a flag, not a secret: members of the Ray cluster are trusted; docs/security.md)."""
         started_s = time.perf_counter()
+        if internal is not True and (self.topic.startswith("__") or self.log.config.internal):
+            raise TopicAuthorizationError(
+                f"topic {self.topic!r} is internal: only rafka's own actors write to it, a client produce is refused")
         await self._ensure_started()
         self._check_leader(leader_epoch)
         if acks == -1:
@@ -320,10 +328,9 @@ class PartitionReplica:
 
     def _append(self, batches, codec, producer_id, producer_epoch, base_sequence) -> tuple[int, int]:
         first_offset, append_time = -1, -1
-        for batch in batches:
-            info = self.log.append(batch, leader_epoch=self.leader_epoch, producer_id=producer_id,
-                                   producer_epoch=producer_epoch, base_sequence=base_sequence,
-                                   producer_codec=codec)
+        for info in self.log.append_many(batches, leader_epoch=self.leader_epoch, producer_id=producer_id,
+                                         producer_epoch=producer_epoch, base_sequence=base_sequence,
+                                         producer_codec=codec):
             if first_offset < 0:
                 first_offset, append_time = info.first_offset, info.log_append_time_ms
         if self.replication is not None:

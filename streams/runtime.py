@@ -59,6 +59,7 @@ import ray
 from rafka.actors.process import tune_actor_process
 from rafka.client import rpc
 from rafka.client.delivery import CheckedProducer
+from rafka.client.producer import internal_producer
 from rafka.client.group import ConsumerRebalanceListener
 from rafka.client.records import TopicPartition
 from rafka.errors import CommitFailedError, RafkaError, TopicExistsError, UnknownMemberIdError
@@ -76,6 +77,9 @@ WORKER_START_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 120.0  # how long stop() waits for workers to commit and stop before killing them
 INITIAL_REBALANCE_DELAY_MS = 3_000  # Kafka's default group.initial.rebalance.delay.ms
 CAUGHT_UP_COMMIT_SPACING_S = 0.1
+# Changelog and repartition topics are written by the job's workers only: a client's
+# produce to them is refused (docs/security.md).
+INTERNAL_TOPIC_CONFIG = {"rafka.internal": "true"}
 GC_GEN0_THRESHOLD = 100_000  # the worker's collector threshold (see _StreamWorker._run)
 
 
@@ -128,7 +132,8 @@ class _StreamWorker(ConsumerRebalanceListener):
         app = self.app
         # Checked: a lost output or changelog batch fails the worker's next flush, before
         # it commits the input offsets past it (see client/delivery.py).
-        self.producer = CheckedProducer(self.cluster.producer(acks="all", linger_ms=5))
+        # internal_producer: the changelog and repartition topics take only rafka's own writes.
+        self.producer = CheckedProducer(internal_producer(self.cluster, acks="all", linger_ms=5))
         self.consumer = None
         try:
             self.consumer = self.cluster.consumer(
@@ -557,7 +562,7 @@ def prepare_topics(cluster: Any, compiled: Compiled) -> dict[str, int]:
             sources = compiled.subtopologies[writer].source_topics
             if all(t in counts for t in sources):
                 counts[topic] = max(counts[t] for t in sources)
-                _create(admin, topic, counts[topic], replication, {})
+                _create(admin, topic, counts[topic], replication, dict(INTERNAL_TOPIC_CONFIG))
                 del pending[topic]
                 progressed = True
         if not progressed:
@@ -570,7 +575,7 @@ def prepare_topics(cluster: Any, compiled: Compiled) -> dict[str, int]:
     for topic, index in compiled.changelog_topics.items():
         sub = compiled.subtopologies[index]
         counts[topic] = counts[sub.source_topics[0]]
-        _create(admin, topic, counts[topic], replication, {"cleanup.policy": "compact"})
+        _create(admin, topic, counts[topic], replication, {"cleanup.policy": "compact", **INTERNAL_TOPIC_CONFIG})
     return counts
 
 

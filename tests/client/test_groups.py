@@ -499,7 +499,11 @@ def test_a_garbage_record_in_the_offsets_topic_is_skipped_when_the_coordinator_l
     outsider.commit({tp: 5})
     count = len(rpc.call_with_retries(cluster.controller.metadata, [names.OFFSETS_TOPIC])[names.OFFSETS_TOPIC])
     index = coordinator_index(group, count)
-    with cluster.producer(acks="all") as producer:  # any client can write to the topic
+    from rafka.client.producer import internal_producer
+
+    # A bad record written past the client check (clients are refused since issue 21;
+    # an older version or a bug in rafka's own writers could still leave one).
+    with internal_producer(cluster, acks="all") as producer:
         producer.send(names.OFFSETS_TOPIC, key=b"\xc1 not msgpack", value=b"garbage", partition=index).result()
     outsider.commit({tp: 6})
     ray.kill(coordinator_handle(cluster.namespace, index), no_restart=False)  # it reloads its partition
