@@ -426,6 +426,17 @@ class PartitionReplica:
             return -1, -1
         return found
 
+    async def end_offset_for_epoch(self, leader_epoch: int, current_leader_epoch: int = -1) -> tuple[int, int]:
+        """(the largest epoch <= ``leader_epoch`` in this leader's epoch history, the
+        offset where it ended; the log end offset for the latest epoch), or (-1, -1)
+        when ``leader_epoch`` predates the history: Kafka's OffsetForLeaderEpoch, with
+        which a consumer detects a log truncated under its position (KIP-320). Read
+        only. ``NotLeaderError`` unless this replica leads at ``current_leader_epoch``
+        (-1: at any epoch)."""
+        await self._ensure_started()
+        self._check_leader(current_leader_epoch)
+        return self.log.leader_epochs.end_offset_for(leader_epoch, self.log.log_end_offset)
+
     # -- administration --------------------------------------------------------------
 
     async def update_config(self, config: dict[str, str]) -> None:
