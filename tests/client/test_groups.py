@@ -287,7 +287,8 @@ def test_admin_lists_describes_resets_and_deletes_groups(cluster, topic, group):
     poll_until([consumer], lambda: len(consumer.assignment()) == 2)
     consumer.commit({tps[0]: 10, tps[1]: 45})
 
-    assert {"group_id": group, "state": "Stable", "members": 1, "assignor": "sticky"} in admin.list_groups()
+    assert {"group_id": group, "state": "Stable", "members": 1, "assignor": "sticky", "protocol": "consumer"} \
+        in admin.list_groups()
     description = admin.describe_group(group)
     lag = {(p["topic"], p["partition"]): (p["committed_offset"], p["log_end_offset"], p["lag"]) for p in description["partitions"]}
     assert lag == {(topic, 0): (10, 50, 40), (topic, 1): (45, 50, 5)}
