@@ -169,7 +169,18 @@ class Broker:
                 self._replicas.pop((spec["topic"], spec["partition"]), None)
                 await asyncio.sleep(0.5)
                 results[index] = await (await self._ensure(spec, fresh=True)).ready.remote()
+        await asyncio.to_thread(self._remove_strays, specs)
         return list(results)
+
+    def _remove_strays(self, specs: list[dict]) -> None:
+        """Remove the data a replica of ``specs`` moved aside (``<dir>.stray-<id>``): it
+        belongs to an older incarnation of a topic whose name now has another id, so it is
+        deleted data that is never read (docs/topic-ids.md)."""
+        prefixes = tuple(f"{spec['topic']}-{spec['partition']}{STRAY_SUFFIX}" for spec in specs)
+        for name in os.listdir(self.data_dir):
+            if name.startswith(prefixes):
+                logger.info("broker %s: removing %s (data of a deleted incarnation)", self.broker_id, name)
+                shutil.rmtree(os.path.join(self.data_dir, name), ignore_errors=True)
 
     async def _ensure(self, spec: dict, fresh: bool = False) -> ray.actor.ActorHandle:
         key = (spec["topic"], spec["partition"])
