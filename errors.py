@@ -7,6 +7,7 @@ Hierarchy::
     ├── InvalidTopicError             a topic name or partition count is not acceptable
     ├── TopicExistsError              creating a topic that already exists
     ├── TopicNotFoundError            naming a topic that does not exist
+    ├── TopicAuthorizationError       a client writing to an internal topic (only rafka's actors may)
     ├── RecordError
     │   ├── InvalidRecordError        a batch of the wrong schema, a null key on a compacted log
     │   └── RecordTooLargeError       a record or batch over ``max.message.bytes``
@@ -66,6 +67,12 @@ class TopicNotFoundError(RafkaError, KeyError):
 
     def __str__(self) -> str:  # KeyError quotes its message; we want it plain.
         return str(self.args[0]) if self.args else ""
+
+
+class TopicAuthorizationError(RafkaError):
+    """The request is not allowed on this topic: a client produced to an internal topic
+    (``__consumer_offsets``, ``__connect_*``, a stream job's changelog or repartition
+    topic), which only rafka's own actors write. See docs/security.md."""
 
 
 class RecordError(RafkaError, ValueError):

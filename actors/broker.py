@@ -4,7 +4,18 @@ data directory, creating and supervising the partition replicas placed on it.
 Data directory layout::
 
     <data_dir>/meta.json            {"broker_id": N}: the id survives restarts
-    <data_dir>/<topic>-<partition>/ one replica's log (see storage/log.py)
+    <data_dir>/<topic>-<partition>/ one replica's log (see storage/log.py), with the
+                                    topic's id in partition.metadata (actors/replica.py)
+    <data_dir>/<topic>-<partition>.stray-<topic id>/
+                                    data of a deleted incarnation of the topic, moved aside
+                                    by a replica of a newer one; removed by remove_deleted
+
+Topic ids (docs/topic-ids.md): every spec names the topic's id. A replica actor still
+running for another id (an old incarnation of the topic: its delete never reached this
+broker) is killed and started again, and the new one moves the old data aside.
+``remove_replicas`` removes only the id it is given, so a delete that arrives late never
+touches a newer topic of the same name; ``remove_deleted`` finishes the deletes this
+broker missed while it was down (the controller calls it when the broker returns).
 
 Replica actors are named (see names.py), detached, pinned to the broker's node with a
 hard node-affinity scheduling strategy, and restarted by Ray if they crash
@@ -24,6 +35,7 @@ import asyncio
 import json
 import logging
 import os
+import shutil
 import uuid
 
 import ray
@@ -31,7 +43,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from rafka.actors import metrics, names
 from rafka.actors.process import tune_actor_process
-from rafka.actors.replica import PartitionReplica
+from rafka.actors.replica import STRAY_SUFFIX, PartitionReplica, read_topic_id
 from rafka.errors import StaleControllerEpochError
 from rafka.storage.checkpoint import write_atomically
 from rafka.wire import config as wire_config
@@ -42,6 +54,7 @@ META_FILE = "meta.json"
 CONTROLLER_EPOCH_FILE = "controller_epoch.json"
 HEARTBEAT_INTERVAL_S = 0.5
 READY_TIMEOUT_S = 60.0
+logger = logging.getLogger(__name__)
 
 
 async def _await(ref):
@@ -117,7 +130,7 @@ class Broker:
             self._wire_advertised_host = settings.advertised_host or (
                 ray.util.get_node_ip_address() if settings.host in ("0.0.0.0", "::") else settings.host)
         except Exception as error:  # noqa: BLE001 - the broker's other duties go on
-            logging.getLogger(__name__).error("broker %s: Kafka listener not started: %r", self.broker_id, error)
+            logger.error("broker %s: Kafka listener not started: %r", self.broker_id, error)
 
     def wire_listener_address(self) -> tuple[str, int] | None:
         return (self._wire_advertised_host, self._wire.port) if self._wire is not None else None
@@ -155,14 +168,21 @@ class Broker:
         results = await asyncio.gather(*(asyncio.wait_for(_await(handle.ready.remote()), READY_TIMEOUT_S)
                                          for handle in handles), return_exceptions=True)
         for index, result in enumerate(results):
-            if isinstance(result, Exception):
+            spec = specs[index]
+            stale = (not isinstance(result, Exception) and spec.get("topic_id") is not None
+                     and result.get("topic_id") != spec["topic_id"])
+            if stale:
+                logger.warning("broker %s: replica of %s-%s is of topic id %s, not %s (a deleted incarnation); "
+                               "replacing it", self.broker_id, spec["topic"], spec["partition"], result.get("topic_id"),
+                               spec["topic_id"])
+            if isinstance(result, Exception) or stale:
                 # A replica actor registered under its name but dead for good (say it was
-                # pinned to a node that is gone): replace it.
-                spec = specs[index]
+                # pinned to a node that is gone), or of an old incarnation: replace it.
                 ray.kill(handles[index], no_restart=True)
                 self._replicas.pop((spec["topic"], spec["partition"]), None)
                 await asyncio.sleep(0.5)
                 results[index] = await (await self._ensure(spec, fresh=True)).ready.remote()
+        await asyncio.to_thread(self._remove_strays, specs)
         return list(results)
 
     def _check_controller_epoch(self, epochs: list[int | None]) -> None:
@@ -178,6 +198,16 @@ class Broker:
             self.controller_epoch = max(epochs)
             write_atomically(self._controller_epoch_path,
                              json.dumps({"controller_epoch": self.controller_epoch}))
+
+    def _remove_strays(self, specs: list[dict]) -> None:
+        """Remove the data a replica of ``specs`` moved aside (``<dir>.stray-<id>``): it
+        belongs to an older incarnation of a topic whose name now has another id, so it is
+        deleted data that is never read (docs/topic-ids.md)."""
+        prefixes = tuple(f"{spec['topic']}-{spec['partition']}{STRAY_SUFFIX}" for spec in specs)
+        for name in os.listdir(self.data_dir):
+            if name.startswith(prefixes):
+                logger.info("broker %s: removing %s (data of a deleted incarnation)", self.broker_id, name)
+                shutil.rmtree(os.path.join(self.data_dir, name), ignore_errors=True)
 
     async def _ensure(self, spec: dict, fresh: bool = False) -> ray.actor.ActorHandle:
         key = (spec["topic"], spec["partition"])
@@ -226,6 +256,7 @@ class Broker:
                     spec["state"],
                     self.namespace,
                     spec["replica_lag_time_max_ms"],
+                    topic_id=spec.get("topic_id"),
                 )
             )
         return handle
@@ -257,14 +288,64 @@ class Broker:
             handle.update_config.remote(config) for (name, _), handle in self._replicas.items() if name == topic
         ))
 
-    async def remove_replicas(self, topic: str, delete: bool) -> int:
-        """Close (and with ``delete`` remove the data of) this broker's replicas of ``topic``."""
+    async def remove_replicas(self, topic: str, delete: bool, topic_id: str | None = None) -> int:
+        """Close (and with ``delete`` remove the data of) this broker's replicas of
+        ``topic``; given ``topic_id``, only replicas of that incarnation of the topic."""
         doomed = [(key, handle) for key, handle in self._replicas.items() if key[0] == topic]
+        if topic_id is not None:
+            ids = await asyncio.gather(*(_await(handle.__ray_call__.remote(lambda replica: replica.topic_id))
+                                         for _, handle in doomed), return_exceptions=True)
+            doomed = [entry for entry, held in zip(doomed, ids) if held == topic_id or isinstance(held, Exception)]
         await asyncio.gather(*(handle.close.remote(delete) for _, handle in doomed), return_exceptions=True)
         for key, handle in doomed:
             ray.kill(handle, no_restart=True)
             del self._replicas[key]
+        if delete and topic_id is not None:
+            await asyncio.to_thread(self._remove_data_of, {topic_id})
         return len(doomed)
+
+    async def remove_deleted(self, topic_ids: list[str]) -> int:
+        """Finish deletes this broker missed: stop replica actors still running for any of
+        ``topic_ids`` and remove their data (stray copies included). Returns how many
+        directories it removed."""
+        deleted = set(topic_ids)
+        if not deleted:
+            return 0
+        for key, handle in list(self._replicas.items()):
+            try:
+                held = await asyncio.wait_for(_await(handle.__ray_call__.remote(lambda replica: replica.topic_id)),
+                                              READY_TIMEOUT_S)
+            except Exception:  # noqa: BLE001 - a dead one is dealt with by the directory scan
+                continue
+            if held in deleted:
+                ray.kill(handle, no_restart=True)
+                del self._replicas[key]
+        return await asyncio.to_thread(self._remove_data_of, deleted)
+
+    def _remove_data_of(self, topic_ids: set[str]) -> int:
+        """Remove every replica directory under the data dir whose topic id is in
+        ``topic_ids``, and any still-running detached replica actor of it on this broker."""
+        removed = 0
+        for name in os.listdir(self.data_dir):
+            path = os.path.join(self.data_dir, name)
+            if not os.path.isdir(path):
+                continue
+            stem, _, stray_id = name.partition(STRAY_SUFFIX)
+            held = stray_id or read_topic_id(path)
+            if held not in topic_ids:
+                continue
+            if not stray_id:
+                topic, _, partition = stem.rpartition("-")
+                try:
+                    handle = ray.get_actor(names.replica(topic, int(partition), self.broker_id), namespace=self.namespace)
+                    if ray.get(handle.__ray_call__.remote(lambda replica: replica.topic_id), timeout=READY_TIMEOUT_S) in topic_ids:
+                        ray.kill(handle, no_restart=True)
+                except (ValueError, ray.exceptions.RayError):
+                    pass  # no such actor (or it is dead): only the directory is left
+            logger.info("broker %s: removing %s (deleted topic id %s)", self.broker_id, path, held)
+            shutil.rmtree(path, ignore_errors=True)
+            removed += 1
+        return removed
 
     async def stop(self) -> None:
         """Stop the Kafka listener, close every replica (flushing its log) and stop it;

@@ -34,7 +34,15 @@ outside it unless ``unclean.leader.election.enable``) with the leader epoch bump
 it leaves every ISR. A broker that heartbeats with a new incarnation (Ray restarted it, or
 it came back) is handed its replicas again; they rejoin as followers, catch up and
 re-enter the ISR, and the preferred (first) replica is made leader again once it is in
-sync. Leaders change the ISR only through ``alter_isr``, checked against their epoch.
+sync. Leaders change the ISR only through ``alter_isr``, checked against their leader epoch
+and the partition epoch (the version of the partition's state).
+
+Never waiting on one slow member: the mutex that orders metadata changes is never held
+across a call to a broker or replica. A state change is pushed to each replica by a
+per-replica sender task that keeps only the newest view and retries it with a timeout
+until that replica has it (replicas ignore views older than what they know, by leader
+epoch and partition epoch); starting a topic's or a returning broker's replicas is awaited
+after the mutex is released.
 
 Brokers: the controller starts them all (``start_brokers``, through
 broker_placement.launch). In per-node mode (``set_broker_per_node(True)``, the mode of
@@ -78,6 +86,17 @@ TOPIC_NAME_MAX = 249
 PRODUCER_ID_BLOCK = 1000
 LIVENESS_CHECK_INTERVAL_S = 0.5
 NODE_WATCH_INTERVAL_S = 2.0
+# Bounds on every call the controller makes to a broker or replica: a frozen or slow one
+# (a long log recovery, a paused process) must never hold up elections elsewhere.
+STATE_PUSH_TIMEOUT_S = 5.0
+STATE_PUSH_RETRY_S = 0.5
+BROKER_CALL_TIMEOUT_S = 30.0
+# The broker bounds each replica's start by broker.READY_TIMEOUT_S and one replacement;
+# this outer bound only covers a broker that is itself frozen. Awaited without the mutex.
+ENSURE_REPLICAS_TIMEOUT_S = 180.0
+# A replica the broker is still creating gets its state this long before we give up (the
+# broker creates it with the state current at that time).
+STATE_PUSH_MISSING_ACTOR_S = 30.0
 logger = logging.getLogger(__name__)
 
 
@@ -149,6 +168,10 @@ class Controller(RaftVoter):
         self._lock: asyncio.Lock | None = None
         self._placement_lock: asyncio.Lock | None = None
         self._producer_id_lock: asyncio.Lock | None = None
+        # (topic, partition, broker_id) -> the newest view not yet delivered to that
+        # replica; each key has at most one sender task (_state_senders).
+        self._undelivered_views: dict[tuple[str, int, int], dict] = {}
+        self._state_senders: dict[tuple[str, int, int], asyncio.Task] = {}
 
     @property
     def state(self) -> dict:
@@ -241,7 +264,7 @@ class Controller(RaftVoter):
             # the old one (which _nudge may have looked up while Ray was still trying
             # to restart it on its lost node) would only ever answer "unschedulable".
             self._broker_handles.pop(broker_id, None)
-            await self._ensure_on_broker(broker_id)
+        await self._ensure_on_broker(broker_id)
 
     def _broker(self, broker_id: int) -> ray.actor.ActorHandle:
         handle = self._broker_handles.get(broker_id)
@@ -257,16 +280,24 @@ class Controller(RaftVoter):
                 continue
             for partition, partition_state in enumerate(topic_state["partitions"]):
                 if broker_id in partition_state["replicas"]:
-                    specs.append({"topic": name, "partition": partition, "config": topic_state["config"],
-                                  "state": dict(self._partition_view(partition_state), controller_epoch=self.epoch),
+                    specs.append({"topic": name, "topic_id": topic_state.get("topic_id"), "partition": partition,
+                                  "config": topic_state["config"],
+                                  "state": self._partition_view(partition_state),
                                   "replica_lag_time_max_ms": self.replica_lag_time_max_ms,
                                   "controller_epoch": self.epoch})
         return specs
 
     async def _ensure_on_broker(self, broker_id: int, topic: str | None = None) -> None:
+        """Have the broker start its replicas (of ``topic``, or all); called without the
+        mutex, since starting many replicas takes long."""
         specs = self._specs_for(broker_id, topic)
         if specs:
-            await self._broker(broker_id).ensure_replicas.remote(specs)
+            await self._call_broker(broker_id, "ensure_replicas", specs, timeout_s=ENSURE_REPLICAS_TIMEOUT_S)
+
+    async def _call_broker(self, broker_id: int, method: str, *args, timeout_s: float = BROKER_CALL_TIMEOUT_S):
+        """One call to a broker, bounded by ``timeout_s`` (a frozen broker raises
+        ``asyncio.TimeoutError``; a missing one ``ValueError``)."""
+        return await asyncio.wait_for(_await(getattr(self._broker(broker_id), method).remote(*args)), timeout_s)
 
     def brokers(self) -> list[dict]:
         return [
@@ -286,20 +317,32 @@ class Controller(RaftVoter):
         self._last_heartbeat_s[broker_id] = time.monotonic()
         if self._incarnations.get(broker_id) != incarnation or broker_id in self._dead:
             async with self._mutex():
+                if self._incarnations.get(broker_id) == incarnation and broker_id not in self._dead:
+                    return  # another heartbeat of this incarnation got here first
                 self._incarnations[broker_id] = incarnation
                 self._dead.discard(broker_id)
                 self._broker_handles.pop(broker_id, None)  # it may be a new actor (see add_broker)
                 logger.info("controller: broker %s is (back) up", broker_id)
-                try:
-                    await self._ensure_on_broker(broker_id)
-                except Exception:  # noqa: BLE001 - retried on its next heartbeat
-                    self._incarnations.pop(broker_id, None)
-                    return
-                # Partitions left without a leader may have one again.
-                for topic, topic_state in list(self.state["topics"].items()):
-                    for partition, partition_state in enumerate(topic_state["partitions"]):
-                        if partition_state["leader"] < 0 and broker_id in partition_state["replicas"]:
-                            await self._elect(topic, partition)
+            # In the background: the broker's next heartbeat must not wait for its replicas.
+            asyncio.get_running_loop().create_task(self._broker_returned(broker_id, incarnation))
+
+    async def _broker_returned(self, broker_id: int, incarnation: str) -> None:
+        """Hand a (re)started broker its replicas, then elect leaders for partitions that
+        had none and can have one again."""
+        try:
+            await self._ensure_on_broker(broker_id)
+            # Deletes that could not reach it while it was down: finished now.
+            await self._call_broker(broker_id, "remove_deleted", list(self.state.get("deleted_topic_ids", [])))
+        except Exception as error:  # noqa: BLE001 - retried on its next heartbeat
+            logger.warning("controller: starting the replicas of returning broker %s failed: %r", broker_id, error)
+            if self._incarnations.get(broker_id) == incarnation:
+                self._incarnations.pop(broker_id, None)
+            return
+        async with self._mutex():
+            for topic, topic_state in list(self.state["topics"].items()):
+                for partition, partition_state in enumerate(topic_state["partitions"]):
+                    if partition_state["leader"] < 0 and broker_id in partition_state["replicas"]:
+                        await self._elect(topic, partition)
 
     async def _heartbeat_loop(self) -> None:
         last_rebalance_s = time.monotonic()
@@ -366,26 +409,62 @@ class Controller(RaftVoter):
         await self._push_state(topic, partition)
 
     async def _push_state(self, topic: str, partition: int) -> None:
-        """Tell every alive replica of the partition its leader, epoch and ISR."""
+        """Send every alive replica of the partition its leader, epoch and ISR. Returns at
+        once: each replica's sender task delivers the view (or a newer one) with retries,
+        so a frozen replica holds up nothing (see the module docstring)."""
         partition_state = self.state["topics"][topic]["partitions"][partition]
-        view = dict(self._partition_view(partition_state), controller_epoch=self.epoch)
-        calls = []
+        view = self._partition_view(partition_state)
         for broker_id in partition_state["replicas"]:
-            if broker_id in self._dead:
-                continue
-            try:
-                handle = ray.get_actor(names.replica(topic, partition, broker_id), namespace=self.namespace)
-            except ValueError:
-                continue
-            calls.append(handle.apply_state.remote(view))
-        results = await asyncio.gather(*calls, return_exceptions=True)
-        for result in results:
-            if isinstance(result, Exception):
-                logger.warning("controller: telling a replica of %s-%s its state failed: %r", topic, partition, result)
+            if broker_id not in self._dead:
+                self._send_state(topic, partition, broker_id, view)
 
-    @staticmethod
-    def _partition_view(partition_state: dict) -> dict:
-        return {key: partition_state[key] for key in ("leader", "leader_epoch", "replicas", "isr")}
+    def _send_state(self, topic: str, partition: int, broker_id: int, view: dict) -> None:
+        key = (topic, partition, broker_id)
+        self._undelivered_views[key] = view
+        if key not in self._state_senders:
+            self._state_senders[key] = asyncio.get_running_loop().create_task(self._deliver_states(key))
+
+    async def _deliver_states(self, key: tuple[str, int, int]) -> None:
+        """Deliver the newest undelivered view to one replica until it has it, the broker
+        is declared dead (its replicas learn their state when it returns) or the topic is
+        gone."""
+        topic, partition, broker_id = key
+        missing_since_s = None
+        try:
+            while not self._stopped and key in self._undelivered_views:
+                view = self._undelivered_views[key]
+                if broker_id in self._dead or topic not in self.state["topics"]:
+                    self._undelivered_views.pop(key, None)
+                    return
+                try:
+                    handle = ray.get_actor(names.replica(topic, partition, broker_id), namespace=self.namespace)
+                    await asyncio.wait_for(_await(handle.apply_state.remote(view)), STATE_PUSH_TIMEOUT_S)
+                except ValueError:
+                    # No such actor (yet): its broker may be creating it from a state
+                    # read before this change, so keep trying for a while.
+                    missing_since_s = missing_since_s or time.monotonic()
+                    if time.monotonic() - missing_since_s > STATE_PUSH_MISSING_ACTOR_S:
+                        self._undelivered_views.pop(key, None)
+                        return
+                    await asyncio.sleep(STATE_PUSH_RETRY_S)
+                    continue
+                except Exception as error:  # noqa: BLE001 - a frozen or restarting replica: retry
+                    logger.warning("controller: telling %s-%s@broker-%s its state failed (retrying): %r",
+                                   topic, partition, broker_id, error)
+                    await asyncio.sleep(STATE_PUSH_RETRY_S)
+                    continue
+                if self._undelivered_views.get(key) is view:
+                    del self._undelivered_views[key]
+        finally:
+            self._state_senders.pop(key, None)
+
+    def _partition_view(self, partition_state: dict) -> dict:
+        """A partition's state as sent to its replicas, stamped with this controller's
+        epoch so that a replica refuses it once a newer controller has spoken."""
+        view = {key: partition_state[key] for key in ("leader", "leader_epoch", "replicas", "isr")}
+        view["partition_epoch"] = partition_state.get("partition_epoch", 0)
+        view["controller_epoch"] = self.epoch
+        return view
 
     async def _rebalance_preferred_leaders(self) -> None:
         """Make each partition's first replica its leader again once it is in sync."""
@@ -399,9 +478,17 @@ class Controller(RaftVoter):
                         await self._elect(topic, partition, preferred=preferred)
 
     async def alter_isr(self, topic: str, partition: int, leader_id: int, leader_epoch: int,
-                        isr: list[int]) -> list[int] | None:
-        """A leader's request to change its ISR; None if it is not the current leader at
-        that epoch (it has been deposed)."""
+                        isr: list[int], partition_epoch: int | None = None) -> dict | None:
+        """A leader's request to change its ISR (Kafka's AlterPartition). None if it is
+        not the current leader at that epoch (it has been deposed). Otherwise the
+        partition's ISR and partition epoch as they now stand, with ``accepted``.
+
+        ``partition_epoch`` is the version of the partition state the leader based its
+        request on; every ISR or leader change bumps it. A request based on an older
+        version is refused (``accepted`` False) and answered with the current state, so a
+        request delayed in transit (its answer lost, or overtaken by a newer one) can
+        never put back a member a later change removed. An accepted request always bumps
+        the version, even when the ISR is unchanged, for the same reason."""
         async with self._mutex():
             topic_state = self.state["topics"].get(topic)
             if topic_state is None or partition >= len(topic_state["partitions"]):
@@ -409,12 +496,17 @@ class Controller(RaftVoter):
             partition_state = topic_state["partitions"][partition]
             if partition_state["leader"] != leader_id or partition_state["leader_epoch"] != leader_epoch:
                 return None
-            # Only live replicas may join: a dead broker's replica must not be counted on.
-            isr = sorted({b for b in isr if b in partition_state["replicas"] and b not in self._dead} | {leader_id})
-            if isr != sorted(partition_state["isr"]):
+            current_epoch = partition_state.get("partition_epoch", 0)
+            accepted = partition_epoch is None or partition_epoch == current_epoch
+            if accepted:
+                # Only live replicas may join: a dead broker's replica must not be counted on.
+                isr = sorted({b for b in isr if b in partition_state["replicas"] and b not in self._dead} | {leader_id})
                 await self.store.apply({"type": "change_isr", "topic": topic, "partition": partition, "isr": isr})
-                logger.info("controller: %s-%s ISR is now %s", topic, partition, isr)
-            return isr
+                if isr != sorted(partition_state["isr"]):
+                    logger.info("controller: %s-%s ISR is now %s", topic, partition, isr)
+            partition_state = self.state["topics"][topic]["partitions"][partition]
+            return {"isr": list(partition_state["isr"]), "partition_epoch": partition_state.get("partition_epoch", 0),
+                    "accepted": accepted}
 
     async def replica_failed(self, topic: str, partition: int, broker_id: int) -> None:
         """A broker saw one of its replica actors die. A dead leader is replaced by another
@@ -433,17 +525,43 @@ class Controller(RaftVoter):
                 await self.store.apply({"type": "change_isr", "topic": topic, "partition": partition, "isr": isr})
                 await self._push_state(topic, partition)
 
-    async def replica_restarted(self, topic: str, partition: int, broker_id: int) -> dict | None:
-        """A replica Ray restarted asks for its role. A restarted leader is re-elected at a
-        new epoch (so everyone re-synchronises against it), preferring itself."""
+    async def replica_restarted(self, topic: str, partition: int, broker_id: int, clean: bool = True) -> dict | None:
+        """A replica that restarted asks for its role (it takes none before the answer).
+
+        ``clean`` False: its log was not closed cleanly and may lack records it had
+        acknowledged (KIP-966's unclean shutdown). It leaves the ISR, and if it led,
+        another alive in-sync replica is elected at a new epoch, so no follower truncates
+        acknowledged records to its shorter log; it rejoins the ISR once caught up. Only
+        if no other in-sync replica is alive is it elected again (the best there is).
+
+        ``clean`` True (Ray restarted an actor whose log was intact): a restarted leader
+        is re-elected at a new epoch (so everyone re-synchronises against it), preferring
+        itself."""
         self._start_background_tasks()
         async with self._mutex():
             topic_state = self.state["topics"].get(topic)
             if topic_state is None or partition >= len(topic_state["partitions"]):
                 return None
             partition_state = topic_state["partitions"][partition]
-            if partition_state["leader"] == broker_id or partition_state["leader"] < 0:
-                await self._elect(topic, partition, preferred=broker_id)
+            led = partition_state["leader"] == broker_id or partition_state["leader"] < 0
+            others_in_sync = [b for b in partition_state["isr"] if b != broker_id and b in self._alive()]
+            if clean or not others_in_sync:
+                if not clean:
+                    logger.warning("controller: %s-%s@broker-%s restarted uncleanly and no other in-sync replica is "
+                                   "alive; it leads again, and records it had not flushed may be lost", topic,
+                                   partition, broker_id)
+                if led:
+                    await self._elect(topic, partition, preferred=broker_id)
+            elif led:
+                logger.warning("controller: %s-%s leader broker-%s restarted uncleanly; electing another in-sync "
+                               "replica", topic, partition, broker_id)
+                await self._elect(topic, partition, exclude={broker_id})
+            elif broker_id in partition_state["isr"]:
+                logger.warning("controller: %s-%s@broker-%s restarted uncleanly; out of the ISR until it catches up",
+                               topic, partition, broker_id)
+                await self.store.apply({"type": "change_isr", "topic": topic, "partition": partition,
+                                        "isr": [b for b in partition_state["isr"] if b != broker_id]})
+                await self._push_state(topic, partition)
             return self._partition_view(topic_state["partitions"][partition])
 
     # -- broker placement ------------------------------------------------------------
@@ -544,10 +662,12 @@ class Controller(RaftVoter):
                 "assignments": assignments, "leaders": [replicas[0] for replicas in assignments],
                 "leader_epochs": [0] * partitions, "isr": assignments,
             })
-            await self._ensure_topic(topic)
-            return self.describe_topic(topic)
+        await self._ensure_topic(topic)
+        return self.describe_topic(topic)
 
     async def _ensure_topic(self, topic: str) -> None:
+        if topic not in self.state["topics"]:
+            return  # deleted meanwhile (this runs without the mutex)
         brokers = {b for p in self.state["topics"][topic]["partitions"] for b in p["replicas"]}
         await asyncio.gather(*(self._ensure_on_broker(broker_id, topic) for broker_id in brokers))
 
@@ -561,9 +681,17 @@ class Controller(RaftVoter):
         async with self._mutex():
             topic_state = self._topic(topic)
             brokers = {b for p in topic_state["partitions"] for b in p["replicas"]}
-            await self.store.apply({"type": "delete_topic", "topic": topic})
-            await asyncio.gather(*(self._broker(b).remove_replicas.remote(topic, True) for b in brokers),
-                                 return_exceptions=True)
+            topic_id = topic_state.get("topic_id")
+            await self.store.apply({"type": "delete_topic", "topic": topic, "topic_id": topic_id})
+            # A view of the deleted topic still being retried must never reach a replica of
+            # a topic created again under the same name.
+            for key in [key for key in self._undelivered_views if key[0] == topic]:
+                del self._undelivered_views[key]
+        # By id: a call that reaches a broker late (it was frozen) must not remove the
+        # replicas of a topic created again under the same name meanwhile. A broker that
+        # is down finishes the delete when it returns (_broker_returned).
+        await asyncio.gather(*(self._call_broker(b, "remove_replicas", topic, True, topic_id) for b in brokers),
+                             return_exceptions=True)
 
     def list_topics(self, include_internal: bool = False) -> list[str]:
         return sorted(name for name in self.state["topics"] if include_internal or not name.startswith("__"))
@@ -596,8 +724,8 @@ class Controller(RaftVoter):
             config = validate_config(config)
             await self.store.apply({"type": "alter_config", "topic": topic, "config": config})
             brokers = {b for p in topic_state["partitions"] for b in p["replicas"]}
-            await asyncio.gather(*(self._broker(b).update_config.remote(topic, config) for b in brokers))
-            return self.describe_configs(topic)
+        await asyncio.gather(*(self._call_broker(b, "update_config", topic, config) for b in brokers))
+        return self.describe_configs(topic)
 
     async def create_partitions(self, topic: str, total: int) -> dict:
         """Grow ``topic`` to ``total`` partitions (Kafka never shrinks a topic)."""
@@ -617,8 +745,8 @@ class Controller(RaftVoter):
                 "leaders": [replicas[0] for replicas in assignments], "leader_epochs": [0] * len(assignments),
                 "isr": assignments,
             })
-            await self._ensure_topic(topic)
-            return self.describe_topic(topic)
+        await self._ensure_topic(topic)
+        return self.describe_topic(topic)
 
     def metadata(self, topics: list[str] | None = None) -> dict:
         """What clients need to route requests: per topic, per partition, the leader
@@ -689,6 +817,10 @@ CONTROLLER_METHODS = (
 )
 for _name in CONTROLLER_METHODS:
     setattr(Controller, _name, _active_only(getattr(Controller, _name)))
+
+
+async def _await(ref):
+    return await ref
 
 
 def _assign(broker_ids: list[int], first_partition: int, count: int, replication_factor: int) -> list[list[int]]:

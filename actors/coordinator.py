@@ -88,6 +88,14 @@ member count and, for groups with members or a commit in the last
 that asking the leaders for their offsets never delays the sweep; every rebalance is
 counted.
 
+Kafka's classic protocol (JoinGroup/SyncGroup/Heartbeat/LeaveGroup, assignment computed
+by the clients) runs beside this in ``actors/classic_group.py``: each group keeps a
+``ClassicGroup``, and a group has classic members or native members, never both (a
+join of the other kind is refused with ``InconsistentGroupProtocolError`` or Kafka's
+INCONSISTENT_GROUP_PROTOCOL). Both kinds share the group id, its committed offsets,
+``list_groups``, ``describe_group`` and ``delete_group``. Classic membership is in
+memory only (a restarted coordinator makes classic members join again; docs/wire.md).
+
 Record keys (msgpack): ``["o", group, topic, partition]`` → ``[offset, metadata,
 commit_time_ms]``; ``["g", group]`` → the group state; a None value is a tombstone.
 """
@@ -107,6 +115,7 @@ import ray
 
 from rafka.actors import metrics, names
 from rafka.actors.assignors import ASSIGNORS, assign
+from rafka.actors.classic_group import ClassicGroup
 from rafka.actors.group_lag import lag_by_topic
 from rafka.actors.offsets_partition import ReplicaOffsetsPartition
 from rafka.actors.process import tune_actor_process
@@ -283,6 +292,9 @@ class _Group:
         self.initial_cap_s = 0.0  # the first member's join + its rebalance timeout
         self.initial_delay_s = 0.0
         self.initial_members = 0
+        # Members of Kafka's classic protocol (JoinGroup/SyncGroup, client-side
+        # assignment; actors/classic_group.py): a group has these or native members.
+        self.classic = ClassicGroup(group_id)
 
     def notify(self) -> None:
         """Wake every long-polling heartbeat of this group."""
@@ -330,6 +342,8 @@ class _Group:
         asyncio.get_running_loop().call_later(delay_s, self.notify)
 
     def state(self) -> str:
+        if self.classic.members:
+            return self.classic.state
         if not self.members:
             return "Empty"
         if self.in_initial_delay():
@@ -540,6 +554,10 @@ class GroupCoordinator:
                         f"{group.instances[instance_id]}, not {member_id}")
                 raise UnknownMemberIdError(f"group {group.group_id!r} has no member {member_id!r}")
             return member
+        if group.classic.members:
+            raise InconsistentGroupProtocolError(
+                f"group {group.group_id!r} has {len(group.classic.members)} members of Kafka's classic protocol "
+                "(JoinGroup); a rafka consumer cannot join it until they leave")
         if group.members and group.assignor not in (None, assignor):
             raise InconsistentGroupProtocolError(
                 f"group {group.group_id!r} uses the {group.assignor!r} assignor; this member asked for {assignor!r}")
@@ -698,6 +716,9 @@ class GroupCoordinator:
             self._metrics_published_s = now
             self._metrics_task = asyncio.get_running_loop().create_task(self._publish_metrics())
         for group in list(self.groups.values()):
+            for member_id in group.classic.expire(now) if group.classic.members else ():
+                logger.info("group %r: removing classic member %s (session timeout or no rejoin)",
+                            group.group_id, member_id)
             if not any(_expired(m, now) for m in group.members.values()):
                 continue
             async with group.lock:
@@ -723,9 +744,10 @@ class GroupCoordinator:
         try:
             now = time.monotonic()
             for group in list(self.groups.values()):
-                metrics.set_group_members(group.group_id, len(group.members))
+                metrics.set_group_members(group.group_id, len(group.members) + len(group.classic.members))
             active = [group for group in self.groups.values()
-                      if group.offsets and (group.members or now - group.last_commit_s < LAG_RECENT_COMMIT_S)]
+                      if group.offsets and (group.members or group.classic.members
+                                            or now - group.last_commit_s < LAG_RECENT_COMMIT_S)]
             ends = await self._partition.log_end_offsets({tp[0] for group in active for tp in group.offsets})
             for group in active:
                 committed = {tp: entry[0] for tp, entry in group.offsets.items()}
@@ -733,6 +755,96 @@ class GroupCoordinator:
                     metrics.set_group_lag(group.group_id, topic, lag)
         except Exception as error:  # noqa: BLE001 - metrics must not disturb the coordinator
             logger.warning("group coordinator %d: publishing metrics failed: %r", self.index, error)
+
+    # -- Kafka's classic protocol (actors/classic_group.py) -----------------------------
+
+    async def join_group(self, group_id: str, request: dict) -> dict:
+        """A classic JoinGroup (``ClassicGroup.join``); waits for the join phase to end.
+        Answers {error: None or a Kafka error name, ...}; a group with native members
+        answers inconsistent_group_protocol."""
+        await self._ready()
+        group = self._group(group_id)
+        if group.members:
+            return {"error": "inconsistent_group_protocol", "member_id": request.get("member_id") or "",
+                    "message": f"group {group_id!r} has {len(group.members)} rafka consumers (server-side "
+                               "assignment); a classic member cannot join it until they leave"}
+        answer = group.classic.join(request)
+        if isinstance(answer, asyncio.Future):
+            # The sweep ends the join phase by the rebalance timeout: this bound only
+            # keeps a lost wake-up from holding the call forever.
+            bound_s = 2 * max(request.get("rebalance_timeout_ms", 0), request.get("session_timeout_ms", 0)) / 1000
+            try:
+                answer = await asyncio.wait_for(asyncio.shield(answer), bound_s + 10)
+            except asyncio.TimeoutError:
+                answer = {"error": "rebalance_in_progress", "member_id": request.get("member_id") or ""}
+        return answer
+
+    async def sync_group(self, group_id: str, request: dict) -> dict:
+        """A classic SyncGroup (``ClassicGroup.sync``); a follower waits for the leader."""
+        await self._ready()
+        group = self.groups.get(group_id)
+        if group is None:
+            return {"error": "unknown_member_id"}
+        answer = group.classic.sync(request)
+        if isinstance(answer, asyncio.Future):
+            member = group.classic.members.get(request.get("member_id") or "")
+            bound_s = 2 * (member.rebalance_timeout_ms if member else 0) / 1000
+            try:
+                answer = await asyncio.wait_for(asyncio.shield(answer), bound_s + 10)
+            except asyncio.TimeoutError:
+                answer = {"error": "rebalance_in_progress"}
+        return answer
+
+    async def classic_heartbeat(self, group_id: str, request: dict) -> dict:
+        """A classic Heartbeat: {error}; rebalance_in_progress asks the member to rejoin."""
+        await self._ready()
+        group = self.groups.get(group_id)
+        if group is None:
+            return {"error": "unknown_member_id"}
+        return group.classic.heartbeat(request)
+
+    async def leave_group(self, group_id: str, members: list[list]) -> list:
+        """A classic LeaveGroup of [member_id, instance_id] pairs: the error name (or
+        None) of each."""
+        await self._ready()
+        group = self.groups.get(group_id)
+        if group is None:
+            return ["unknown_member_id" for _ in members]
+        return [group.classic.leave(member_id or "", instance_id or None) for member_id, instance_id in members]
+
+    async def classic_commit(self, group_id: str, member_id: str, generation: int, offsets: list[list]) -> str | None:
+        """An OffsetCommit of a classic member at ``generation`` (Kafka's rules, in
+        ``ClassicGroup.commit_error``): None once stored (acks=all), else the Kafka
+        error name and nothing is stored."""
+        await self._ready()
+        entries = _validate_offsets(offsets)
+        group = self.groups.get(group_id)
+        if group is None:
+            return "unknown_member_id"
+        async with group.lock:
+            refused = group.classic.commit_error(member_id, generation)
+            if refused is not None:
+                return refused
+            await self._store_offsets(group, entries)
+        return None
+
+    async def wire_group(self, group_id: str) -> dict | None:
+        """What DescribeGroups answers: state, protocol type and name, and the members
+        with their metadata and assignment bytes (classic members as they sent them;
+        native members as topics and partitions, encoded by the caller). None for an
+        unknown group."""
+        await self._ready()
+        group = self.groups.get(group_id)
+        if group is None:
+            return None
+        if group.classic.members:
+            return {"state": group.state(), "protocol_type": group.classic.protocol_type or "",
+                    "protocol": group.classic.protocol or "", "members": group.classic.wire_members()}
+        return {"state": group.state(), "protocol_type": "consumer" if group.members else "",
+                "protocol": group.assignor or "",
+                "members": [{"member_id": mid, "instance_id": m.instance_id, "client_id": m.client_id,
+                             "client_host": "", "topics": sorted(m.topics), "partitions": sorted(m.granted)}
+                            for mid, m in group.members.items()]}
 
     # -- offsets -----------------------------------------------------------------------
 
@@ -758,10 +870,10 @@ class GroupCoordinator:
             group = self._group(group_id)
         async with group.lock:
             if member_id is None:
-                if group.members:
+                if group.members or group.classic.members:
                     raise GroupNotEmptyError(
-                        f"group {group_id!r} has {len(group.members)} active members; only they may commit "
-                        "(stop them first to reset offsets)")
+                        f"group {group_id!r} has {len(group.members) + len(group.classic.members)} active members; "
+                        "only they may commit (stop them first to reset offsets)")
             else:
                 member = group.members.get(member_id)
                 if member is None:
@@ -786,12 +898,15 @@ class GroupCoordinator:
                         f"group {group_id!r}: {topic}-{partition} was granted to member {member_id} at epoch "
                         f"{member.assigned_epochs[stale[0]]}, after the commit's epoch {member_epoch} (the partition "
                         "moved away and back since); the commit was refused")
-            now_ms = time.time_ns() // 1_000_000
-            await self._write([(["o", group_id, tp[0], tp[1]], [offset, metadata, now_ms])
-                               for tp, (offset, metadata) in entries.items()])
-            for tp, (offset, metadata) in entries.items():
-                group.offsets[tp] = (offset, metadata, now_ms)
-            group.last_commit_s = time.monotonic()
+            await self._store_offsets(group, entries)
+
+    async def _store_offsets(self, group: _Group, entries: dict[TopicPartition, tuple[int, str]]) -> None:
+        now_ms = time.time_ns() // 1_000_000
+        await self._write([(["o", group.group_id, tp[0], tp[1]], [offset, metadata, now_ms])
+                           for tp, (offset, metadata) in entries.items()])
+        for tp, (offset, metadata) in entries.items():
+            group.offsets[tp] = (offset, metadata, now_ms)
+        group.last_commit_s = time.monotonic()
 
     async def fetch_offsets(self, group_id: str, partitions: list[list] | None = None) -> dict:
         """{(topic, partition): offset} committed by ``group_id`` (all, or these)."""
@@ -808,7 +923,9 @@ class GroupCoordinator:
 
     async def list_groups(self) -> list[dict]:
         await self._ready()
-        return [{"group_id": g.group_id, "state": g.state(), "members": len(g.members), "assignor": g.assignor}
+        return [{"group_id": g.group_id, "state": g.state(), "members": len(g.members) + len(g.classic.members),
+                 "assignor": g.classic.protocol if g.classic.members else g.assignor,
+                 "protocol": "classic" if g.classic.members else "consumer"}
                 for g in sorted(self.groups.values(), key=lambda g: g.group_id)]
 
     async def describe_group(self, group_id: str) -> dict:
@@ -816,9 +933,16 @@ class GroupCoordinator:
         group = self.groups.get(group_id)
         if group is None:
             raise GroupNotFoundError(f"unknown consumer group {group_id!r}")
+        if group.classic.members:
+            classic = group.classic
+            return {"group_id": group_id, "state": group.state(), "assignor": classic.protocol,
+                    "epoch": classic.generation, "coordinator": self.index, "protocol": "classic",
+                    "members": classic.describe_members(),
+                    "offsets": {tp: {"offset": o, "metadata": meta, "commit_time_ms": t}
+                                for tp, (o, meta, t) in sorted(group.offsets.items())}}
         return {
             "group_id": group_id, "state": group.state(), "assignor": group.assignor, "epoch": group.epoch,
-            "coordinator": self.index,
+            "coordinator": self.index, "protocol": "consumer",
             "members": [
                 {"member_id": mid, "instance_id": m.instance_id, "client_id": m.client_id,
                  "topics": sorted(m.topics), "pattern": m.pattern, "epoch": m.epoch,
@@ -836,9 +960,10 @@ class GroupCoordinator:
         if group is None:
             raise GroupNotFoundError(f"unknown consumer group {group_id!r}")
         async with group.lock:
-            if group.members:
+            if group.members or group.classic.members:
                 raise GroupNotEmptyError(
-                    f"group {group_id!r} has {len(group.members)} active members; stop them before deleting it")
+                    f"group {group_id!r} has {len(group.members) + len(group.classic.members)} active members; "
+                    "stop them before deleting it")
             tombstones = [(["o", group_id, tp[0], tp[1]], None) for tp in group.offsets]
             await self._write(tombstones + [(["g", group_id], None)])
             self.groups.pop(group_id, None)

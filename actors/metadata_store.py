@@ -48,7 +48,11 @@ RECORD_TYPES = frozenset({"register_broker", "create_topic", "delete_topic", "al
                           "change_leader", "change_isr", "allocate_producer_ids", "set_broker_per_node"})
 # ``broker_per_node``: brokers follow Ray's nodes (one on every node, including nodes that
 # join later) rather than a fixed count; see actors/broker_placement.py.
-INITIAL_STATE = {"brokers": {}, "topics": {}, "next_producer_id": 0, "sequence": 0, "broker_per_node": False}
+INITIAL_STATE = {"brokers": {}, "topics": {}, "next_producer_id": 0, "sequence": 0, "broker_per_node": False,
+                 "deleted_topic_ids": []}
+# ``deleted_topic_ids``: ids of deleted topics (newest last, at most this many), so a broker
+# that was down during a delete finishes it when it returns (see docs/topic-ids.md).
+DELETED_TOPIC_IDS_KEPT = 10_000
 # Keys every snapshot has had; keys added since are filled from INITIAL_STATE on load.
 REQUIRED_STATE_KEYS = frozenset({"brokers", "topics", "next_producer_id", "sequence"})
 
@@ -165,7 +169,8 @@ def _partitions(record: dict) -> list[dict]:
     columns = [record["assignments"], record["leaders"], record["leader_epochs"], record["isr"]]
     if len({len(column) for column in columns}) != 1:
         raise ValueError(f"{record['type']} record for {record['topic']!r} has columns of different lengths")
-    return [{"replicas": list(replicas), "leader": leader, "leader_epoch": epoch, "isr": list(isr)}
+    return [{"replicas": list(replicas), "leader": leader, "leader_epoch": epoch, "isr": list(isr),
+             "partition_epoch": 0}
             for replicas, leader, epoch, isr in zip(*columns)]
 
 
@@ -182,6 +187,10 @@ def apply_record(state: dict, record: dict) -> None:
             "topic_id": record["topic_id"], "config": dict(record["config"]), "partitions": _partitions(record)}
     elif kind == "delete_topic":
         state["topics"].pop(record["topic"], None)
+        if record.get("topic_id"):
+            deleted = state.setdefault("deleted_topic_ids", [])
+            deleted.append(record["topic_id"])
+            del deleted[:-DELETED_TOPIC_IDS_KEPT]
     elif kind == "alter_config":
         state["topics"][record["topic"]]["config"] = dict(record["config"])
     elif kind == "add_partitions":
@@ -189,10 +198,11 @@ def apply_record(state: dict, record: dict) -> None:
         partitions.extend(_partitions(record))
     elif kind == "change_leader":
         partition = state["topics"][record["topic"]]["partitions"][record["partition"]]
-        partition.update(leader=record["leader"], leader_epoch=record["leader_epoch"], isr=list(record["isr"]))
+        partition.update(leader=record["leader"], leader_epoch=record["leader_epoch"], isr=list(record["isr"]),
+                         partition_epoch=partition.get("partition_epoch", 0) + 1)
     elif kind == "change_isr":
         partition = state["topics"][record["topic"]]["partitions"][record["partition"]]
-        partition["isr"] = list(record["isr"])
+        partition.update(isr=list(record["isr"]), partition_epoch=partition.get("partition_epoch", 0) + 1)
     elif kind == "allocate_producer_ids":
         state["next_producer_id"] = record["next_producer_id"]
     elif kind == "set_broker_per_node":

@@ -79,7 +79,8 @@ class ReplicaOffsetsPartition:
                 if self._leader is None:
                     await self._find_leader()
                 if method == "produce":
-                    return await self._leader.produce.remote(*args, leader_epoch=self._leader_epoch, acks=-1)
+                    return await self._leader.produce.remote(*args, leader_epoch=self._leader_epoch, acks=-1,
+                                                             internal=True)  # rafka's own writer
                 return await getattr(self._leader, method).remote(*args)
             except (RayError, RafkaError) as error:
                 error = unwrap(error) if isinstance(error, RayError) else error

@@ -9,7 +9,17 @@ handshake (``become_follower``), always with a leader epoch that only grows:
   watermark passes them, and serves consumer fetches and offset lookups below it;
 * **follower** — appends what its leader sends (``replicate``), after truncating to
   where its history and the leader's diverge; it serves no clients (``NotLeaderError``);
-* **unknown** — after Ray restarted the actor, until the controller says which.
+* **unknown** — after Ray restarted the actor, or when its log was not closed cleanly,
+  until the controller says which.
+
+Unclean restarts (KIP-966's concern): a log that was not closed (``Log.last_recovery
+.clean_shutdown`` False: the process was killed or its machine lost power) may lack
+records it had acknowledged. Such a replica ignores the state it was created with and
+takes no role from the controller's pushes until it has reported itself through
+``Controller.replica_restarted(..., clean=False)``: the controller then takes it out of
+the ISR and, if it led, elects another in-sync replica at a new epoch, so a follower that
+holds those records never truncates them to the shorter log. Only when no other in-sync
+replica is alive does it lead again (at a new epoch; the controller logs the risk).
 
 Requests carry the leader epoch the sender believes in; a stale one is refused, which
 fences a deposed leader.
@@ -18,6 +28,13 @@ Concurrency: the actor is async (a long-polling fetch never blocks a produce) an
 every coroutine on one event-loop thread. Log calls are synchronous and never split by an
 ``await``, so offset assignment is atomic: the event loop is the per-partition lock.
 Order within a producer comes from its sequence numbers (``producer_state``).
+
+Topic identity (KIP-516, docs/topic-ids.md): the replica's directory holds
+``partition.metadata`` with the id of the topic it belongs to. A replica given another id
+(the topic was deleted while this broker was down, then created again under the same name)
+never reads that data: it moves the directory aside as ``<dir>.stray-<old id>`` and
+starts empty; the broker removes stray and deleted data when the controller names the ids
+it deleted.
 
 Metrics (``metrics.PartitionMetrics``): produce and fetch add to local counters and
 observe a latency; the maintenance loop publishes them about once a second.
@@ -44,18 +61,15 @@ from rafka.actors.metrics import PartitionMetrics
 from rafka.actors.process import tune_actor_process
 from rafka.actors.producer_state import ProducerStates
 from rafka.actors.replication import FollowerEpochError, LeaderReplication, truncation_offset
-from rafka.errors import (
-    NotEnoughReplicasAfterAppendError,
-    NotEnoughReplicasError,
-    NotLeaderError,
-    RequestTimeoutError,
-    StaleControllerEpochError,
-)
+from rafka.errors import (LeaderNotAvailableError, NotEnoughReplicasAfterAppendError, NotEnoughReplicasError,
+                          NotLeaderError, RequestTimeoutError, StaleControllerEpochError, TopicAuthorizationError)
 from rafka.storage import Log, LogConfig
 from rafka.storage.batch import NO_PRODUCER_ID, check_frame, decode_stream, encode_stream
 from rafka.storage.checkpoint import write_atomically
 
 CONFIG_FILE = "topic-config.json"
+PARTITION_METADATA_FILE = "partition.metadata"
+STRAY_SUFFIX = ".stray-"
 MAINTENANCE_INTERVAL_S = 5.0
 METRICS_FLUSH_INTERVAL_S = 1.0
 EARLIEST = -2
@@ -79,13 +93,13 @@ class FetchResponse:
 class PartitionReplica:
     def __init__(self, topic: str, partition: int, broker_id: int, directory: str, config: dict[str, str],
                  state: dict, namespace: str, replica_lag_time_max_ms: int = 30_000,
-                 sequence_wait_s: float = 30.0) -> None:
+                 sequence_wait_s: float = 30.0, topic_id: str | None = None) -> None:
         tune_actor_process()
         self.topic, self.partition, self.broker_id = topic, partition, broker_id
         self.directory = directory
         self.namespace = namespace
         self.lag_time_max_s = replica_lag_time_max_ms / 1000
-        os.makedirs(directory, exist_ok=True)
+        self.topic_id = claim_directory(directory, topic_id, self.describe())
         # After a restart by Ray the constructor arguments are the original ones; the
         # config on disk is the latest the controller sent.
         stored = _read_config(directory)
@@ -107,8 +121,16 @@ class PartitionReplica:
         with warnings.catch_warnings():  # Ray warns about its own use of a deprecated API here
             warnings.simplefilter("ignore")
             reconstructed = ray.get_runtime_context().was_current_actor_reconstructed
-        # A restarted actor's constructor state is stale: it waits for the controller.
-        self._initial_state = None if reconstructed else state
+        # A restarted actor's constructor state is stale, and a log not closed cleanly may
+        # have lost acknowledged records: either way it reports to the controller and takes
+        # no role before its answer (module docstring).
+        self._clean_start = self.log.last_recovery.clean_shutdown and not reconstructed
+        self._report_pending = not self._clean_start
+        self._initial_state = state if self._clean_start else None
+        if not self.log.last_recovery.clean_shutdown:
+            logger.warning("%s: log was not closed cleanly (log end offset %s after recovery, %s bytes cut); "
+                           "reporting to the controller before taking a role", self.describe(),
+                           self.log.log_end_offset, self.log.last_recovery.bytes_dropped)
 
     def describe(self) -> str:
         return f"{self.topic}-{self.partition}@broker-{self.broker_id}"
@@ -123,12 +145,15 @@ class PartitionReplica:
             asyncio.get_running_loop().create_task(self._ask_controller())
 
     async def _ask_controller(self) -> None:
-        """After a restart: learn this partition's leader and epoch from the controller."""
-        while self.role == UNKNOWN:
+        """After a restart or an unclean shutdown: report it, and take the role the
+        controller answers with (it is at least as new as any push refused meanwhile)."""
+        while self._report_pending:
             try:
                 controller = ray.get_actor(names.CONTROLLER, namespace=self.namespace)
-                state = await controller.replica_restarted.remote(self.topic, self.partition, self.broker_id)
-                if state is not None and self.role == UNKNOWN:
+                state = await controller.replica_restarted.remote(self.topic, self.partition, self.broker_id,
+                                                                  self.log.last_recovery.clean_shutdown)
+                self._report_pending = False
+                if state is not None:
                     await self.apply_state(state)
                 return
             except Exception as error:  # noqa: BLE001 - the controller may be restarting too
@@ -146,7 +171,7 @@ class PartitionReplica:
 
     def status(self) -> dict:
         return {
-            "topic": self.topic, "partition": self.partition, "broker_id": self.broker_id,
+            "topic": self.topic, "topic_id": self.topic_id, "partition": self.partition, "broker_id": self.broker_id,
             "role": self.role, "leader_epoch": self.leader_epoch, "leader_id": self.leader_id,
             "isr": sorted(self.replication.isr) if self.replication else None,
             "log_start_offset": self.log.log_start_offset, "log_end_offset": self.log.log_end_offset,
@@ -158,8 +183,8 @@ class PartitionReplica:
 
     async def apply_state(self, state: dict) -> None:
         """Take the role the controller assigned: {leader, leader_epoch, replicas, isr,
-        controller_epoch}. Raises StaleControllerEpochError, changing nothing, when the
-        controller epoch is older than one seen before."""
+        partition_epoch, controller_epoch}. Raises StaleControllerEpochError, changing
+        nothing, when the controller epoch is older than one seen before."""
         controller_epoch = state.get("controller_epoch")
         if controller_epoch is not None:
             if controller_epoch < self.controller_epoch:
@@ -167,29 +192,33 @@ class PartitionReplica:
                     f"{self.describe()}: state from controller epoch {controller_epoch} refused; epoch "
                     f"{self.controller_epoch} is newer (that controller was deposed)")
             self.controller_epoch = controller_epoch
+        if self._report_pending:
+            # Refused, not dropped: the controller's sender retries it after our report.
+            raise LeaderNotAvailableError(f"{self.describe()} restarted and has not reported to the controller yet")
         if state["leader_epoch"] < self.leader_epoch:
             return
         if state["leader"] == self.broker_id:
-            await self.become_leader(state["leader_epoch"], state["replicas"], state["isr"])
+            await self.become_leader(state["leader_epoch"], state["replicas"], state["isr"],
+                                     state.get("partition_epoch", 0))
         else:
             await self.set_leader(state["leader_epoch"], state["leader"])
 
-    async def become_leader(self, epoch: int, replicas: list[int], isr: list[int]) -> None:
+    async def become_leader(self, epoch: int, replicas: list[int], isr: list[int], partition_epoch: int = 0) -> None:
         if epoch < self.leader_epoch:
             return
         if epoch == self.leader_epoch and self.role == LEADER and self.replication is not None:
             # The controller changed the ISR (it removed a dead broker): adopt it.
-            self.metrics.isr_changed(self.replication.isr, set(isr) | {self.broker_id})
-            self.replication.isr = set(isr) | {self.broker_id}
-            self.replication.update_high_watermark()
-            self._signal_high_watermark()
+            if self.replication.adopt(set(isr) | {self.broker_id}, partition_epoch):
+                self.replication.update_high_watermark()
+                self._signal_high_watermark()
             return
         self._stop_leading()
         self.role, self.leader_epoch, self.leader_id = LEADER, epoch, self.broker_id
         # A new epoch starts at the current log end; followers truncate against this.
         self.log.leader_epochs.assign(epoch, self.log.log_end_offset)
         self.producers.rebuild(self.log)
-        self.replication = LeaderReplication(self, epoch, replicas, isr, self.lag_time_max_s, self._signal_high_watermark)
+        self.replication = LeaderReplication(self, epoch, replicas, isr, self.lag_time_max_s, self._signal_high_watermark,
+                                             partition_epoch)
         self.replication.start()
         self.replication.update_high_watermark()
         logger.info("%s: leader at epoch %s, ISR %s", self.describe(), epoch, isr)
@@ -262,11 +291,19 @@ class PartitionReplica:
 
     async def produce(self, payload: bytes, codec: str = "uncompressed", leader_epoch: int = -1,
                       producer_id: int = NO_PRODUCER_ID, producer_epoch: int = -1, base_sequence: int = -1,
-                      acks: int = 1, timeout_ms: int = 30_000) -> tuple[int, int]:
+                      acks: int = 1, timeout_ms: int = 30_000, internal: bool = False) -> tuple[int, int]:
         """Append the batch in ``payload`` (an IPC stream from the producer); return
         (base offset, log append time or -1) once ``acks`` are satisfied: 0 or 1 after
-        the leader's append, -1 ("all") once every in-sync replica has it."""
+        the leader's append, -1 ("all") once every in-sync replica has it. Every batch
+        of the payload is validated before any is appended (all or nothing).
+
+        An internal topic (``__...`` or ``rafka.internal=true``) takes a produce only
+        with ``internal=True``, which rafka's own writers pass and no client API does
+        (a flag, not a secret: members of the Ray cluster are trusted; docs/security.md)."""
         started_s = time.perf_counter()
+        if internal is not True and (self.topic.startswith("__") or self.log.config.internal):
+            raise TopicAuthorizationError(
+                f"topic {self.topic!r} is internal: only rafka's own actors write to it, a client produce is refused")
         await self._ensure_started()
         self._check_leader(leader_epoch)
         if acks == -1:
@@ -303,10 +340,9 @@ class PartitionReplica:
 
     def _append(self, batches, codec, producer_id, producer_epoch, base_sequence) -> tuple[int, int]:
         first_offset, append_time = -1, -1
-        for batch in batches:
-            info = self.log.append(batch, leader_epoch=self.leader_epoch, producer_id=producer_id,
-                                   producer_epoch=producer_epoch, base_sequence=base_sequence,
-                                   producer_codec=codec)
+        for info in self.log.append_many(batches, leader_epoch=self.leader_epoch, producer_id=producer_id,
+                                         producer_epoch=producer_epoch, base_sequence=base_sequence,
+                                         producer_codec=codec):
             if first_offset < 0:
                 first_offset, append_time = info.first_offset, info.log_append_time_ms
         if self.replication is not None:
@@ -402,6 +438,17 @@ class PartitionReplica:
             return -1, -1
         return found
 
+    async def end_offset_for_epoch(self, leader_epoch: int, current_leader_epoch: int = -1) -> tuple[int, int]:
+        """(the largest epoch <= ``leader_epoch`` in this leader's epoch history, the
+        offset where it ended; the log end offset for the latest epoch), or (-1, -1)
+        when ``leader_epoch`` predates the history: Kafka's OffsetForLeaderEpoch, with
+        which a consumer detects a log truncated under its position (KIP-320). Read
+        only. ``NotLeaderError`` unless this replica leads at ``current_leader_epoch``
+        (-1: at any epoch)."""
+        await self._ensure_started()
+        self._check_leader(current_leader_epoch)
+        return self.log.leader_epochs.end_offset_for(leader_epoch, self.log.log_end_offset)
+
     # -- administration --------------------------------------------------------------
 
     async def update_config(self, config: dict[str, str]) -> None:
@@ -452,6 +499,36 @@ class PartitionReplica:
             self.metrics.flush(under_replicated)
         except Exception as error:  # noqa: BLE001 - metrics must never take the replica down
             logger.warning("%s: publishing metrics failed: %r", self.describe(), error)
+
+
+def read_topic_id(directory: str) -> str | None:
+    """The topic id in ``directory``'s partition.metadata; None if it has none."""
+    try:
+        with open(os.path.join(directory, PARTITION_METADATA_FILE)) as handle:
+            return json.load(handle).get("topic_id")
+    except (FileNotFoundError, ValueError, AttributeError):
+        return None
+
+
+def claim_directory(directory: str, topic_id: str | None, describe: str) -> str | None:
+    """Make ``directory`` the data of topic ``topic_id``; returns the id it holds.
+
+    Data of another id is moved aside to ``<directory>.stray-<id>`` (never read again;
+    the broker deletes it once the controller confirms the delete). A directory without
+    partition.metadata (a new one, or one written before topic ids) takes ``topic_id``."""
+    stored = read_topic_id(directory)
+    if topic_id is not None and stored is not None and stored != topic_id:
+        stray = f"{directory}{STRAY_SUFFIX}{stored}"
+        logger.warning("%s: %s holds data of topic id %s, a deleted incarnation of this topic (this one is %s); "
+                       "moved aside to %s", describe, directory, stored, topic_id, stray)
+        shutil.rmtree(stray, ignore_errors=True)
+        os.rename(directory, stray)
+        stored = None
+    os.makedirs(directory, exist_ok=True)
+    if stored is None and topic_id is not None:
+        write_atomically(os.path.join(directory, PARTITION_METADATA_FILE), json.dumps({"version": 0, "topic_id": topic_id}))
+        stored = topic_id
+    return stored
 
 
 def _read_config(directory: str) -> dict[str, str] | None:

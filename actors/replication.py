@@ -13,9 +13,16 @@ in-sync replicas (ISR) and decides ISR changes:
   ``replica_lag_time_max_ms`` leaves the ISR;
 * a follower outside the ISR whose log end offset reaches the high watermark rejoins.
 
-ISR changes go through the controller (which persists them, checking the leader epoch)
-before the leader acts on them, so the ISR the controller would elect from is never
-smaller than the one the leader used to acknowledge writes.
+ISR changes go through the controller (which persists them, checking the leader epoch and
+the partition epoch, the version of the partition's state), and the high watermark is
+computed over the *maximal* ISR (KIP-497): the committed ISR plus every member the leader
+has asked to add and has no answer for yet. A member being added counts at once, because
+the controller may already have it in its ISR (and may elect it) before the answer
+arrives; a member being removed keeps counting until the controller confirms. So the ISR
+the controller would elect from never holds a replica that misses an acknowledged write.
+A request whose outcome is unknown (the call failed) keeps its members counted until the
+controller's next answer or pushed state, which is authoritative: any older request still
+in transit carries an older partition epoch and will be refused.
 
 Follower side (``truncation_offset``): on a handshake the follower compares its leader
 epoch history with the leader's and truncates to where they diverge (KIP-101/KIP-279),
@@ -87,11 +94,15 @@ class LeaderReplication:
     """The leader's view of its followers, for one leader epoch."""
 
     def __init__(self, replica: "PartitionReplica", epoch: int, replicas: list[int], isr: list[int],
-                 lag_time_max_s: float, on_high_watermark: Callable[[], None]) -> None:
+                 lag_time_max_s: float, on_high_watermark: Callable[[], None], partition_epoch: int = 0) -> None:
         self.replica = replica
         self.epoch = epoch
         self.replicas = list(replicas)
-        self.isr = set(isr)
+        self.isr = set(isr)  # committed: as the controller last confirmed it
+        self.partition_epoch = partition_epoch
+        # Members asked for (to add) with no answer yet: they count toward the high
+        # watermark until an answer or a pushed state settles the ISR (see the docstring).
+        self._unconfirmed: set[int] = set()
         self.lag_time_max_s = lag_time_max_s
         self.on_high_watermark = on_high_watermark
         now = time.monotonic()
@@ -186,10 +197,24 @@ class LeaderReplication:
 
     # -- high watermark and ISR ------------------------------------------------------
 
+    @property
+    def maximal_isr(self) -> set[int]:
+        """The committed ISR plus the members whose addition is unconfirmed (KIP-497)."""
+        return self.isr | self._unconfirmed
+
+    def adopt(self, isr: set[int], partition_epoch: int) -> bool:
+        """Take the controller's word on the ISR (an answer or a pushed state); False if
+        it is older than what this leader already knows."""
+        if partition_epoch < self.partition_epoch:
+            return False
+        self.replica.metrics.isr_changed(self.isr, isr)
+        self.isr, self.partition_epoch, self._unconfirmed = set(isr), partition_epoch, set()
+        return True
+
     def update_high_watermark(self) -> None:
         log = self.replica.log
         ends = [log.log_end_offset] + [
-            self.followers[b].log_end_offset for b in self.isr if b in self.followers
+            self.followers[b].log_end_offset for b in self.maximal_isr if b in self.followers
         ]
         high_watermark = min(ends)
         if high_watermark > log.high_watermark:
@@ -200,29 +225,35 @@ class LeaderReplication:
         while not self.stopped:
             await asyncio.sleep(ISR_CHECK_INTERVAL_S)
             now = time.monotonic()
-            lagging = {b for b in self.isr if b in self.followers
+            lagging = {b for b in self.maximal_isr if b in self.followers
                        and now - self.followers[b].last_caught_up_s > self.lag_time_max_s}
             if lagging:
                 self._request_isr(self.isr - lagging)
+            elif self._unconfirmed:
+                self._request_isr(self.isr | self._unconfirmed)  # retry a request that failed
 
     def _request_isr(self, isr: set[int]) -> None:
-        if self._isr_change_in_flight or isr == self.isr or self.stopped:
+        # The same ISR again is asked for only to settle unconfirmed members.
+        if self._isr_change_in_flight or self.stopped or (isr == self.isr and not self._unconfirmed - isr):
             return
         self._isr_change_in_flight = True
+        self._unconfirmed |= isr - self.isr  # counted from now on, before the controller answers
         asyncio.get_running_loop().create_task(self._alter_isr(isr))
 
     async def _alter_isr(self, isr: set[int]) -> None:
         replica = self.replica
         try:
             controller = ray.get_actor(names.CONTROLLER, namespace=replica.namespace)
-            accepted = await controller.alter_isr.remote(replica.topic, replica.partition, replica.broker_id,
-                                                         self.epoch, sorted(isr))
-            if accepted is not None and not self.stopped:
-                replica.metrics.isr_changed(self.isr, set(accepted))
-                self.isr = set(accepted)
+            answer = await controller.alter_isr.remote(replica.topic, replica.partition, replica.broker_id,
+                                                       self.epoch, sorted(isr), self.partition_epoch)
+            # None: this leader was deposed; its unconfirmed members stay counted.
+            if answer is not None and not self.stopped and self.adopt(set(answer["isr"]), answer["partition_epoch"]):
+                if not answer["accepted"]:
+                    logger.info("%s: ISR change to %s refused (based on an old partition state); ISR is %s",
+                                replica.describe(), sorted(isr), answer["isr"])
                 self.update_high_watermark()
                 self.on_high_watermark()  # acks=all waiters re-check the ISR size
-        except Exception as error:  # noqa: BLE001 - retried on the next check
+        except Exception as error:  # noqa: BLE001 - retried on the next check; unconfirmed members stay counted
             logger.warning("%s: ISR change to %s failed: %r", replica.describe(), sorted(isr), error)
         finally:
             self._isr_change_in_flight = False

@@ -129,7 +129,7 @@ def main() -> int:
         file_bytes = write_lines(path, args.records, args.value_bytes)
         cluster = rafka.Cluster.start(data_dir=os.path.join(data_dir, "cluster"), brokers=1, include_dashboard=False)
         try:
-            connect = Connect.start(cluster, rest_port=0)
+            connect = Connect.start(cluster, rest_port=0, file_roots=[data_dir])
             try:
                 cluster.admin().create_topic("bench-connect", partitions=args.partitions)
                 source = bench_file_source(cluster, connect, path, "bench-connect", args.partitions, args.records)

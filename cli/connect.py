@@ -4,6 +4,10 @@
 ``rafka up``); every other command is one call to the REST API at ``--url`` (default:
 ``RAFKA_CONNECT_URL``, else the URL ``start`` recorded, else http://127.0.0.1:8083), so
 it works from any machine that reaches the API, as ``curl`` would.
+
+Every REST call sends the Connect token (docs/security.md) when one is set:
+``RAFKA_CONNECT_TOKEN``, else the file ``RAFKA_CONNECT_TOKEN_FILE`` names, else the token
+file ``start --token-file`` recorded.
 """
 
 from __future__ import annotations
@@ -37,12 +41,25 @@ def _url(url: str | None) -> str:
     return (state.get("connect_url") or DEFAULT_URL).rstrip("/")
 
 
+def _token() -> str | None:
+    from rafka.connect.rest_security import load_token
+
+    token = load_token()
+    if token is None:
+        recorded = (connection.read_state() or {}).get("connect_token_file")
+        token = load_token(token_file=recorded) if recorded else None
+    return token
+
+
 def request(url: str, method: str, path: str, body: Any = None) -> Any:
     """One REST call; the decoded JSON answer (None for 204), or RestError with the
     server's message and status."""
     data = None if body is None else json.dumps(body).encode("utf-8")
-    req = urllib.request.Request(url + path, data=data, method=method,
-                                 headers={"Content-Type": "application/json", "Accept": "application/json"})
+    headers = {"Content-Type": "application/json", "Accept": "application/json"}
+    token = _token()
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    req = urllib.request.Request(url + path, data=data, method=method, headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=REQUEST_TIMEOUT_S) as response:
             payload = response.read()
@@ -52,6 +69,8 @@ def request(url: str, method: str, path: str, body: Any = None) -> Any:
             message = json.loads(error.read()).get("message", error.reason)
         except ValueError:
             message = error.reason
+        if error.code == 401:
+            message += " (set RAFKA_CONNECT_TOKEN or RAFKA_CONNECT_TOKEN_FILE to the token Connect was started with)"
         raise RestError(f"{message} (HTTP {error.code})") from None
     except (urllib.error.URLError, ConnectionError, TimeoutError) as error:
         reason = getattr(error, "reason", error)
@@ -127,16 +146,29 @@ def connect() -> None:
 @click.option("--host", default="127.0.0.1", show_default=True, help="REST API address (0.0.0.0 for every interface).")
 @click.option("--address", default=None, help="Ray address (default: RAY_ADDRESS or `rafka up`'s).")
 @click.option("--namespace", default=None, help="Ray namespace of the rafka cluster (default: `rafka up`'s, else rafka).")
+@click.option("--token-file", default=None, type=click.Path(exists=True, dir_okay=False),
+              help="File holding the REST API token (default: RAFKA_CONNECT_TOKEN, RAFKA_CONNECT_TOKEN_FILE). "
+                   "Required with a --host other than 127.0.0.1.")
+@click.option("--plugin-path", "plugin_path", multiple=True, metavar="MODULE",
+              help="A module prefix connector, transform and converter classes may come from (repeatable).")
+@click.option("--file-root", "file_roots", multiple=True, metavar="DIR",
+              type=click.Path(file_okay=False, resolve_path=True),
+              help="A directory file connectors may read and write under (repeatable; none: no file connector).")
 @_fails_cleanly
-def connect_start(port: int, host: str, address: str | None, namespace: str) -> None:
+def connect_start(port: int, host: str, address: str | None, namespace: str, token_file: str | None,
+                  plugin_path: tuple[str, ...], file_roots: tuple[str, ...]) -> None:
     """Start Connect on the running rafka cluster (a second start says where it runs)."""
     from rafka.connect.client import Connect
+    from rafka.connect.rest_security import load_token
 
+    token = load_token(token_file=token_file)
     cluster = connection.connect(address, namespace)
-    handle = Connect.start(cluster, rest_port=port, rest_host=host)
+    handle = Connect.start(cluster, rest_port=port, rest_host=host, rest_token=token, plugin_path=plugin_path,
+                           file_roots=file_roots)
     state = connection.read_state()
     if state is not None:
-        connection.write_state({**state, "connect_url": handle.rest_url})
+        recorded = {"connect_token_file": os.path.abspath(token_file)} if token_file else {}
+        connection.write_state({**state, "connect_url": handle.rest_url, **recorded})
     click.echo(f"Connect is running; REST API at {handle.rest_url}")
 
 

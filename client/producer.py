@@ -237,6 +237,8 @@ class FutureBatchMetadata:
 class Producer:
     def __init__(self, cluster: Any, **options: Any) -> None:
         self.config = ProducerConfig.build(**options)
+        # True only through internal_producer(): rafka's own writers of internal topics.
+        self._internal_writer = False
         self._metadata = cluster.metadata
         self._controller = cluster.controller
         self._idempotent = self.config.enable_idempotence
@@ -529,7 +531,7 @@ class Producer:
             leader, epoch = self._metadata.leader(batch.topic, batch.partition)
             ref = leader.produce.remote(payload, self.config.compression_type, epoch, batch.producer_id,
                                         batch.producer_epoch, batch.sequence, self.config.acks,
-                                        self.config.request_timeout_ms)
+                                        self.config.request_timeout_ms, self._internal_writer)
         except Exception as error:  # noqa: BLE001 - delivered to the batch's futures
             self._finish_attempt(batch, error, sent=False)
             return
@@ -666,6 +668,16 @@ class Producer:
 # refused the batch and it noted that, or it holds the batch): no hole, no epoch bump
 # needed. Any other failure bumps, which costs a short pause of the partition at worst.
 _RECORDED_BY_LEADER = (RecordTooLargeError, DuplicateSequenceError)
+
+
+def internal_producer(cluster: Any, **options: Any) -> Producer:
+    """A producer for rafka's own writers of internal topics (Connect's ``__connect_*``
+    stores, a stream job's changelog and repartition topics). Not public API: a client
+    produce to an internal topic is refused with ``TopicAuthorizationError``. Within the
+    Ray cluster this is a convention, not a barrier (docs/security.md)."""
+    producer = Producer(cluster, **options)
+    producer._internal_writer = True
+    return producer
 
 
 def _refused_before_append(error: BaseException, acks: int) -> bool:

@@ -2,7 +2,14 @@
 
 ``Connect.start(cluster, rest_port=8083)`` starts the herder actor (or attaches to the
 one running in the cluster's namespace) and waits until it has loaded its configs and
-its REST API listens. Every method is the Python form of a REST call (see rest.py) and
+its REST API listens. Its security settings (docs/security.md) are fixed when the
+herder starts: ``rest_token`` (else ``RAFKA_CONNECT_TOKEN`` or the file
+``RAFKA_CONNECT_TOKEN_FILE`` names), required on every REST request and mandatory for a
+non-loopback ``rest_host``; ``plugin_path``, the module prefixes connector, transform
+and converter classes may come from besides the built-ins; ``file_roots``, the
+directories file connectors may use (none by default: file connectors are refused).
+This handle talks to the herder through Ray, inside the trust boundary, and needs no
+token. Every method is the Python form of a REST call (see rest.py) and
 raises the same errors: ``ConnectorConfigError`` (its ``field`` names the bad key),
 ``ConnectorNotFoundError``, ``ConnectorExistsError``.
 """
@@ -10,13 +17,15 @@ raises the same errors: ``ConnectorConfigError`` (its ``field`` names the bad ke
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Iterable
 
 import ray
 
 from rafka.client import rpc
 from rafka.connect.errors import ConnectError
 from rafka.connect.herder import HERDER_NAME, Herder
+from rafka.connect.policy import ConnectPolicy
+from rafka.connect.rest_security import check_bind, load_token
 
 DEFAULT_REST_PORT = 8083
 DEFAULT_REST_HOST = "127.0.0.1"
@@ -33,16 +42,23 @@ class Connect:
         self.rest_url = rest_url
 
     @classmethod
-    def start(cls, cluster: Any, rest_port: int = DEFAULT_REST_PORT, rest_host: str = DEFAULT_REST_HOST) -> "Connect":
+    def start(cls, cluster: Any, rest_port: int = DEFAULT_REST_PORT, rest_host: str = DEFAULT_REST_HOST,
+              rest_token: str | None = None, plugin_path: Iterable[str] | str | None = None,
+              file_roots: Iterable[str] | str | None = None) -> "Connect":
         """Start Connect on ``cluster`` (REST API on ``rest_host:rest_port``; port 0
-        picks a free one), or attach to the Connect already running there."""
+        picks a free one), or attach to the Connect already running there (whose
+        settings stay as they were). ``ValueError`` or ``ConnectError`` name a bad
+        setting, such as a non-loopback ``rest_host`` without a token."""
         if isinstance(rest_port, bool) or not isinstance(rest_port, int) or not 0 <= rest_port <= 65535:
             raise ValueError(f"rest_port must be an int in 0..65535, got {rest_port!r}")
+        token = load_token(rest_token)
+        check_bind(rest_host, token)
+        policy = ConnectPolicy.build(plugin_path, file_roots)
         herder = (
             ray.remote(Herder)
             .options(name=HERDER_NAME, namespace=cluster.namespace, lifetime="detached", get_if_exists=True,
                      num_cpus=0, max_restarts=-1, max_concurrency=32)
-            .remote(cluster.namespace, rest_host, rest_port)
+            .remote(cluster.namespace, rest_host, rest_port, token, policy)
         )
         return cls(cluster, herder, rpc.get(herder.ready.remote()))
 

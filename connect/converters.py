@@ -308,7 +308,7 @@ _CONVERTERS: dict[str, type[Converter]] = {
     name: cls for cls, kafka_name, aliases in _BUILTINS for name in (kafka_name, *aliases)}
 
 
-def build_converter(spec: str | type[Converter], config: dict, is_key: bool) -> Converter:
+def build_converter(spec: str | type[Converter], config: dict, is_key: bool, policy: Any = None) -> Converter:
     """A configured converter. ``spec`` is an alias (``bytes``, ``string``, ``json``), a
     Kafka Connect class name, an import path ``module.Class`` or ``module:Class`` of a
     ``Converter`` subclass, or the subclass itself. ``config`` holds the converter's own
@@ -316,9 +316,11 @@ def build_converter(spec: str | type[Converter], config: dict, is_key: bool) -> 
 
     Raises ``PluginNotFoundError`` (field ``key.converter`` or ``value.converter``) when
     ``spec`` names no converter, and ``ConnectorConfigError`` naming the full key (e.g.
-    ``value.converter.schemas.enable``) for a bad setting."""
+    ``value.converter.schemas.enable``) for a bad setting. With ``policy`` (a
+    ``ConnectPolicy``; the herder always gives one) an import path outside its plugin
+    path is refused before anything is imported."""
     side = "key.converter" if is_key else "value.converter"
-    cls = _resolve(spec, side)
+    cls = _resolve(spec, side, policy)
     converter = cls()
     try:
         converter.configure(dict(config), is_key)
@@ -329,7 +331,7 @@ def build_converter(spec: str | type[Converter], config: dict, is_key: bool) -> 
     return converter
 
 
-def converter_from_config(connector_config: dict, is_key: bool) -> Converter:
+def converter_from_config(connector_config: dict, is_key: bool, policy: Any = None) -> Converter:
     """The key (``is_key``) or value converter a connector config asks for: the class
     from ``key.converter`` / ``value.converter`` (defaults ``string`` / ``json``), its
     settings from the keys under that prefix."""
@@ -339,7 +341,7 @@ def converter_from_config(connector_config: dict, is_key: bool) -> Converter:
         spec = KEY_CONVERTER_DEFAULT if is_key else VALUE_CONVERTER_DEFAULT
     prefix = side + "."
     config = {name[len(prefix):]: value for name, value in connector_config.items() if name.startswith(prefix)}
-    return build_converter(spec, config, is_key)
+    return build_converter(spec, config, is_key, policy)
 
 
 def converter_plugins() -> list[dict]:
@@ -352,7 +354,7 @@ def converter_plugins() -> list[dict]:
             for cls, kafka_name, aliases in _BUILTINS]
 
 
-def _resolve(spec: Any, side: str) -> type[Converter]:
+def _resolve(spec: Any, side: str, policy: Any = None) -> type[Converter]:
     if isinstance(spec, type):
         if issubclass(spec, Converter) and not getattr(spec, "__abstractmethods__", None):
             return spec
@@ -363,7 +365,7 @@ def _resolve(spec: Any, side: str) -> type[Converter]:
     cls = _CONVERTERS.get(name) or _CONVERTERS.get(name.lower())
     if cls is not None:
         return cls
-    cls = _import_class(name)
+    cls = _import_class(name, policy, side)
     if cls is None or not issubclass(cls, Converter) or getattr(cls, "__abstractmethods__", None):
         known = ", ".join(alias for _, _, aliases in _BUILTINS for alias in aliases)
         raise PluginNotFoundError(
@@ -372,17 +374,21 @@ def _resolve(spec: Any, side: str) -> type[Converter]:
     return cls
 
 
-def _import_class(path: str) -> type | None:
-    """The class at ``module:Class`` or ``module.Class``, or None when there is none."""
+def _import_class(path: str, policy: Any = None, field: str = "") -> type | None:
+    """The class at ``module:Class`` or ``module.Class``, or None when there is none.
+    With ``policy``, a module outside its plugin path raises ``PluginNotFoundError``
+    naming ``field`` before it is imported (importing runs the module's code)."""
     if ":" in path:
         module_name, _, attribute = path.partition(":")
     else:
         module_name, _, attribute = path.rpartition(".")
     if not module_name or not attribute:
         return None
+    if policy is not None:
+        policy.check_import(module_name, path, field)
     try:
         module = importlib.import_module(module_name)
-    except ImportError:
+    except (ImportError, TypeError, ValueError):  # not a module name at all ("../x")
         return None
     value = module
     for part in attribute.split("."):

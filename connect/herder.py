@@ -4,10 +4,17 @@ supervises their task actors.
 It is a named, detached Ray actor (``connect-herder`` in the cluster's namespace) that
 Ray restarts when it dies. On (re)start it reads ``__connect_configs`` and starts every
 connector it finds there; a task actor still running from before with the same config
-generation is adopted, not restarted. Configs, target states (RUNNING/PAUSED) and plugin
-classes registered from Python are written to ``__connect_configs`` (acks=all) before a
-request is answered, so an acknowledged create survives any restart. Status is written
-to ``__connect_status`` whenever a state changes.
+generation is adopted, not restarted. Configs and target states (RUNNING/PAUSED) are
+written to ``__connect_configs`` (acks=all, as JSON of plain data) before a request is
+answered, so an acknowledged create survives any restart. Plugin classes registered
+from Python are kept in Ray's key-value store (connect/plugin_store.py), never in a
+topic: nothing read from a topic is unpickled. Status is written to ``__connect_status``
+whenever a state changes.
+
+Security (docs/security.md): every config, from REST or a restart, is checked against
+the herder's ``ConnectPolicy`` (the classes it may import, the files it may name); the
+REST API checks the credential, ``Host``, ``Origin`` and content type
+(connect/rest_security.py).
 
 Supervision: every ``MONITOR_INTERVAL_S`` the herder asks each task actor for its
 status. A task that FAILED, or whose actor died, is restarted after a backoff of
@@ -22,10 +29,10 @@ configs runs on a thread of its own, and every request waits for it.
 
 from __future__ import annotations
 
-import base64
 import functools
 import hashlib
 import json
+import logging
 import threading
 import time
 import urllib.parse
@@ -38,6 +45,7 @@ from rafka.connect.api import ConnectorContext
 from rafka.connect.errors import ConnectError, ConnectorExistsError, ConnectorNotFoundError
 from rafka.connect.failures import format_trace
 from rafka.connect.plugins import connector_type, list_plugins
+from rafka.connect.policy import DEFAULT_POLICY, ConnectPolicy
 from rafka.connect.settings import validate
 from rafka.connect.store import CONFIGS_TOPIC, STATUS_TOPIC, TopicStore
 from rafka.connect.worker import start_task_actor, task_actor_name
@@ -48,6 +56,7 @@ STATUS_TIMEOUT_S = 10.0
 MAX_BACKOFF_S = 60.0
 BACKOFF_RESET_S = 60.0
 REST_PORT_KEY = "rest-port"  # in __connect_configs: the port taken when any free one would do
+logger = logging.getLogger(__name__)
 
 
 def _after_init(method: Any) -> Any:
@@ -94,11 +103,14 @@ class _Connector:
 
 
 class Herder:
-    def __init__(self, namespace: str, rest_host: str, rest_port: int) -> None:
+    def __init__(self, namespace: str, rest_host: str, rest_port: int, rest_token: str | None = None,
+                 policy: ConnectPolicy = DEFAULT_POLICY) -> None:
         tune_actor_process()
         self.namespace = namespace
         self.rest_host = rest_host
         self.rest_port = rest_port
+        self.rest_token = rest_token
+        self.policy = policy
         self.rest_url: str | None = None
         self.connectors: dict[str, _Connector] = {}
         self.plugins: dict[str, type] = {}
@@ -119,12 +131,20 @@ class Herder:
             self.configs = TopicStore(self.cluster, CONFIGS_TOPIC)
             self.statuses = TopicStore(self.cluster, STATUS_TOPIC)
             stored = self.configs.read_all()
-            for key, value in stored.items():
-                if key.startswith("plugin-"):
-                    self.plugins[key[len("plugin-"):]] = ray.cloudpickle.loads(base64.b64decode(value["class"]))
+            ignored = sorted(key for key in stored if key.startswith("plugin-"))
+            if ignored:
+                # Written by versions before issue 21: a pickle read from a topic is never
+                # loaded (it could run code here). Register those classes again.
+                logger.warning("ignoring plugin records %s in %s; register the classes again", ignored, CONFIGS_TOPIC)
+            from rafka.connect import plugin_store
+
+            self.plugins.update(plugin_store.load_all(self.namespace))
             with self._lock:
                 for key, value in sorted(stored.items()):
                     if key.startswith("connector-"):
+                        if not isinstance(value, dict) or not isinstance(value.get("config"), dict):
+                            logger.warning("skipping malformed record %r in %s", key, CONFIGS_TOPIC)
+                            continue
                         connector = _Connector(key[len("connector-"):], value["config"], value.get("target_state", "RUNNING"))
                         self.connectors[connector.name] = connector
                         self._start(connector)
@@ -140,16 +160,16 @@ class Herder:
         port it had before a restart when that is free again, and records the one it got,
         so a URL handed out before Ray restarted the herder still answers."""
         if self.rest_port != 0:
-            self.rest = server_class(self, self.rest_host, self.rest_port)
+            self.rest = server_class(self, self.rest_host, self.rest_port, self.rest_token)
             return self.rest.start()
-        previous_port = (stored or {}).get("port")
-        if previous_port:
+        previous_port = stored.get("port") if isinstance(stored, dict) else None
+        if isinstance(previous_port, int) and not isinstance(previous_port, bool) and 0 < previous_port < 65536:
             try:
-                self.rest = server_class(self, self.rest_host, previous_port)
+                self.rest = server_class(self, self.rest_host, previous_port, self.rest_token)
                 return self.rest.start()
             except ConnectError:
                 pass  # taken by now: any free port, recorded below
-        self.rest = server_class(self, self.rest_host, 0)
+        self.rest = server_class(self, self.rest_host, 0, self.rest_token)
         url = self.rest.start()
         self.configs.put(REST_PORT_KEY, {"port": urllib.parse.urlsplit(url).port})
         return url
@@ -179,7 +199,7 @@ class Herder:
     def put_config(self, name: str, config: dict) -> tuple[bool, dict]:
         """Create connector ``name`` or replace its config; (created, info)."""
         config = {**config, "name": name} if isinstance(config, dict) else config
-        validate(name, config, self.plugins)
+        validate(name, config, self.plugins, self.policy)
         with self._lock:
             existing = self.connectors.get(name)
             target_state = existing.target_state if existing else "RUNNING"
@@ -282,7 +302,7 @@ class Herder:
 
         config = {**config, "connector.class": config.get("connector.class", plugin)}
         try:
-            validate(config.get("name", "validate"), config, self.plugins)
+            validate(config.get("name", "validate"), config, self.plugins, self.policy)
             errors: list[dict] = []
         except ConnectorConfigError as error:
             errors = [{"name": error.field or "", "errors": [str(error)]}]
@@ -291,10 +311,14 @@ class Herder:
 
     @_after_init
     def register_plugin(self, name: str, payload: bytes) -> None:
-        """Make the pickled connector class ``payload`` available as ``name``."""
+        """Make the pickled connector class ``payload`` available as ``name``. Only a
+        member of the Ray cluster can call this (it is a Ray call, not REST), and the
+        pickle is kept in Ray's key-value store, where only members can write."""
+        from rafka.connect import plugin_store
+
         cls = ray.cloudpickle.loads(payload)
         with self._lock:
-            self.configs.put(f"plugin-{name}", {"class": base64.b64encode(payload).decode("ascii")})
+            plugin_store.save(self.namespace, name, payload)
             self.plugins[name] = cls
 
     @_after_init
@@ -359,7 +383,7 @@ class Herder:
 
     def _start(self, connector: _Connector) -> None:
         try:
-            cls, parsed = validate(connector.name, connector.config, self.plugins)
+            cls, parsed = validate(connector.name, connector.config, self.plugins, self.policy)
             connector.cls, connector.kind, connector.parsed = cls, connector_type(cls), parsed
             instance = cls()
             instance.initialize(ConnectorContext(connector.name, lambda: self._request_reconfiguration(connector.name),
@@ -383,7 +407,7 @@ class Herder:
         return {"connector": connector.name, "task_id": task.id, "kind": connector.kind,
                 "task_class": connector.instance.task_class(), "connector_config": connector.parsed,
                 "task_config": {**connector.parsed, **task.config}, "generation": connector.generation,
-                "paused": connector.target_state == "PAUSED"}
+                "paused": connector.target_state == "PAUSED", "policy": self.policy}
 
     def _start_task(self, connector: _Connector, task: _Task, adopt: bool = False) -> None:
         name = task_actor_name(connector.name, task.id)

@@ -3,7 +3,8 @@
 A name is a built-in alias (``FileSource``, ``PostgresSink``…; Kafka's
 ``FileStreamSource``/``FileStreamSink`` also work), a class registered with
 ``register_plugin`` (which ships the class to the actors by value, so a class defined in
-a script or notebook works), or an importable ``module.Class`` / ``module:Class`` path.
+a script or notebook works), or an importable ``module.Class`` / ``module:Class`` path
+under Connect's plugin path (``policy.ConnectPolicy``; checked before importing).
 """
 
 from __future__ import annotations
@@ -35,8 +36,11 @@ ALIASES = {
 }
 
 
-def resolve(name: Any, registered: dict[str, type] | None = None, field: str = "connector.class") -> type:
-    """The Connector subclass named ``name``, or ``PluginNotFoundError`` naming it."""
+def resolve(name: Any, registered: dict[str, type] | None = None, field: str = "connector.class",
+            policy: Any = None) -> type:
+    """The Connector subclass named ``name``, or ``PluginNotFoundError`` naming it. With
+    ``policy`` (a ``ConnectPolicy``) an import path outside its plugin path is refused
+    before anything is imported."""
     if isinstance(name, type):
         cls = name
     else:
@@ -48,13 +52,13 @@ def resolve(name: Any, registered: dict[str, type] | None = None, field: str = "
             cls = registered[name]
         else:
             target = BUILTINS.get(ALIASES.get(name, name), name)
-            cls = _import(target, field)
+            cls = _import(target, field, policy)
     if not (inspect.isclass(cls) and issubclass(cls, Connector)) or inspect.isabstract(cls):
         raise PluginNotFoundError(f"{field} {name!r} is not a concrete rafka.connect Connector class", field)
     return cls
 
 
-def _import(target: str, field: str) -> type:
+def _import(target: str, field: str, policy: Any = None) -> type:
     module_name, sep, attribute = target.partition(":")
     if not sep:
         module_name, _, attribute = target.rpartition(".")
@@ -62,10 +66,12 @@ def _import(target: str, field: str) -> type:
         known = ", ".join(sorted(BUILTINS))
         raise PluginNotFoundError(f"{field} {target!r} is not a known connector (built-ins: {known}; or give module.Class)",
                                   field)
+    if policy is not None:
+        policy.check_import(module_name, target, field)
     try:
         module = importlib.import_module(module_name)
         return getattr(module, attribute)
-    except (ImportError, AttributeError) as error:
+    except (ImportError, AttributeError, TypeError, ValueError) as error:
         raise PluginNotFoundError(f"{field} {target!r} cannot be loaded: {error}", field) from None
 
 

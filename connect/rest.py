@@ -23,8 +23,11 @@ PUT        /connector-plugins/{class}/config/validate      error_count and per-k
 =========  ==============================================  =============================
 
 Every error is JSON ``{"error_code": <status>, "message": "..."}``: 400 for a bad config
-(the message names the key), 404 for an unknown connector or path, 405 for a method a
-path does not take, 409 for a name in use, 500 otherwise.
+or body (the message names the key), 401 without the credential, 403 for a cross-origin
+request, 404 for an unknown connector or path, 405 for a method a path does not take,
+409 for a name in use, 413 for a body over ``MAX_BODY_BYTES``, 415 for a body that is
+not ``application/json``, 421 for a ``Host`` that is not the API's, 500 otherwise. The
+checks before any handler runs are in connect/rest_security.py (docs/security.md).
 
 The server runs an aiohttp application on its own thread and event loop inside the
 herder actor; each request runs the herder's (blocking) method on a thread pool, so one
@@ -41,8 +44,10 @@ from typing import Any, Callable
 from aiohttp import web
 
 from rafka.connect.errors import ConnectError
+from rafka.connect.rest_security import guard
 
 VERSION = "0.1.0"
+MAX_BODY_BYTES = 1024 * 1024  # a connector config is a few KiB
 
 
 def _error(status: int, message: str) -> web.Response:
@@ -67,10 +72,11 @@ async def _errors(request: web.Request, handler: Callable) -> web.StreamResponse
 
 
 class RestServer:
-    def __init__(self, herder: Any, host: str, port: int) -> None:
+    def __init__(self, herder: Any, host: str, port: int, token: str | None = None) -> None:
         self.herder = herder
         self.host = host
         self.port = port
+        self._guard = guard(host, token)  # refuses a non-loopback host without a token
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
 
@@ -98,7 +104,7 @@ class RestServer:
         return f"http://{self.host}:{self.port}"
 
     async def _start_site(self) -> None:
-        app = web.Application(middlewares=[_errors], client_max_size=16 * 1024 * 1024)
+        app = web.Application(middlewares=[self._guard, _errors], client_max_size=MAX_BODY_BYTES)
         routes = [
             web.get("/", self.root),
             web.get("/connectors", self.list_connectors), web.post("/connectors", self.create),
@@ -233,8 +239,10 @@ class RestServer:
 async def _json_body(request: web.Request) -> Any:
     try:
         return json.loads(await request.read() or b"null")
-    except json.JSONDecodeError as error:
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise ValueError(f"the request body is not valid JSON: {error}") from None
+    except RecursionError:
+        raise ValueError("the request body is not valid JSON: nested too deeply") from None
 
 
 def _flag(request: web.Request, name: str) -> bool:

@@ -15,6 +15,7 @@ from typing import Any
 from rafka.connect.config import ConfigDef, ConfigField
 from rafka.connect.errors import ConnectorConfigError
 from rafka.connect.plugins import connector_type, resolve
+from rafka.connect.policy import DEFAULT_POLICY, ConnectPolicy
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,200}$")
 CONNECTOR_CLASS = "connector.class"
@@ -41,8 +42,11 @@ RUNTIME_CONFIG = ConfigDef([
 OVERRIDE_PREFIXES = ("producer.override.", "consumer.override.")
 
 
-def validate(name: Any, config: Any, registered: dict[str, type] | None = None) -> tuple[type, dict[str, Any]]:
-    """(connector class, parsed config) for connector ``name``; raises ConnectorConfigError."""
+def validate(name: Any, config: Any, registered: dict[str, type] | None = None,
+             policy: ConnectPolicy = DEFAULT_POLICY) -> tuple[type, dict[str, Any]]:
+    """(connector class, parsed config) for connector ``name``; raises ConnectorConfigError.
+    ``policy`` bounds the classes it may import and the files it may name
+    (connect/policy.py); the default allows built-ins only and no file."""
     if not isinstance(name, str) or not NAME_PATTERN.match(name):
         raise ConnectorConfigError(f"connector name must be 1-200 letters, digits, '.', '_' or '-', got {name!r}", "name")
     if not isinstance(config, dict):
@@ -51,7 +55,8 @@ def validate(name: Any, config: Any, registered: dict[str, type] | None = None) 
         raise ConnectorConfigError(f"config name {config.get('name')!r} does not match connector name {name!r}", "name")
     if not config.get(CONNECTOR_CLASS):
         raise ConnectorConfigError(f"missing required configuration {CONNECTOR_CLASS!r}", CONNECTOR_CLASS)
-    cls = resolve(config[CONNECTOR_CLASS], registered)
+    _check_plain(config)
+    cls = resolve(config[CONNECTOR_CLASS], registered, policy=policy)
     merged = {**getattr(cls, "default_config", {}), **config, "name": name}
     parsed = RUNTIME_CONFIG.parse(merged)
     kind = connector_type(cls)
@@ -74,12 +79,47 @@ def validate(name: Any, config: Any, registered: dict[str, type] | None = None) 
     from rafka.connect.converters import converter_from_config
     from rafka.connect.transforms import build_transforms
 
-    converter_from_config(parsed, is_key=True)
-    converter_from_config(parsed, is_key=False)
-    build_transforms(parsed)
+    converter_from_config(parsed, is_key=True, policy=policy)
+    converter_from_config(parsed, is_key=False, policy=policy)
+    build_transforms(parsed, policy=policy)
     connector = cls()
     parsed = connector.validate(parsed)
+    _confine_files(cls, parsed, policy)
     return cls, parsed
+
+
+MAX_CONFIG_KEYS = 1000
+MAX_CONFIG_VALUE_CHARS = 64 * 1024
+
+
+def _check_plain(config: dict) -> None:
+    """A config is a flat JSON object of bounded size: string keys; values a string,
+    number, boolean, null or a list of those (``topics``, ``files``)."""
+    if len(config) > MAX_CONFIG_KEYS:
+        raise ConnectorConfigError(f"a connector config has at most {MAX_CONFIG_KEYS} keys, got {len(config)}")
+    for key, value in config.items():
+        if not isinstance(key, str) or not key or len(key) > 1000:
+            raise ConnectorConfigError(f"config keys are non-empty strings of at most 1000 characters, got {key!r:.100}")
+        items = value if isinstance(value, list) else [value]
+        for item in items:
+            if isinstance(item, (dict, list)) or not (item is None or isinstance(item, (str, int, float, bool))):
+                raise ConnectorConfigError(
+                    f"{key!r} must be a string, number, boolean or a list of those, got {type(item).__name__}", key)
+            if isinstance(item, str) and (len(item) > MAX_CONFIG_VALUE_CHARS or "\x00" in item):
+                raise ConnectorConfigError(
+                    f"{key!r} must be at most {MAX_CONFIG_VALUE_CHARS} characters without NUL bytes", key)
+
+
+def _confine_files(cls: type, parsed: dict[str, Any], policy: ConnectPolicy) -> None:
+    """Every local path in the connector's ``file_fields`` lies under the policy's file
+    roots. A URI of a remote filesystem (``s3://…``) is not a local file and passes."""
+    for field in getattr(cls, "file_fields", ()):
+        value = parsed.get(field)
+        for path in (value if isinstance(value, list) else [value] if value else []):
+            scheme, separator, rest = path.partition("://") if isinstance(path, str) else ("", "", "")
+            if separator and scheme.lower() != "file":
+                continue
+            policy.check_file(rest if separator else path, field)
 
 
 def client_overrides(config: dict[str, Any], prefix: str) -> dict[str, Any]:

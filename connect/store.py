@@ -8,7 +8,8 @@
   ``["<connector>", {source partition}]`` → ``{source offset}``, written by source tasks
   after the records before that offset were acknowledged.
 
-Each is created on first use, compacted, replicated to min(3, live brokers) brokers.
+Each is internal (docs/security.md): only the herder and the tasks write to it, through
+``internal_producer``; a client's produce is refused. Each is created on first use, compacted, replicated to min(3, live brokers) brokers.
 Writes are ``acks=all``; ``read_all`` returns the latest value per key (tombstones
 removed), reading every partition from its start to the end offset it saw first.
 """
@@ -63,7 +64,9 @@ class TopicStore:
         if not values:
             return
         if self._producer is None:
-            self._producer = self.cluster.producer(acks="all", linger_ms=0)
+            from rafka.client.producer import internal_producer
+
+            self._producer = internal_producer(self.cluster, acks="all", linger_ms=0)
         futures = [self._producer.send(self.topic, key=key.encode("utf-8"),
                                        value=None if value is None else encode(value))
                    for key, value in values.items()]

@@ -456,14 +456,14 @@ del _cls, _names, _name
 _BUILTIN_CLASSES = frozenset(_TRANSFORMS.values())
 
 
-def resolve_transform(type_name: str, field: str = "type") -> type[Transform]:
+def resolve_transform(type_name: str, field: str = "type", policy: Any = None) -> type[Transform]:
     """The transform class ``type_name`` names: a registered name (built-ins, their
     Kafka class names, ``register_transform``) or an import path ``module.Class`` /
     ``module:Class``. Raises ``PluginNotFoundError`` with ``field`` otherwise."""
     name = type_name.strip() if isinstance(type_name, str) else ""
     cls = _TRANSFORMS.get(name)
     if cls is None and name:
-        cls = _import_class(name)
+        cls = _import_class(name, policy, field)
     if cls is None or not issubclass(cls, Transform) or getattr(cls, "__abstractmethods__", None):
         raise PluginNotFoundError(
             f"{field} {type_name!r} names no transform (use a built-in such as InsertField$Value, Filter or "
@@ -471,9 +471,10 @@ def resolve_transform(type_name: str, field: str = "type") -> type[Transform]:
     return cls
 
 
-def build_transforms(connector_config: dict) -> list[Transform]:
+def build_transforms(connector_config: dict, policy: Any = None) -> list[Transform]:
     """The configured chain of transforms a connector config lists in ``transforms``
-    (a comma-separated string or a list of aliases), in order."""
+    (a comma-separated string or a list of aliases), in order. With ``policy`` (a
+    ``ConnectPolicy``) a type outside its plugin path is refused unimported."""
     raw = connector_config.get("transforms")
     if raw is None or raw == "":
         return []
@@ -488,7 +489,7 @@ def build_transforms(connector_config: dict) -> list[Transform]:
         type_name = connector_config.get(type_key)
         if type_name is None or (isinstance(type_name, str) and not type_name.strip()):
             raise ConnectorConfigError(f"missing required configuration {type_key!r}: the transform class", type_key)
-        cls = resolve_transform(type_name, type_key)
+        cls = resolve_transform(type_name, type_key, policy)
         transform = cls()
         transform.alias = alias
         config = {name[len(prefix):]: value for name, value in connector_config.items()

@@ -123,9 +123,10 @@ class _TaskActor:
         try:
             config = self.spec["connector_config"]
             self.cluster = Cluster.connect(namespace=self.namespace)
-            self.key_converter = converter_from_config(config, is_key=True)
-            self.value_converter = converter_from_config(config, is_key=False)
-            self.transforms = build_transforms(config)
+            policy = self.spec.get("policy")  # the herder's, already applied to this config
+            self.key_converter = converter_from_config(config, is_key=True, policy=policy)
+            self.value_converter = converter_from_config(config, is_key=False, policy=policy)
+            self.transforms = build_transforms(config, policy=policy)
             (run_source if self.spec["kind"] == "source" else run_sink)(self)
             self.state = "STOPPED"
         except BaseException as error:  # noqa: BLE001 - reported in status, the herder restarts

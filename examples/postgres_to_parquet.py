@@ -135,7 +135,7 @@ def main() -> int:
         fill_table(url, orders)
         print(f"PostgreSQL up ({postgres.bin_dir}); table orders has {args.rows:,} rows")
         cluster = rafka.Cluster.start(data_dir=os.path.join(data_dir, "cluster"), brokers=1)
-        connect = Connect.start(cluster, rest_port=0)
+        connect = Connect.start(cluster, rest_port=0, file_roots=[data_dir])  # the dataset lives under it
         print(f"rafka cluster up; Connect REST API at {connect.rest_url}")
         admin = cluster.admin()
         for topic in (SOURCE_TOPIC, ENRICHED_TOPIC):

@@ -1,15 +1,22 @@
 """Windowed word count: lines in, a count per word per minute out.
 
-Starts an embedded rafka cluster, writes 20,000 lines with event times over the last
-five minutes to the topic `lines`, and runs a stream job on two task actors:
+Starts an embedded rafka cluster, writes 20,000 lines (``--lines N``) with event times
+spread evenly over the last five minutes to the topic `lines`, and runs a stream job on
+two task actors:
 
     lines ─ split into words (vectorized, map_batches) ─ repartition by word ─
         tumbling 1-minute windows ─ count (emitted when a window closes) ─ word-counts
 
 then reads `word-counts` back and checks that every window the watermark closed was
-emitted, with the count done in plain Python, and no open one. Run:  python examples/wordcount.py
+emitted, with the count done in plain Python, and no open one.
+
+Run:  python examples/wordcount.py  [--lines N]
+
+(tests/test_examples.py runs it with fewer lines: the checks are the same, and the
+number of lines proves nothing more.)
 """
 
+import argparse
 import collections
 import tempfile
 import time
@@ -37,6 +44,13 @@ def split_words(table: pa.Table) -> pa.Table:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--lines", type=int, default=20_000, help="how many lines to count (default 20,000)")
+    args = parser.parse_args()
+    if args.lines < 100:
+        parser.error(f"--lines must be at least 100 (enough to fill every minute), got {args.lines}")
+    # The lines' event times span the same five minutes whatever their number.
+    step_ms = 5 * MINUTE_MS // args.lines
     with tempfile.TemporaryDirectory() as data_dir:
         cluster = rafka.Cluster.start(data_dir=data_dir, brokers=1)
         try:
@@ -46,7 +60,7 @@ def main() -> None:
 
             rng = np.random.default_rng(42)
             start_ms = (int(time.time() * 1000) - 5 * MINUTE_MS) // MINUTE_MS * MINUTE_MS
-            lines = [(" ".join(rng.choice(WORDS, size=rng.integers(3, 9))), start_ms + i * 15) for i in range(20_000)]
+            lines = [(" ".join(rng.choice(WORDS, size=rng.integers(3, 9))), start_ms + i * step_ms) for i in range(args.lines)]
             with cluster.producer(acks="all", linger_ms=5) as producer:
                 for index, (text, timestamp_ms) in enumerate(lines):
                     producer.send("lines", text.encode(), key=str(index).encode(), timestamp_ms=timestamp_ms)

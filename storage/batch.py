@@ -302,5 +302,5 @@ def decode_stream(data: bytes | pa.Buffer) -> list[pa.RecordBatch]:
     ``data`` when uncompressed). Raises ``InvalidRecordError`` on bytes that are not one."""
     try:
         return list(ipc.open_stream(pa.py_buffer(data) if not isinstance(data, pa.Buffer) else data))
-    except (pa.ArrowInvalid, OSError) as error:
+    except (pa.ArrowException, OSError, TypeError) as error:  # any malformed stream, named
         raise InvalidRecordError(f"not an Arrow IPC stream of record batches: {error}") from None

@@ -28,6 +28,8 @@ HIGH_WATERMARK_FILE = "high-watermark-checkpoint"
 LOG_START_OFFSET_FILE = "log-start-offset-checkpoint"
 LEADER_EPOCH_FILE = "leader-epoch-checkpoint"
 CLEANER_OFFSET_FILE = "cleaner-offset-checkpoint"
+# Present only while the log is closed after a clean close (see Log.clean_shutdown).
+CLEAN_SHUTDOWN_FILE = "clean-shutdown"
 NO_DELETE_HORIZON = -1
 UNDEFINED_EPOCH = -1
 UNDEFINED_OFFSET = -1

@@ -54,6 +54,10 @@ class LogConfig:
     # Kafka's broker config of this name, here per topic: how long a partition leader
     # remembers an idle idempotent producer (see actors/producer_state.py).
     producer_id_expiration_ms: int = 24 * 3600 * 1000
+    # rafka's own: the topic is written only by rafka's actors (a stream job's changelog
+    # and repartition topics); clients get TopicAuthorizationError (docs/security.md).
+    # Topics named ``__...`` are internal whatever this says.
+    internal: bool = False
 
     @property
     def compact(self) -> bool:
@@ -169,4 +173,5 @@ _SPECS: dict[str, _Spec] = {
     "min.insync.replicas": _Spec("min_insync_replicas", int, minimum=1),
     "unclean.leader.election.enable": _Spec("unclean_leader_election_enable", bool),
     "producer.id.expiration.ms": _Spec("producer_id_expiration_ms", int, minimum=1),
+    "rafka.internal": _Spec("internal", bool),
 }

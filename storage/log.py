@@ -18,6 +18,14 @@ which everything is fsynced; on open every segment from the one holding the reco
 onward is validated frame by frame, and a torn or corrupt tail is cut off and reported in
 ``Log.last_recovery``.
 
+Clean shutdown (Kafka's clean-shutdown marker, the input of KIP-966's unclean-shutdown
+detection): ``close`` leaves a ``clean-shutdown`` file, ``open`` removes it (durably,
+before any append) and reports in ``RecoveryResult.clean_shutdown`` whether it was there.
+A log that was not closed (its process was killed, its machine lost power) may have lost
+records that were acknowledged but not yet fsynced; its owner must not lead with it
+before the controller knows (``actors/replica.py``). A new, empty directory counts as
+clean: it has nothing to lose.
+
 Reads return Arrow batches that are zero-copy views of memory-mapped segment files, sliced
 to exactly the requested offsets. Views stay valid after truncation, retention or
 compaction (files are replaced or unlinked, never shrunk in place while mapped).
@@ -110,6 +118,8 @@ class RecoveryResult:
     segments_recovered: int = 0
     segments_deleted: int = 0
     indexes_rebuilt: int = 0
+    # False: the log was not closed cleanly last time (see the module docstring).
+    clean_shutdown: bool = True
 
 
 @dataclasses.dataclass(frozen=True)
@@ -194,6 +204,12 @@ class Log:
             if name.endswith(LEFTOVER_SUFFIXES):
                 os.unlink(self._path(name))
         bases = sorted(int(name[: -len(LOG_SUFFIX)]) for name in names if name.endswith(LOG_SUFFIX) and name[:-len(LOG_SUFFIX)].isdigit())
+        clean_shutdown = checkpoint.CLEAN_SHUTDOWN_FILE in names or not bases
+        if checkpoint.CLEAN_SHUTDOWN_FILE in names:
+            # Gone for good before anything is appended: a crash from here on must read
+            # as unclean.
+            os.unlink(self._path(checkpoint.CLEAN_SHUTDOWN_FILE))
+            checkpoint.fsync_directory(self.directory)
         for name in names:  # indexes whose segment is gone
             stem, _, suffix = name.partition(".")
             if suffix in ("index", "timeindex") and stem.isdigit() and int(stem) not in bases:
@@ -280,7 +296,8 @@ class Log:
             segment.flush()
         self._recovery_point = end
         self.checkpoint()
-        return RecoveryResult(bytes_dropped, batches_dropped, recovered, segments_deleted, indexes_rebuilt)
+        return RecoveryResult(bytes_dropped, batches_dropped, recovered, segments_deleted, indexes_rebuilt,
+                              clean_shutdown)
 
     def _rebuild_epochs(self) -> LeaderEpochCache:
         cache = LeaderEpochCache(self._path(checkpoint.LEADER_EPOCH_FILE))
@@ -303,12 +320,44 @@ class Log:
         """Append ``batch`` as the leader: assign it offsets from the LEO and write it as
         one frame, compressed per ``compression.type`` (``producer`` keeps
         ``producer_codec``, the codec the batch arrived with). Raises ``InvalidRecordError`` (schema, empty, null key on a compacted
-        log) or ``RecordTooLargeError`` before anything is written."""
+        log, Arrow buffers that fail full validation) or ``RecordTooLargeError`` before
+        anything is written."""
+        return self.append_many([batch], leader_epoch=leader_epoch, producer_id=producer_id,
+                                producer_epoch=producer_epoch, base_sequence=base_sequence,
+                                producer_codec=producer_codec)[0]
+
+    def append_many(self, batches: list[pa.RecordBatch | pa.Table], *, leader_epoch: int = 0,
+                    producer_id: int = NO_PRODUCER_ID, producer_epoch: int = -1,
+                    base_sequence: int = -1, producer_codec: str = "uncompressed") -> list[AppendInfo]:
+        """Append ``batches`` (one frame each, consecutive offsets) all or nothing: every
+        batch is validated and encoded before the first is written, so a bad one (see
+        ``append``) leaves the log as it was."""
         self._check_open()
+        prepared, first_offset = [], self.log_end_offset
+        for batch in batches:
+            prepared.append(self._prepare(batch, first_offset, leader_epoch, producer_id, producer_epoch,
+                                          base_sequence, producer_codec))
+            first_offset = prepared[-1][3].last_offset + 1
+        for frame_header, body, header, _info in prepared:
+            self._write(frame_header, body, header)
+        return [info for *_, info in prepared]
+
+    def _prepare(self, batch: pa.RecordBatch | pa.Table, first_offset: int, leader_epoch: int, producer_id: int,
+                 producer_epoch: int, base_sequence: int, producer_codec: str) -> tuple:
+        """(frame header, body, header, AppendInfo) of ``batch`` at ``first_offset``,
+        validated; nothing written."""
         for name, value, bits in (("leader_epoch", leader_epoch, 32), ("producer_id", producer_id, 64),
                                   ("producer_epoch", producer_epoch, 16), ("base_sequence", base_sequence, 32)):
             if isinstance(value, bool) or not isinstance(value, int) or not -(1 << (bits - 1)) <= value < 1 << (bits - 1):
                 raise InvalidRecordError(f"{name} must be a {bits}-bit int, got {value!r}")
+        try:
+            # In full (offsets in bounds, UTF-8 header keys): a client's batch is
+            # untrusted, and a bad buffer stored here would fail every reader later.
+            batch.validate(full=True)
+        except pa.ArrowInvalid as error:
+            raise InvalidRecordError(f"batch is not valid Arrow data: {error}") from None
+        except AttributeError:
+            raise InvalidRecordError(f"expected a pyarrow RecordBatch, got {type(batch).__name__}") from None
         timestamps, keys, values, headers = producer_columns(batch)
         count = len(values)
         if count == 0:
@@ -318,7 +367,6 @@ class Log:
                 f"a compacted log (cleanup.policy={self.config.cleanup_policy}) needs a key on every record; "
                 f"{keys.null_count} of {count} records have none"
             )
-        first_offset = self.log_end_offset
         offsets = pa.array(np.arange(first_offset, first_offset + count, dtype=np.int64))
         attributes = 0
         log_append_time_ms = -1
@@ -350,8 +398,9 @@ class Log:
                 f"batch of {count} records is {header.frame_bytes} bytes, over max.message.bytes="
                 f"{self.config.max_message_bytes}"
             )
-        self._write(frame_header, body, header)
-        return AppendInfo(first_offset, header.last_offset, count, max_timestamp_ms, log_append_time_ms, header.frame_bytes)
+        info = AppendInfo(first_offset, header.last_offset, count, max_timestamp_ms, log_append_time_ms,
+                          header.frame_bytes)
+        return frame_header, body, header, info
 
     def append_frames(self, frames: pa.Buffer | bytes | memoryview) -> AppendInfo:
         """Append frames exactly as the leader stored them (a follower's append).
@@ -751,7 +800,8 @@ class Log:
             segment.index_interval_bytes = config.index_interval_bytes
 
     def close(self) -> None:
-        """Flush, checkpoint and release files. A closed log reopens without recovery work."""
+        """Flush, checkpoint and release files, then mark the shutdown clean. A closed log
+        reopens without recovery work."""
         if self._closed:
             return
         self._structure_generation += 1
@@ -760,6 +810,7 @@ class Log:
         for segment in self._segments:
             segment.close()
         self._closed = True
+        checkpoint.write_atomically(self._path(checkpoint.CLEAN_SHUTDOWN_FILE), "")
 
     def _check_open(self) -> None:
         if self._closed:

@@ -59,6 +59,7 @@ import ray
 from rafka.actors.process import tune_actor_process
 from rafka.client import rpc
 from rafka.client.delivery import CheckedProducer
+from rafka.client.producer import internal_producer
 from rafka.client.group import ConsumerRebalanceListener
 from rafka.client.records import TopicPartition
 from rafka.errors import CommitFailedError, RafkaError, TopicExistsError, UnknownMemberIdError
@@ -70,9 +71,15 @@ logger = logging.getLogger(__name__)
 
 SUPERVISE_INTERVAL_S = 1.0
 STATS_TIMEOUT_S = 30.0  # a worker that does not answer stats() in this time is replaced
+# ... once it has answered at least once. Until then it is starting (a process, imports,
+# connecting to the cluster: seconds on a loaded node), and gets this long from its start.
+WORKER_START_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 120.0  # how long stop() waits for workers to commit and stop before killing them
 INITIAL_REBALANCE_DELAY_MS = 3_000  # Kafka's default group.initial.rebalance.delay.ms
 CAUGHT_UP_COMMIT_SPACING_S = 0.1
+# Changelog and repartition topics are written by the job's workers only: a client's
+# produce to them is refused (docs/security.md).
+INTERNAL_TOPIC_CONFIG = {"rafka.internal": "true"}
 GC_GEN0_THRESHOLD = 100_000  # the worker's collector threshold (see _StreamWorker._run)
 
 
@@ -125,7 +132,8 @@ class _StreamWorker(ConsumerRebalanceListener):
         app = self.app
         # Checked: a lost output or changelog batch fails the worker's next flush, before
         # it commits the input offsets past it (see client/delivery.py).
-        self.producer = CheckedProducer(self.cluster.producer(acks="all", linger_ms=5))
+        # internal_producer: the changelog and repartition topics take only rafka's own writes.
+        self.producer = CheckedProducer(internal_producer(self.cluster, acks="all", linger_ms=5))
         self.consumer = None
         try:
             self.consumer = self.cluster.consumer(
@@ -381,6 +389,8 @@ class StreamsJob:
         self._actor_options = {"num_cpus": 1, **(actor_options or {})}
         self._workers: list[Any] = []
         self._started: list[Any] = []  # every worker this job started: stop() kills them all
+        # Workers that have not answered stats() yet, with the monotonic time they started.
+        self._starting: dict[Any, float] = {}
         self._lock = threading.RLock()
         self._stopped = threading.Event()
         self.failure: dict | None = None
@@ -409,6 +419,7 @@ class StreamsJob:
                   .remote(self.cluster.namespace, self.app, self._consumer_options))
         with self._lock:
             self._started.append(worker)
+            self._starting[worker] = time.monotonic()
         return worker
 
     def _stop_workers(self, workers: list) -> None:
@@ -428,6 +439,8 @@ class StreamsJob:
         for worker in workers:
             try:
                 answers.append(rpc.get(worker.stats.remote(), timeout_s=STATS_TIMEOUT_S))
+                with self._lock:
+                    self._starting.pop(worker, None)
             except RafkaError as error:
                 answers.append({"tasks": [], "records": 0, "dead": str(error)})
         return answers
@@ -484,7 +497,8 @@ class StreamsJob:
             self._check_workers()
 
     def _check_workers(self) -> None:
-        """One round of supervision: replace each worker that does not answer, report
+        """One round of supervision: replace each worker that does not answer (one that
+        never has yet is starting, and gets WORKER_START_TIMEOUT_S from its start), report
         the first fatal error of one that does."""
         with self._lock:
             workers = list(self._workers)
@@ -492,8 +506,14 @@ class StreamsJob:
             try:
                 stats = rpc.get(worker.stats.remote(), timeout_s=STATS_TIMEOUT_S)
             except RafkaError as error:
+                with self._lock:
+                    started_s = self._starting.get(worker)
+                if started_s is not None and time.monotonic() - started_s < WORKER_START_TIMEOUT_S:
+                    continue  # still starting: not hung (yet)
                 self._replace(worker, error)
                 continue
+            with self._lock:
+                self._starting.pop(worker, None)
             if stats.get("fatal") is not None and self.failure is None:
                 self.failure = stats["fatal"]
                 logger.error("streams %r: a worker failed: %s", self.app.application_id, self.failure["error"])
@@ -518,6 +538,7 @@ class StreamsJob:
             logger.warning("streams %r: could not kill a worker: %r", self.app.application_id, error)
             return
         with self._lock:
+            self._starting.pop(worker, None)
             if worker in self._started:
                 self._started.remove(worker)
 
@@ -541,7 +562,7 @@ def prepare_topics(cluster: Any, compiled: Compiled) -> dict[str, int]:
             sources = compiled.subtopologies[writer].source_topics
             if all(t in counts for t in sources):
                 counts[topic] = max(counts[t] for t in sources)
-                _create(admin, topic, counts[topic], replication, {})
+                _create(admin, topic, counts[topic], replication, dict(INTERNAL_TOPIC_CONFIG))
                 del pending[topic]
                 progressed = True
         if not progressed:
@@ -554,7 +575,7 @@ def prepare_topics(cluster: Any, compiled: Compiled) -> dict[str, int]:
     for topic, index in compiled.changelog_topics.items():
         sub = compiled.subtopologies[index]
         counts[topic] = counts[sub.source_topics[0]]
-        _create(admin, topic, counts[topic], replication, {"cleanup.policy": "compact"})
+        _create(admin, topic, counts[topic], replication, {"cleanup.policy": "compact", **INTERNAL_TOPIC_CONFIG})
     return counts
 
 

@@ -74,10 +74,21 @@ def _delete_topics_containing(cluster, name: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def connect_runtime(cluster):
-    """Connect on the shared cluster, its REST API on a free port."""
+def connect_token() -> str:
+    """The REST API token of the session's Connect (docs/security.md)."""
+    import secrets
+
+    return secrets.token_urlsafe(24)
+
+
+@pytest.fixture(scope="session")
+def connect_runtime(cluster, connect_token, tmp_path_factory):
+    """Connect on the shared cluster, its REST API on a free port behind
+    ``connect_token``; file connectors may use any file under pytest's temporary
+    directory (where every ``tmp_path`` lives)."""
     from rafka.connect import Connect
 
-    runtime = Connect.start(cluster, rest_port=0)
+    runtime = Connect.start(cluster, rest_port=0, rest_token=connect_token,
+                            file_roots=[str(tmp_path_factory.getbasetemp())])
     yield runtime
     runtime.shutdown()

@@ -10,6 +10,11 @@
 * **DescribeConfigs** -> ``Controller.describe_configs`` for topics: every config, the
   topic's overrides marked as such (DYNAMIC_TOPIC_CONFIG), the rest as defaults; a broker
   resource answers with no configs (rafka has no per-broker Kafka configs).
+* **IncrementalAlterConfigs** -> ``Controller.alter_configs`` for topics: SET, DELETE
+  (back to the default), APPEND and SUBTRACT (comma-separated lists such as
+  ``cleanup.policy``), all of one topic applied as one change; ``validate_only``
+  checks the result with the controller's validation and changes nothing. A broker
+  resource is refused with INVALID_REQUEST (rafka has no per-broker configs).
 * **InitProducerId** -> ``Controller.allocate_producer_id`` with epoch 0, for idempotent
   producers; a transactional id is refused (rafka has no transactions yet).
 * **DescribeCluster**: the brokers and their listeners, as in Metadata.
@@ -24,6 +29,7 @@ import logging
 from typing import Any
 
 from rafka.errors import TopicExistsError
+from rafka.storage.config import LogConfig
 from rafka.wire import protocol
 from rafka.wire.errors import InvalidRequestError, UnknownTopicIdError, error_code_of, message_of
 
@@ -34,13 +40,15 @@ RESOURCE_TOPIC = 2
 RESOURCE_BROKER = 4
 SOURCE_DYNAMIC_TOPIC = 1
 SOURCE_DEFAULT = 5
+OP_SET, OP_DELETE, OP_APPEND, OP_SUBTRACT = 0, 1, 2, 3  # IncrementalAlterConfigs operations
 
 
 class AdminApis:
     def __init__(self, apis: Any) -> None:
         self.apis = apis
         self.handlers = {19: self.create_topics, 20: self.delete_topics, 37: self.create_partitions,
-                         32: self.describe_configs, 22: self.init_producer_id, 60: self.describe_cluster}
+                         32: self.describe_configs, 44: self.incremental_alter_configs, 22: self.init_producer_id,
+                         60: self.describe_cluster}
 
     def _controller(self):
         return self.apis._controller()
@@ -136,6 +144,59 @@ class AdminApis:
              "is_sensitive": False, "synonyms": (), "config_type": 0, "documentation": None}
             for name, value in sorted(configs.items()) if wanted is None or name in wanted
         ]}
+
+    async def incremental_alter_configs(self, header: protocol.RequestHeader, request: Any) -> Any:
+        async def alter(resource) -> dict:
+            base = {"resource_type": resource.resource_type, "resource_name": resource.resource_name}
+            if resource.resource_type != RESOURCE_TOPIC:
+                return {**base, "error_code": E("invalid_request"),
+                        "error_message": f"resource type {resource.resource_type} cannot be altered: rafka has "
+                                         "configs per topic (2) only"}
+            result = await self._topic_result(resource.resource_name,
+                                              self._alter(resource, bool(request.validate_only)))
+            return {**base, "error_code": result["error_code"], "error_message": result["error_message"]}
+
+        results = await asyncio.gather(*(alter(resource) for resource in request.resources))
+        return protocol.build(protocol.response_class(44, header.api_version),
+                              {"throttle_time": 0, "responses": results})
+
+    async def _alter(self, resource, validate_only: bool) -> None:
+        """SET, DELETE (back to the default), APPEND and SUBTRACT (on comma-separated
+        list values, such as cleanup.policy) of one topic, as one controller change."""
+        controller = self._controller()
+        current = await controller.describe_configs.remote(resource.resource_name)
+        changes: dict[str, str | None] = {}
+        for entry in resource.configs:
+            operation = int(entry.config_operation)
+            if operation == OP_SET:
+                if entry.value is None:
+                    raise InvalidRequestError(f"SET of config {entry.name!r} needs a value")
+                changes[entry.name] = entry.value
+            elif operation == OP_DELETE:
+                changes[entry.name] = None
+            elif operation in (OP_APPEND, OP_SUBTRACT):
+                base = changes.get(entry.name, current.get(entry.name))
+                items = [item for item in str(base or "").split(",") if item]
+                values = [item for item in (entry.value or "").split(",") if item]
+                if operation == OP_APPEND:
+                    items += [item for item in values if item not in items]
+                else:
+                    items = [item for item in items if item not in values]
+                changes[entry.name] = ",".join(items)
+            else:
+                raise InvalidRequestError(f"config operation {operation} of {entry.name!r} is not one of "
+                                          "0 SET, 1 DELETE, 2 APPEND, 3 SUBTRACT")
+        if validate_only:
+            description = await controller.describe_topic.remote(resource.resource_name)
+            config = dict(description["config"])
+            for name, value in changes.items():
+                if value is None:
+                    config.pop(name, None)
+                else:
+                    config[name] = value
+            LogConfig.from_dict(config)  # what the controller validates with: raises naming a bad value
+            return
+        await controller.alter_configs.remote(resource.resource_name, changes)
 
     # -- producers and cluster -----------------------------------------------------
 

@@ -38,6 +38,7 @@ _ERRORS: list[tuple[type, str]] = [
     (errors.TopicExistsError, "topic_already_exists"),
     (errors.InvalidTopicError, "invalid_topic_exception"),
     (errors.InvalidConfigError, "invalid_config"),
+    (errors.TopicAuthorizationError, "topic_authorization_failed"),
     (CorruptRecordsError, "corrupt_message"),
     (UnsupportedRecordsError, "unsupported_for_message_format"),
     (InvalidRequestError, "invalid_request"),

@@ -7,8 +7,10 @@ group coordinator actors (actors/coordinator.py).
 * **OffsetCommit** -> ``GroupCoordinator.commit``: a commit without a member id (a
   consumer using ``assign``, generation -1) is the coordinator's "no member" commit,
   accepted while the group has no active members, as Kafka's simple consumers are; a
-  member id is refused with UNKNOWN_MEMBER_ID (joining a group over the wire is not
-  there yet). The offsets are the same records rafka's own consumers commit, so
+  commit with a member id and generation is a classic member's
+  (``GroupCoordinator.classic_commit``: UNKNOWN_MEMBER_ID, ILLEGAL_GENERATION or
+  REBALANCE_IN_PROGRESS as Kafka answers; wire/membership.py has the rest of the
+  classic protocol). The offsets are the same records rafka's own consumers commit, so
   ``rafka groups describe`` shows them and a native consumer of the group resumes there.
 * **OffsetFetch** -> ``GroupCoordinator.fetch_offsets``; a partition with no commit
   answers offset -1.
@@ -64,16 +66,20 @@ class GroupApis:
         entries = [[topic.name, part.partition_index, int(part.committed_offset), part.committed_metadata or ""]
                    for topic in request.topics for part in topic.partitions]
         code = 0
-        if request.member_id:
-            code = E("unknown_member_id")
-        else:
-            try:
-                coordinator = await self._coordinator(request.group_id)
+        generation = int(getattr(request, "generation_id_or_member_epoch", getattr(request, "generation_id", -1)))
+        try:
+            coordinator = await self._coordinator(request.group_id)
+            if request.member_id or generation >= 0:
+                # A member of a classic group, at its generation.
+                refused = await coordinator.classic_commit.remote(request.group_id, request.member_id or "",
+                                                                  generation, entries)
+                code = E(refused) if refused else 0
+            else:
                 await coordinator.commit.remote(request.group_id, None, entries)
-            except Exception as error:  # noqa: BLE001 - every partition answers the failure
-                code = error_code_of(error)
-                if isinstance(cause_of(error), GroupNotEmptyError):
-                    code = E("unknown_member_id")
+        except Exception as error:  # noqa: BLE001 - every partition answers the failure
+            code = error_code_of(error)
+            if isinstance(cause_of(error), GroupNotEmptyError):
+                code = E("unknown_member_id")
         return protocol.build(protocol.response_class(8, header.api_version), {
             "throttle_time": 0,
             "topics": [{"name": topic.name, "partitions": [{"partition_index": part.partition_index, "error_code": code}

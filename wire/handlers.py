@@ -40,6 +40,7 @@ from rafka.storage.batch import decode_stream, encode_stream
 from rafka.wire import protocol
 from rafka.wire.admin import AdminApis
 from rafka.wire.groups import GroupApis
+from rafka.wire.membership import MembershipApis
 from rafka.wire.errors import RETRY_WITH_NEW_METADATA, error_code_of, message_of
 from rafka.wire.records import decode_produce, encode_fetch
 
@@ -66,8 +67,10 @@ class KafkaApis:
         self._addresses_at_s = 0.0
         self._refresh_lock = asyncio.Lock()
         self.cluster_id = CLUSTER_ID
+        groups = GroupApis(self)
         self.handlers = {0: self.produce, 1: self.fetch, 2: self.list_offsets, 3: self.metadata,
-                         18: self.api_versions, **AdminApis(self).handlers, **GroupApis(self).handlers}
+                         18: self.api_versions, 23: self.offset_for_leader_epoch, **AdminApis(self).handlers,
+                         **groups.handlers, **MembershipApis(self, groups).handlers}
 
     # -- cluster view ------------------------------------------------------------------
 
@@ -305,6 +308,41 @@ class KafkaApis:
         return protocol.build(protocol.response_class(2, header.api_version), {
             "throttle_time": 0, "topics": [{"name": name, "partitions": parts} for name, parts in responses.items()],
         })
+
+    # -- OffsetForLeaderEpoch -----------------------------------------------------------
+
+    async def offset_for_leader_epoch(self, header: protocol.RequestHeader, request: Any) -> Any:
+        if getattr(request, "replica_id", -1) >= 0:
+            # Followers replicate over Ray (actors/replication.py), never over the wire.
+            topics = [{"topic": t.topic, "partitions": [
+                {"partition": p.partition, "error_code": E("cluster_authorization_failed"), "leader_epoch": -1,
+                 "end_offset": -1} for p in t.partitions]} for t in request.topics]
+            return protocol.build(protocol.response_class(23, header.api_version),
+                                  {"throttle_time": 0, "topics": topics})
+        wanted = [(t.topic, p.partition, int(p.current_leader_epoch), int(p.leader_epoch))
+                  for t in request.topics for p in t.partitions]
+        results = await asyncio.gather(*(self._end_offset_for_epoch(*item) for item in wanted))
+        responses: dict[str, list] = {}
+        for (topic, partition, _current, _epoch), (error, epoch, end_offset) in zip(wanted, results):
+            responses.setdefault(topic, []).append({"partition": partition, "error_code": error,
+                                                    "leader_epoch": epoch, "end_offset": end_offset})
+        return protocol.build(protocol.response_class(23, header.api_version), {
+            "throttle_time": 0, "topics": [{"topic": name, "partitions": parts} for name, parts in responses.items()]})
+
+    async def _end_offset_for_epoch(self, topic: str, partition: int, current_leader_epoch: int,
+                                    leader_epoch: int) -> tuple[int, int, int]:
+        try:
+            replica, epoch = await self._leader_replica(topic, partition)
+            if current_leader_epoch >= 0 and current_leader_epoch != epoch:
+                name = "fenced_leader_epoch" if current_leader_epoch < epoch else "unknown_leader_epoch"
+                return E(name), -1, -1
+            found_epoch, end_offset = await replica.end_offset_for_epoch.remote(leader_epoch, current_leader_epoch)
+            return NONE, found_epoch, end_offset
+        except Exception as error:  # noqa: BLE001
+            code = error_code_of(error)
+            if code in RETRY_WITH_NEW_METADATA:
+                self._leadership_changed()
+            return code, -1, -1
 
     async def _list_offset(self, topic: str, partition: int, timestamp_ms: int) -> tuple[int, int, int, int]:
         try:

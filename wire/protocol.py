@@ -39,16 +39,24 @@ SUPPORTED: dict[int, tuple[int, int]] = {
     1: (4, 12),   # Fetch: v4+ has isolation level and last stable offset; v13 switches to topic ids
     2: (1, 7),    # ListOffsets
     3: (1, 12),   # Metadata
-    8: (2, 8),    # OffsetCommit (by topic name; v10 uses topic ids) - without group membership
+    8: (2, 8),    # OffsetCommit (by topic name; v10 uses topic ids)
     9: (1, 7),    # OffsetFetch (one group per request; v8 batches groups)
     10: (0, 6),   # FindCoordinator (groups)
+    11: (0, 9),   # JoinGroup (classic protocol)
+    12: (0, 4),   # Heartbeat
+    13: (0, 5),   # LeaveGroup
+    14: (0, 5),   # SyncGroup
+    15: (0, 6),   # DescribeGroups
     16: (0, 5),   # ListGroups
     18: (0, 3),   # ApiVersions
     19: (2, 7),   # CreateTopics
     20: (1, 6),   # DeleteTopics
     22: (0, 4),   # InitProducerId (idempotent producers; no transactions)
+    23: (2, 4),   # OffsetForLeaderEpoch (consumers; kio has v2+)
     32: (1, 4),   # DescribeConfigs
     37: (0, 3),   # CreatePartitions
+    42: (0, 2),   # DeleteGroups
+    44: (0, 1),   # IncrementalAlterConfigs (topics)
     60: (0, 1),   # DescribeCluster
 }
 _HEADER = struct.Struct(">hhi")

@@ -105,6 +105,7 @@ class FileSourceConnector(SourceConnector):
     """Reads lines from files into a topic; each task follows a share of ``files``."""
 
     config_def = FILE_SOURCE_CONFIG
+    file_fields = ("file", "files")  # confined to Connect's file_roots (connect/policy.py)
     default_config = {"value.converter": "string"}
 
     def validate(self, config: dict[str, Any]) -> dict[str, Any]:
@@ -298,6 +299,7 @@ class FileSinkConnector(SinkConnector):
 
     config_def = FILE_SINK_CONFIG
     default_config = {"value.converter": "string"}
+    file_fields = ("file",)  # confined to Connect's file_roots (connect/policy.py)
 
     def validate(self, config: dict[str, Any]) -> dict[str, Any]:
         parsed = super().validate(config)

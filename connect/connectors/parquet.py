@@ -128,6 +128,7 @@ class ParquetSinkConnector(SinkConnector):
     """Writes its topics to a Parquet dataset, each offset exactly once."""
 
     config_def = PARQUET_SINK_CONFIG
+    file_fields = ("path",)  # a local path is confined to Connect's file_roots (connect/policy.py)
     default_config = {"value.converter": "json"}
 
     def validate(self, config: dict[str, Any]) -> dict[str, Any]:

@@ -13,7 +13,14 @@ import msgpack
 import pytest
 
 from rafka.actors.coordinator import GroupCoordinator
-from rafka.errors import CommitFailedError, NotEnoughReplicasError, StaleMemberEpochError, UnknownMemberIdError
+from rafka.errors import (
+    CommitFailedError,
+    GroupNotEmptyError,
+    InconsistentGroupProtocolError,
+    NotEnoughReplicasError,
+    StaleMemberEpochError,
+    UnknownMemberIdError,
+)
 from rafka.storage.batch import decode_stream, make_batch, encode_stream
 from rafka.storage.config import LogConfig
 from rafka.storage.log import Log
@@ -274,5 +281,50 @@ def test_restarted_coordinator_accepts_commits_at_the_newest_epoch_it_told(tmp_p
         reloaded = await started(partition)  # the coordinator restarts
         await reloaded.commit(GROUP, first["member_id"], [[*kept, 4, ""]], first["epoch"])
         assert await reloaded.fetch_offsets(GROUP) == {tuple(kept): 4}
+
+    asyncio.run(scenario())
+
+
+def classic_join(member_id: str = "") -> dict:
+    return {"member_id": member_id, "client_id": "c", "protocol_type": "consumer", "protocols": [("range", b"m")],
+            "session_timeout_ms": 10_000, "rebalance_timeout_ms": 10_000, "topics": ["t"]}
+
+
+def test_classic_member_commit_at_its_generation_is_stored_and_an_old_generation_is_refused(tmp_path):
+    async def scenario():
+        coordinator = await started(LogPartition(str(tmp_path), {"t": 1}))
+        joined = await coordinator.join_group(GROUP, classic_join())
+        await coordinator.sync_group(GROUP, {"member_id": joined["member_id"], "generation": joined["generation"],
+                                             "assignments": {joined["member_id"]: (b"a", [("t", 0)])}})
+        assert await coordinator.classic_commit(GROUP, joined["member_id"], joined["generation"],
+                                                [["t", 0, 7, ""]]) is None
+        assert await coordinator.classic_commit(GROUP, joined["member_id"], joined["generation"] - 1,
+                                                [["t", 0, 9, ""]]) == "illegal_generation"
+        assert await coordinator.fetch_offsets(GROUP) == {("t", 0): 7}
+        described = await coordinator.describe_group(GROUP)
+        assert described["protocol"] == "classic" and described["members"][0]["assignment"] == [("t", 0)]
+
+    asyncio.run(scenario())
+
+
+def test_native_join_to_a_group_with_classic_members_is_refused(tmp_path):
+    async def scenario():
+        coordinator = await started(LogPartition(str(tmp_path), {"t": 1}))
+        await coordinator.join_group(GROUP, classic_join())
+        with pytest.raises(InconsistentGroupProtocolError, match="classic"):
+            await coordinator.heartbeat(GROUP, request())
+        with pytest.raises(GroupNotEmptyError):
+            await coordinator.commit(GROUP, None, [["t", 0, 1, ""]])
+
+    asyncio.run(scenario())
+
+
+def test_classic_join_to_a_group_with_native_members_is_inconsistent(tmp_path):
+    async def scenario():
+        coordinator = await started(LogPartition(str(tmp_path), {"t": 1}))
+        await settle(coordinator, "")
+        answer = await coordinator.join_group(GROUP, classic_join())
+        assert answer["error"] == "inconsistent_group_protocol"
+        assert not coordinator.groups[GROUP].classic.members
 
     asyncio.run(scenario())

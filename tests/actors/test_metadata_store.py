@@ -192,7 +192,7 @@ def test_apply_record_register_broker_adds_broker_under_string_id():
 def test_apply_record_create_topic_builds_partitions():
     assert fresh_state()["topics"]["t"] == {
         "topic_id": "t-id", "config": {"retention.ms": "1"},
-        "partitions": [{"replicas": [0, 1], "leader": 0, "leader_epoch": 0, "isr": [0, 1]}]}
+        "partitions": [{"replicas": [0, 1], "leader": 0, "leader_epoch": 0, "isr": [0, 1], "partition_epoch": 0}]}
 
 
 def test_apply_record_delete_topic_removes_it():
@@ -212,21 +212,30 @@ def test_apply_record_add_partitions_appends_them():
     apply_record(state, {"type": "add_partitions", "topic": "t", "assignments": [[1], [2]], "leaders": [1, 2],
                          "leader_epochs": [0, 5], "isr": [[1], [2]], "sequence": 2})
     assert state["topics"]["t"]["partitions"][1:] == [
-        {"replicas": [1], "leader": 1, "leader_epoch": 0, "isr": [1]},
-        {"replicas": [2], "leader": 2, "leader_epoch": 5, "isr": [2]}]
+        {"replicas": [1], "leader": 1, "leader_epoch": 0, "isr": [1], "partition_epoch": 0},
+        {"replicas": [2], "leader": 2, "leader_epoch": 5, "isr": [2], "partition_epoch": 0}]
 
 
-def test_apply_record_change_leader_sets_leader_epoch_and_isr():
+def test_apply_record_change_leader_sets_leader_epoch_and_isr_and_bumps_the_partition_epoch():
     state = fresh_state()
     apply_record(state, {"type": "change_leader", "topic": "t", "partition": 0, "leader": 1, "leader_epoch": 4,
                          "isr": [1], "sequence": 2})
-    assert state["topics"]["t"]["partitions"][0] == {"replicas": [0, 1], "leader": 1, "leader_epoch": 4, "isr": [1]}
+    assert state["topics"]["t"]["partitions"][0] == {"replicas": [0, 1], "leader": 1, "leader_epoch": 4, "isr": [1],
+                                                     "partition_epoch": 1}
 
 
-def test_apply_record_change_isr_sets_only_isr():
+def test_apply_record_change_isr_sets_only_isr_and_bumps_the_partition_epoch():
     state = fresh_state()
     apply_record(state, {"type": "change_isr", "topic": "t", "partition": 0, "isr": [1], "sequence": 2})
-    assert state["topics"]["t"]["partitions"][0] == {"replicas": [0, 1], "leader": 0, "leader_epoch": 0, "isr": [1]}
+    assert state["topics"]["t"]["partitions"][0] == {"replicas": [0, 1], "leader": 0, "leader_epoch": 0, "isr": [1],
+                                                     "partition_epoch": 1}
+
+
+def test_apply_record_on_a_partition_stored_without_a_partition_epoch_starts_it_at_one():
+    state = fresh_state()
+    del state["topics"]["t"]["partitions"][0]["partition_epoch"]  # as a snapshot from before partition epochs
+    apply_record(state, {"type": "change_isr", "topic": "t", "partition": 0, "isr": [1], "sequence": 2})
+    assert state["topics"]["t"]["partitions"][0]["partition_epoch"] == 1
 
 
 def test_apply_record_allocate_producer_ids_sets_next_id():
@@ -255,4 +264,13 @@ def test_snapshot_written_before_broker_per_node_existed_loads_with_it_off(tmp_p
     body = msgpack.packb(old_state)
     header = len(body).to_bytes(4, "little") + crc32c.crc32c(body).to_bytes(4, "little")
     (tmp_path / SNAPSHOT_FILE).write_bytes(header + body)
-    assert MetadataStore(str(tmp_path)).state == dict(old_state, broker_per_node=False)
+    assert MetadataStore(str(tmp_path)).state == dict(old_state, broker_per_node=False, deleted_topic_ids=[])
+
+
+def test_delete_topic_remembers_the_deleted_topic_id(tmp_path):
+    store = MetadataStore(str(tmp_path))
+    store.apply({"type": "create_topic", "topic": "t", "topic_id": "id-1", "config": {}, "assignments": [[0]],
+                 "leaders": [0], "leader_epochs": [0], "isr": [[0]]})
+    store.apply({"type": "delete_topic", "topic": "t", "topic_id": "id-1"})
+    store.close()
+    assert MetadataStore(str(tmp_path)).state["deleted_topic_ids"] == ["id-1"]

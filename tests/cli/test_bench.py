@@ -12,7 +12,9 @@ import pytest
 
 RAFKA = os.path.join(os.path.dirname(sys.executable), "rafka")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-RECORDS = 20_000
+# Small runs: the tests check behaviour and consistent figures, which hold for any count;
+# the batch test needs a multiple of 2,000 rows (one latency sample per table).
+RECORDS = 6_000
 
 
 @pytest.fixture
@@ -90,13 +92,13 @@ def test_consume_reads_back_a_filled_topic(bench, tmp_path):
 def test_e2e_times_every_record_and_reports_consistent_figures(bench, tmp_path):
     # Behaviour only: how fast a loaded machine holds the rate is for `rafka bench` to
     # measure, not for a test to assert.
-    bench("bench", "e2e", "--embedded", "--records", "6000", "--rate", "4000", "--json", "e2e.json",
+    bench("bench", "e2e", "--embedded", "--records", "3000", "--rate", "4000", "--json", "e2e.json",
           "--plot", "e2e.png")
     result = json.loads((tmp_path / "e2e.json").read_text())
-    assert_sensible(result, "e2e", 6000)
+    assert_sensible(result, "e2e", 3000)
     assert result["config"]["rate_per_s"] == 4000
     latency = result["latency_ms"]
-    assert latency["samples"] == 6000
+    assert latency["samples"] == 3000
     assert 0 <= latency["mean"] <= latency["max"]
     assert result["records_per_s"] == pytest.approx(result["records"] / result["duration_s"])
     assert result["mb_per_s"] == pytest.approx(result["value_bytes"] / result["duration_s"] / 1e6)

@@ -158,7 +158,7 @@ def test_groups_consume_describe_reset_delete(rafka_cli):
         [f"o{i}" for i in range(5)] + [f"p{i}" for i in range(3)])
 
     listed = json.loads(rafka_cli("groups", "list", "--format", "json").stdout)
-    assert {"group_id": "billing", "state": "Empty", "members": 0, "assignor": None} in listed
+    assert {"group_id": "billing", "state": "Empty", "members": 0, "assignor": None, "protocol": "consumer"} in listed
     assert "billing" in rafka_cli("groups", "list").stdout
     described = json.loads(rafka_cli("groups", "describe", "billing", "--format", "json").stdout)
     assert [(p["partition"], p["committed_offset"], p["log_end_offset"], p["lag"]) for p in described["partitions"]] \

@@ -23,7 +23,7 @@ from ray.autoscaler._private.util import prepare_config, validate_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CONFIG_FILES = ["cluster.yaml", "cluster-local.yaml"]
-RAFKA_UP = "rafka up --address auto"
+RAFKA_UP = "RAY_AUTH_MODE=token rafka up --address auto"
 
 
 def load(name: str) -> dict:
@@ -72,8 +72,7 @@ def test_head_brings_rafka_up_after_ray_and_workers_only_join(name):
 @pytest.mark.parametrize("name", CONFIG_FILES)
 def test_setup_installs_the_wheel_the_file_mounts_ship_and_pins_this_ray(name):
     config = load(name)
-    (remote_dir, local_dir), = config["file_mounts"].items()
-    assert local_dir == "./dist"
+    (remote_dir, local_dir), = [(remote, local) for remote, local in config["file_mounts"].items() if local == "./dist"]
     assert any(f"{remote_dir}/rafka-*.whl" in command for command in config["setup_commands"])
     assert f'pip install -U "ray[default]=={ray.__version__}"' in config["setup_commands"]
 
@@ -89,6 +88,25 @@ def test_local_variant_sketched_in_cluster_yaml_is_cluster_local_yaml_provider()
 
 def test_both_files_install_and_start_rafka_the_same_way():
     aws, local = load("cluster.yaml"), load("cluster-local.yaml")
-    assert [c for c in aws["setup_commands"] if "rafka" in c or "ray[" in c] == local["setup_commands"]
+    assert [c for c in aws["setup_commands"] if "rafka" in c or "ray[" in c or "RAY_AUTH_MODE" in c] == local["setup_commands"]
     assert aws["file_mounts"] == local["file_mounts"]
     assert aws["head_start_ray_commands"][-1] == local["head_start_ray_commands"][-1] == RAFKA_UP
+
+
+@pytest.mark.parametrize("name", CONFIG_FILES)
+def test_every_ray_start_turns_token_auth_on(name):
+    # Without RAY_AUTH_MODE=token anyone who reaches the GCS or the dashboard port can
+    # submit jobs (docs/security.md).
+    config = load(name)
+    starts = [command for key in ("head_start_ray_commands", "worker_start_ray_commands")
+              for command in config[key] if "ray start" in command or "rafka " in command]
+    assert starts and all("RAY_AUTH_MODE=token" in command for command in starts)
+    assert any("export RAY_AUTH_MODE=token" in command for command in config["setup_commands"])
+    assert config["file_mounts"]["~/.ray/auth_token"] == "~/.ray/auth_token"
+
+
+@pytest.mark.parametrize("name", CONFIG_FILES)
+def test_dashboard_listens_on_localhost_only(name):
+    config = load(name)
+    [head_start] = [command for command in config["head_start_ray_commands"] if "ray start --head" in command]
+    assert "--dashboard-host=127.0.0.1" in head_start and "0.0.0.0" not in yaml.safe_dump(config)

@@ -161,3 +161,20 @@ def test_wiped_voter_rejoins_empty_and_catches_up(quorum_cluster, topic):
     view = ray.get(voter(follower).applied_metadata.remote(), timeout=10)
     assert topic in view["state"]["topics"]
     assert_voters_agree()
+
+
+def test_unclean_follower_report_commits_its_isr_removal_before_answering(quorum_cluster, topic):
+    """``replica_restarted(..., clean=False)`` for an in-sync follower takes it out of the
+    ISR through the quorum: the answer already shows the committed change (a new partition
+    epoch, the follower out of the ISR) and every voter has it."""
+    admin = quorum_cluster.admin()
+    admin.create_topic(topic, partitions=1, replication_factor=2)
+    before = wait_for(lambda: (lambda p: p if len(p["isr"]) == 2 else None)(admin.describe_topic(topic)["partitions"][0]),
+                      60, "both replicas in the ISR")
+    follower = next(b for b in before["replicas"] if b != before["leader"])
+    controller = ray.get_actor(names.CONTROLLER, namespace=NAMESPACE)
+    view = ray.get(controller.replica_restarted.remote(topic, 0, follower, False), timeout=60)
+    assert follower not in view["isr"] and view["partition_epoch"] > before["partition_epoch"]
+    assert view["controller_epoch"] == active_quorum(quorum_cluster)["epoch"]
+    assert_voters_agree()
+

@@ -287,7 +287,8 @@ def test_admin_lists_describes_resets_and_deletes_groups(cluster, topic, group):
     poll_until([consumer], lambda: len(consumer.assignment()) == 2)
     consumer.commit({tps[0]: 10, tps[1]: 45})
 
-    assert {"group_id": group, "state": "Stable", "members": 1, "assignor": "sticky"} in admin.list_groups()
+    assert {"group_id": group, "state": "Stable", "members": 1, "assignor": "sticky", "protocol": "consumer"} \
+        in admin.list_groups()
     description = admin.describe_group(group)
     lag = {(p["topic"], p["partition"]): (p["committed_offset"], p["log_end_offset"], p["lag"]) for p in description["partitions"]}
     assert lag == {(topic, 0): (10, 50, 40), (topic, 1): (45, 50, 5)}
@@ -499,7 +500,11 @@ def test_a_garbage_record_in_the_offsets_topic_is_skipped_when_the_coordinator_l
     outsider.commit({tp: 5})
     count = len(rpc.call_with_retries(cluster.controller.metadata, [names.OFFSETS_TOPIC])[names.OFFSETS_TOPIC])
     index = coordinator_index(group, count)
-    with cluster.producer(acks="all") as producer:  # any client can write to the topic
+    from rafka.client.producer import internal_producer
+
+    # A bad record written past the client check (clients are refused since issue 21;
+    # an older version or a bug in rafka's own writers could still leave one).
+    with internal_producer(cluster, acks="all") as producer:
         producer.send(names.OFFSETS_TOPIC, key=b"\xc1 not msgpack", value=b"garbage", partition=index).result()
     outsider.commit({tp: 6})
     ray.kill(coordinator_handle(cluster.namespace, index), no_restart=False)  # it reloads its partition

@@ -3,6 +3,9 @@ leader failover and fencing. (Whole Ray nodes are killed in tests/faults.)"""
 
 from __future__ import annotations
 
+import json
+import os
+import signal
 import threading
 import time
 
@@ -194,3 +197,185 @@ def test_follower_with_a_divergent_tail_truncates_it_when_it_returns(replicated,
     wait_until(lambda: partition_state(replicated, topic)["leader"] == old_leader, timeout_s=90)
     values = consume_values(replicated, topic, 1, 13)
     assert values == [b"common-%d" % i for i in range(10)] + [b"new-%d" % i for i in range(3)]
+
+
+def actor_pid(handle) -> int:
+    return ray.get(handle.__ray_call__.remote(lambda self: os.getpid()), timeout=30)
+
+
+def test_follower_rejoining_the_isr_counts_for_the_high_watermark_at_once(replicated, topic):
+    """KIP-497's maximal ISR: from the moment the leader asks the controller to add a
+    caught-up follower to the ISR, that follower counts toward the high watermark. Before,
+    a write acknowledged while the request was pending was missing on the follower the
+    controller then had in its ISR, and electing that follower lost it."""
+    admin = replicated.admin()
+    admin.create_topic(topic, partitions=1, replication_factor=3, config={"min.insync.replicas": "2"})
+    state = partition_state(replicated, topic)
+    leader = state["leader"]
+    # The follower that rejoins comes first among the survivors, so it is the one elected.
+    rejoining, other = [b for b in state["replicas"] if b != leader]
+    acknowledged: list[bytes] = []
+
+    def send(producer, prefix: bytes, count: int) -> list:
+        return [(b"%s-%03d" % (prefix, i), producer.send(topic, b"%s-%03d" % (prefix, i))) for i in range(count)]
+
+    def collect(futures) -> None:
+        for value, future in futures:
+            try:
+                future.result(timeout=60)
+                acknowledged.append(value)
+            except rafka.RafkaError:
+                pass
+
+    patient = replicated.producer(acks="all", linger_ms=1)
+    # Made now: a producer started while the controller is frozen could not get metadata.
+    hasty = replicated.producer(acks="all", linger_ms=1, delivery_timeout_ms=1500, request_timeout_ms=1000)
+    collect(send(patient, b"all-in-sync", 100))
+    collect(send(hasty, b"hasty-primed", 1))
+    follower_pid = actor_pid(replica(replicated, topic, 0, rejoining))
+    controller_pid = actor_pid(replicated.controller)
+    os.kill(follower_pid, signal.SIGSTOP)
+    try:
+        collect(send(patient, b"follower-out", 100))  # acknowledged once the follower leaves the ISR
+        wait_until(lambda: sorted(partition_state(replicated, topic)["isr"]) == sorted([leader, other]))
+        leader_end = ray.get(replica(replicated, topic, 0, leader).status.remote())["log_end_offset"]
+        # The controller stops answering: the leader's request to add the follower back
+        # stays unanswered while the follower catches up, then stops again.
+        os.kill(controller_pid, signal.SIGSTOP)
+        try:
+            os.kill(follower_pid, signal.SIGCONT)
+            wait_until(lambda: ray.get(replica(replicated, topic, 0, rejoining).status.remote())["log_end_offset"]
+                       >= leader_end, timeout_s=10, interval_s=0.05)
+            time.sleep(0.3)  # the leader has the follower's answer and asks to add it
+            os.kill(follower_pid, signal.SIGSTOP)
+            pending = send(hasty, b"pending-rejoin", 20)
+            time.sleep(1.0)  # acknowledged by now, if the leader does not count the follower
+            # The leader dies while the controller still holds both requests: it adds the
+            # follower to the ISR, then elects it (it comes first among the survivors).
+            ray.kill(replica(replicated, topic, 0, leader), no_restart=True)
+        finally:
+            os.kill(controller_pid, signal.SIGCONT)
+        wait_until(lambda: partition_state(replicated, topic)["leader"] == rejoining, timeout_s=30)
+    finally:
+        os.kill(follower_pid, signal.SIGCONT)
+    collect(pending)
+    patient.close()
+    hasty.close()
+    assert len([v for v in acknowledged if v.startswith(b"all-in-sync")]) == 100
+    values = consume_values(replicated, topic, 1, len(acknowledged), timeout_s=30)
+    lost = [v for v in acknowledged if v not in set(values)]
+    assert not lost, f"{len(lost)} acknowledged records lost, the first {lost[:3]}"
+
+
+def test_frozen_replica_does_not_hold_up_elections_of_other_partitions(replicated, topic):
+    """The controller never waits on one replica while holding its lock: with a follower
+    of one partition frozen (SIGSTOP) while the controller tells it of a new leader,
+    another partition whose leader dies still gets a new one."""
+    admin = replicated.admin()
+    admin.create_topic(topic + "-a", partitions=1, replication_factor=3)
+    admin.create_topic(topic + "-b", partitions=1, replication_factor=2)
+    state_a, state_b = partition_state(replicated, topic + "-a"), partition_state(replicated, topic + "-b")
+    frozen = [b for b in state_a["replicas"] if b != state_a["leader"]][-1]
+    frozen_pid = actor_pid(replica(replicated, topic + "-a", 0, frozen))
+    os.kill(frozen_pid, signal.SIGSTOP)
+    try:
+        # The new leader of -a is pushed to every replica of -a, the frozen one included.
+        ray.kill(replica(replicated, topic + "-a", 0, state_a["leader"]), no_restart=True)
+        wait_until(lambda: partition_state(replicated, topic + "-a")["leader_epoch"] > state_a["leader_epoch"])
+        ray.kill(replica(replicated, topic + "-b", 0, state_b["leader"]), no_restart=True)
+        moved = wait_until(lambda: (lambda s: s if s["leader_epoch"] > state_b["leader_epoch"] else None)(
+            partition_state(replicated, topic + "-b")), timeout_s=20)
+        assert moved["leader"] != state_b["leader"]
+        with replicated.producer(acks=1) as producer:
+            assert producer.send(topic + "-b", b"still served").result(timeout=30).partition == 0
+    finally:
+        os.kill(frozen_pid, signal.SIGCONT)
+
+
+def produce_acknowledged(cluster, topic: str, prefix: bytes, count: int) -> list[bytes]:
+    values = [b"%s-%03d" % (prefix, i) for i in range(count)]
+    with cluster.producer(acks="all", linger_ms=1) as producer:
+        futures = [producer.send(topic, value) for value in values]
+        for future in futures:
+            future.result(timeout=60)
+    return values
+
+
+def lose_unflushed_tail_with_its_broker(cluster, handle, broker_id: int, flushed_bytes: int) -> None:
+    """A power loss of a broker's machine, as far as one replica can tell: the broker and
+    the replica die at once, and of the replica's active segment only what was fsynced is
+    left (the page cache that held the rest is gone). Ray starts the broker again at once,
+    on the same data dir, before the controller's session timeout notices anything."""
+    pid = actor_pid(handle)
+    segment = ray.get(handle.__ray_call__.remote(lambda self: self.log.segments()[-1].log_path), timeout=30)
+    os.kill(pid, signal.SIGSTOP)  # nothing more reaches the file
+    os.truncate(segment, flushed_bytes)
+    ray.kill(ray.get_actor(names.broker(broker_id), namespace=cluster.namespace), no_restart=False)
+    os.kill(pid, signal.SIGKILL)
+
+
+def test_leader_back_from_an_unclean_shutdown_does_not_lead_with_a_log_that_lost_its_tail(replicated, topic):
+    """Item 7 of the guarantees issue (KIP-966's concern): a leader's broker whose machine
+    lost unflushed records comes back at once, before the controller noticed anything, and
+    its replica used to lead again at the same epoch; the follower then truncated the
+    acknowledged records it alone still had. Now the replica reports its unclean shutdown
+    before taking a role, another in-sync replica leads, and it catches up from there."""
+    replicated.admin().create_topic(topic, partitions=1, replication_factor=2, config={"min.insync.replicas": "2"})
+    state = partition_state(replicated, topic)
+    leader = state["leader"]
+    handle = replica(replicated, topic, 0, leader)
+    acknowledged = produce_acknowledged(replicated, topic, b"flushed", 50)
+    segment_path = ray.get(handle.__ray_call__.remote(lambda self: (self.log.flush(), self.log.segments()[-1].log_path)[1]),
+                           timeout=30)
+    flushed_bytes = os.path.getsize(segment_path)
+    acknowledged += produce_acknowledged(replicated, topic, b"unflushed", 50)  # both replicas have these
+    lose_unflushed_tail_with_its_broker(replicated, handle, leader, flushed_bytes)
+    # The restarted replica catches up from whoever leads and everyone is in sync again.
+    def back_in_sync() -> bool:
+        try:
+            role = ray.get(replica(replicated, topic, 0, leader).status.remote(), timeout=10)["role"]
+        except (ValueError, ray.exceptions.RayError):
+            return False  # still being started again
+        return role != "unknown" and sorted(partition_state(replicated, topic)["isr"]) == sorted(state["replicas"])
+
+    wait_until(back_in_sync, timeout_s=90)
+    values = consume_values(replicated, topic, 1, len(acknowledged), timeout_s=30)
+    assert values == acknowledged, f"{len(set(acknowledged) - set(values))} acknowledged records lost"
+
+
+def test_topic_deleted_while_a_broker_is_down_then_created_again_shows_no_old_record(replicated, topic):
+    """Item 6 of the guarantees issue (KIP-516): a broker that is down when a topic is
+    deleted keeps its replicas of it (detached actors and directories, all named by the
+    topic's name). When the topic is created again under that name, the returning broker
+    used to serve the old incarnation's log. Now the ids differ: the old replicas are
+    replaced, their data moved aside and then removed, and only new records are read."""
+    admin = replicated.admin()
+    admin.create_topic(topic, partitions=3, replication_factor=3)  # every broker leads one
+    produce_acknowledged(replicated, topic, b"old", 30)
+    down = partition_state(replicated, topic, 1)["leader"]
+    broker = next(b for b in replicated.brokers() if b["broker_id"] == down)
+    ray.kill(ray.get_actor(names.broker(down), namespace=replicated.namespace), no_restart=True)
+    wait_until(lambda: not next(b for b in replicated.brokers() if b["broker_id"] == down)["alive"], timeout_s=30)
+    admin.delete_topic(topic)  # its replicas on the dead broker keep running, with their data
+    replicated.add_broker(broker["node_id"], broker_id=down)
+    wait_until(lambda: next(b for b in replicated.brokers() if b["broker_id"] == down)["alive"], timeout_s=60)
+    admin.create_topic(topic, partitions=3, replication_factor=3)
+    wait_until(lambda: all(len(p["isr"]) == 3 and p["leader"] >= 0
+                           for p in admin.describe_topic(topic)["partitions"]), timeout_s=60)
+    new = produce_acknowledged(replicated, topic, b"new", 30)
+    values = consume_values(replicated, topic, 3, len(new) + 1, timeout_s=10)
+    assert sorted(values) == sorted(new), f"old records came back: {sorted(set(values) - set(new))[:5]}"
+    # The old incarnation's data is gone from the returning broker's data dir.
+    new_id = admin.describe_topic(topic)["topic_id"]
+    directories = [name for name in os.listdir(broker["data_dir"]) if name.startswith(topic + "-")]
+    assert directories and all(stored_topic_id(os.path.join(broker["data_dir"], name)) == new_id
+                               for name in directories), directories
+
+
+def stored_topic_id(directory: str) -> str | None:
+    """The topic id a replica directory holds (its partition.metadata; actors/replica.py)."""
+    try:
+        with open(os.path.join(directory, "partition.metadata")) as handle:
+            return json.load(handle)["topic_id"]
+    except FileNotFoundError:
+        return None

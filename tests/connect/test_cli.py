@@ -10,12 +10,24 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 RAFKA = os.path.join(os.path.dirname(sys.executable), "rafka")
 
 
+TOKEN: list[str] = []  # the session's Connect token (set by the autouse fixture below)
+
+
+@pytest.fixture(autouse=True)
+def _token(connect_token):
+    TOKEN[:] = [connect_token]
+
+
 def rafka(*args: str, url: str | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
+    """The command, with the token in RAFKA_CONNECT_TOKEN as a user would set it."""
     command = [RAFKA, "connect", *args] + (["--url", url] if url else [])
-    return subprocess.run(command, capture_output=True, text=True, timeout=180, env={**os.environ, **(env or {})})
+    return subprocess.run(command, capture_output=True, text=True, timeout=180,
+                          env={**os.environ, "RAFKA_CONNECT_TOKEN": TOKEN[0], **(env or {})})
 
 
 def rest_url(cluster) -> str:
@@ -74,3 +86,16 @@ def test_cli_errors_exit_1_with_the_servers_message(cluster, connect_runtime):
     assert bad.returncode == 1 and "tasks.max" in bad.stderr and "HTTP 400" in bad.stderr
     unreachable = rafka("list", url="http://127.0.0.1:9")
     assert unreachable.returncode == 1 and "not reachable" in unreachable.stderr
+
+
+def test_cli_without_the_token_is_refused_with_a_hint(cluster, connect_runtime):
+    url = rest_url(cluster)
+    refused = rafka("list", url=url, env={"RAFKA_CONNECT_TOKEN": ""})
+    assert refused.returncode == 1 and "HTTP 401" in refused.stderr and "RAFKA_CONNECT_TOKEN" in refused.stderr
+
+
+def test_cli_reads_the_token_from_the_file_named_in_the_environment(cluster, connect_runtime, tmp_path):
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN[0] + "\n")
+    listed = rafka("list", url=rest_url(cluster), env={"RAFKA_CONNECT_TOKEN": "", "RAFKA_CONNECT_TOKEN_FILE": str(token_file)})
+    assert listed.returncode == 0, listed.stderr

@@ -10,10 +10,15 @@ import urllib.request
 import pytest
 
 
+TOKEN: list[str] = []  # the session's Connect token, set by the base fixture
+
+
 def call(base: str, method: str, path: str, body=None, raw: bytes | None = None):
-    """(status, decoded JSON or None)."""
+    """(status, decoded JSON or None), sent with the session's Connect token."""
     data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
-    request = urllib.request.Request(base + path, data=data, method=method, headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(base + path, data=data, method=method,
+                                     headers={"Content-Type": "application/json",
+                                              "Authorization": f"Bearer {TOKEN[0]}"})
     try:
         with urllib.request.urlopen(request, timeout=120) as response:
             payload = response.read()
@@ -23,9 +28,10 @@ def call(base: str, method: str, path: str, body=None, raw: bytes | None = None)
 
 
 @pytest.fixture
-def base(connect_runtime):
+def base(connect_runtime, connect_token):
     """The URL handed out when Connect started; a herder that Ray restarted (as
     test_runtime.py makes it) listens on the same port again."""
+    TOKEN[:] = [connect_token]
     return connect_runtime.rest_url
 
 
@@ -124,11 +130,11 @@ def test_malformed_requests_are_answered_with_json_errors(base, topic, tmp_path)
     assert call(base, "DELETE", f"/connectors/{name}")[0] == 204
 
 
-def test_plugins_and_validate(base):
+def test_plugins_and_validate(base, tmp_path):
     plugins = {plugin["class"]: plugin for plugin in call(base, "GET", "/connector-plugins")[1]}
     assert {"FileSource", "FileSink", "ParquetSink", "PostgresSource", "PostgresSink"} <= set(plugins)
     assert plugins["ParquetSink"]["type"] == "sink" and plugins["PostgresSource"]["type"] == "source"
-    status, answer = call(base, "PUT", "/connector-plugins/FileSource/config/validate", {"file": "/tmp/x"})
+    status, answer = call(base, "PUT", "/connector-plugins/FileSource/config/validate", {"file": str(tmp_path / "x")})
     assert status == 200 and answer["error_count"] == 1 and answer["configs"][0]["value"]["name"] == "topic"
-    answer = call(base, "PUT", "/connector-plugins/FileSource/config/validate", {"file": "/tmp/x", "topic": "t"})[1]
+    answer = call(base, "PUT", "/connector-plugins/FileSource/config/validate", {"file": str(tmp_path / "x"), "topic": "t"})[1]
     assert answer["error_count"] == 0

@@ -43,7 +43,7 @@ def test_file_source_resumes_after_the_cluster_restarts(ray_instance, tmp_path):
     cluster = rafka.Cluster.start(data_dir=data_dir, brokers=1, namespace=NAMESPACE)
     try:
         cluster.admin().create_topic("lines", partitions=1)
-        connect = Connect.start(cluster, rest_port=0)
+        connect = Connect.start(cluster, rest_port=0, file_roots=[str(tmp_path)])
         connect.create("tail", config)
         wait_for_position(connect, "tail", source.stat().st_size)
         connect.shutdown()
@@ -54,7 +54,7 @@ def test_file_source_resumes_after_the_cluster_restarts(ray_instance, tmp_path):
         handle.write("".join(f"line-{i}\n" for i in range(100, 150)))
     again = rafka.Cluster.start(data_dir=data_dir, brokers=1, namespace=NAMESPACE)
     try:
-        connect = Connect.start(again, rest_port=0)
+        connect = Connect.start(again, rest_port=0, file_roots=[str(tmp_path)])
         assert connect.list() == ["tail"] and connect.config("tail")["file"] == str(source)
         wait_for_position(connect, "tail", source.stat().st_size)
         assert read_all(again, "lines", 150) == [b"line-%d" % i for i in range(150)]

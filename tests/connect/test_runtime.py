@@ -176,7 +176,7 @@ def test_bad_configs_are_refused_naming_the_key(connect):
     assert "bad" not in connect.list()
 
 
-def test_herder_restart_keeps_configs_and_adopts_running_tasks(cluster, connect, topic):
+def test_herder_restart_keeps_configs_and_adopts_running_tasks(cluster, connect, topic, connect_token):
     cluster.admin().create_topic(topic, partitions=1)
     name = f"kept-{topic}"
     connect.create(name, {"connector.class": "CountingSource", "topic": topic, "count": 10**9, "per_poll": 10,
@@ -194,7 +194,8 @@ def test_herder_restart_keeps_configs_and_adopts_running_tasks(cluster, connect,
     assert again.wait_for_state(name)["tasks"][0]["worker_id"] == before
     # Started on any free port, the herder is back on the same one: old URLs still work.
     assert again.rest_url == connect.rest_url
-    with urllib.request.urlopen(connect.rest_url + "/connectors", timeout=30) as response:
+    request = urllib.request.Request(connect.rest_url + "/connectors", headers={"Authorization": f"Bearer {connect_token}"})
+    with urllib.request.urlopen(request, timeout=30) as response:
         assert name in json.loads(response.read())
     again.delete(name)
     with pytest.raises(ConnectorNotFoundError):

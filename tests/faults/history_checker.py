@@ -8,7 +8,11 @@ histories that break it.
 The history (all times are ``time.monotonic()`` seconds of the one driver process that
 ran every workload, so they are comparable):
 
-* ``topics``: ``{topic: "append" | "compact"}``.
+* ``topics``: ``{topic: "append" | "compact" | "stream"}`` (``stream``: the output of a
+  stream job, see ``streams``).
+* ``streams``: one per stream job: ``name``, ``input`` (an append topic), ``output``,
+  ``caught_up`` (the job committed its whole input before it stopped). The job copies
+  each input record (key and value) to its output, at least once.
 * ``sends``: one per ``send()``: ``producer``, ``index`` (its n-th send), ``topic``,
   ``key``, ``value`` (str; None is a tombstone, compacted topics only), ``outcome``
   (``ok`` acknowledged with ``partition`` and ``offset``; ``failed`` definitely not
@@ -38,6 +42,9 @@ What is deliberately not checked: the ownership interval of a ``lost`` partition
 the consumer's last successful commit of it (or at its start when there was none): a
 consumer whose session expired may still read for a while (a zombie, as in Kafka's
 classic protocol) but can no longer commit, so only its fenced actions count as owning.
+An interval lost before any successful commit therefore owns nothing: a consumer frozen
+mid-heartbeat may apply a stale assignment on resuming, and learn a moment later that the
+partition has moved on.
 """
 
 from __future__ import annotations
@@ -117,11 +124,14 @@ def check_no_duplicates(history: dict) -> dict:
 
 
 def check_no_unexpected(history: dict) -> dict:
-    """Every record read was sent, and not by a send that definitely failed."""
+    """Every record read was sent, and not by a send that definitely failed (for a stream
+    job's output: sent to its input)."""
     possible: dict[str, set] = collections.defaultdict(set)
     for send in history.get("sends", ()):
         if send["outcome"] != "failed":
             possible[send["topic"]].add(send["value"])
+    for stream in history.get("streams", ()):
+        possible[stream["output"]] = possible[stream["input"]]
     errors, checked = [], 0
     for reader, topic, partition, offset, _key, value in _all_reads(history):
         checked += 1
@@ -153,6 +163,25 @@ def check_offsets_monotonic(history: dict) -> dict:
             errors.append({"reader": key[0], "interval": key[1], "topic": key[2], "partition": key[3],
                            "offset": observation["offset"], "after": previous})
         last[key] = observation["offset"]
+    return _result(errors, checked)
+
+
+def check_stream_at_least_once(history: dict) -> dict:
+    """A stream job that caught up copied every acknowledged input record, with its key,
+    to its output, in every final read (duplicates are allowed: at-least-once)."""
+    errors, checked = [], 0
+    for stream in history.get("streams", ()):
+        if not stream.get("caught_up"):
+            errors.append({"stream": stream["name"], "error": "did not catch up before the end"})
+            continue
+        acknowledged = [s for s in history.get("sends", ()) if s["outcome"] == "ok" and s["topic"] == stream["input"]]
+        checked += len(acknowledged)
+        for reader, rows in _final_rows(history, {stream["output"]}).items():
+            copied = {(row[3], row[4]) for row in rows}
+            for send in acknowledged:
+                if (send["key"], send["value"]) not in copied:
+                    errors.append({"stream": stream["name"], "reader": reader, "missing": send["value"],
+                                   "key": send["key"]})
     return _result(errors, checked)
 
 
@@ -206,6 +235,8 @@ def check_single_owner(history: dict) -> dict:
         # Compare each interval with the one that, so far, reaches furthest.
         furthest = None
         for interval in intervals:
+            if interval["owned_until_s"] <= interval["start_s"]:
+                continue  # lost before it committed anything: it never acted as owner
             if furthest is not None and interval["start_s"] < furthest["owned_until_s"] \
                     and interval["consumer"] != furthest["consumer"]:
                 errors.append({"topic": topic, "partition": partition,
@@ -336,6 +367,7 @@ CHECKS = {
     "group_consumed_below_commit": check_group_consumed_below_commit,
     "coordinator_single_grant": check_coordinator_single_grant,
     "compacted_latest": check_compacted_latest,
+    "stream_at_least_once": check_stream_at_least_once,
 }
 
 

@@ -28,7 +28,8 @@ Operations (``op``):
 
 Targets of kill/pause/slow: a ``replica`` (``topic``, ``partition``, ``role`` leader or
 follower, ``pick`` choosing among followers), a ``broker`` (``broker`` id, or the
-``leader_of`` [topic, partition]), the group ``coordinator`` and the ``controller``.
+``leader_of`` [topic, partition]), the group ``coordinator``, the ``controller``, and the
+``stream_worker`` of the soak's stream job (when the schedule has ``stream_workers``).
 Roles are resolved when the operation runs (the leader then), so a rerun of a schedule
 strikes the same roles at the same times; what they resolved to is in the record.
 
@@ -57,6 +58,7 @@ OP_WEIGHTS = {
     "kill": 3, "pause": 4, "slow": 2, "remove_node": 1, "rebalance": 2, "consumer_rejoin": 1, "consumer_stall": 1,
     "follower_pause_leader_kill": 2,
 }
+STREAM_WORKER = "stream-worker"  # the target name of the stream job's worker
 NODE_RETURN_MIN_S = 4.0
 NODE_GAP_S = 20.0  # between one node's return and the next removal: time for a broker to start
 RESOLVE_TIMEOUT_S = 5.0
@@ -64,13 +66,16 @@ MAIN_THREAD_WAIT_S = 180.0
 
 
 def generate_schedule(seed: int, duration_s: float, *, topics: dict[str, int], brokers: int, worker_nodes: int,
-                      consumers: int, mean_gap_s: float = 3.0, without: tuple[str, ...] = ()) -> dict:
+                      consumers: int, mean_gap_s: float = 3.0, without: tuple[str, ...] = (),
+                      stream_workers: int = 0) -> dict:
     """A reproducible schedule (see the module docstring) for a run of ``duration_s``.
 
     ``topics``: {topic: partition count} of the topics faults may target; ``brokers``:
     broker ids 0..brokers-1; ``worker_nodes``: removable Ray nodes; ``consumers``:
     group consumers of the workload; ``mean_gap_s``: mean time between fault starts;
-    ``without``: operation kinds (keys of OP_WEIGHTS) to leave out."""
+    ``without``: operation kinds (keys of OP_WEIGHTS) to leave out; ``stream_workers``:
+    whether a stream job's worker is a target (0: never, and the schedule is what it was
+    before stream workers were targets)."""
     if duration_s <= 0:
         raise ValueError(f"duration_s must be positive, got {duration_s!r}")
     unknown = sorted(set(without) - set(OP_WEIGHTS))
@@ -99,9 +104,9 @@ def generate_schedule(seed: int, duration_s: float, *, topics: dict[str, int], b
         if kind in ("consumer_rejoin", "consumer_stall") and consumers < 1:
             kind = "kill"
         if kind == "kill":
-            ops.append({"at_s": round(at_s, 2), "op": "kill", "target": _target(rng, topics, brokers)})
+            ops.append({"at_s": round(at_s, 2), "op": "kill", "target": _target(rng, topics, brokers, stream_workers)})
         elif kind == "pause":
-            ops.append({"at_s": round(at_s, 2), "op": "pause", "target": _target(rng, topics, brokers),
+            ops.append({"at_s": round(at_s, 2), "op": "pause", "target": _target(rng, topics, brokers, stream_workers),
                         "duration_s": round(rng.uniform(0.3, min(10.0, room_s)), 2)})
         elif kind == "slow":
             ops.append({"at_s": round(at_s, 2), "op": "slow",
@@ -131,7 +136,7 @@ def generate_schedule(seed: int, duration_s: float, *, topics: dict[str, int], b
     ops.sort(key=lambda op: op["at_s"])
     return {"seed": seed, "duration_s": duration_s, "fault_window_s": round(window_s, 2), "topics": topics,
             "brokers": brokers, "worker_nodes": worker_nodes, "consumers": consumers, "mean_gap_s": mean_gap_s,
-            "without": sorted(without), "ops": ops}
+            "without": sorted(without), "stream_workers": stream_workers, "ops": ops}
 
 
 def _replica(rng: random.Random, topics: dict[str, int], role: str) -> dict:
@@ -140,8 +145,11 @@ def _replica(rng: random.Random, topics: dict[str, int], role: str) -> dict:
             "pick": rng.randrange(2)}
 
 
-def _target(rng: random.Random, topics: dict[str, int], brokers: int) -> dict:
-    kind = rng.choices(["replica", "broker", "coordinator", "controller"], [6, 3, 2, 1])[0]
+def _target(rng: random.Random, topics: dict[str, int], brokers: int, stream_workers: int = 0) -> dict:
+    kinds, weights = ["replica", "broker", "coordinator", "controller"], [6, 3, 2, 1]
+    if stream_workers:
+        kinds, weights = kinds + ["stream_worker"], weights + [2]
+    kind = rng.choices(kinds, weights)[0]
     if kind == "replica":
         return _replica(rng, topics, rng.choice(["leader", "leader", "follower"]))
     if kind == "broker":
@@ -182,8 +190,9 @@ class Nemesis:
     dict per operation step, with ``t_s`` relative to the run's start."""
 
     def __init__(self, cluster: Any, ray_cluster: Any, workers: list, consumers: Any, offsets_topic: str,
-                 record: Callable[[dict], None]) -> None:
+                 record: Callable[[dict], None], stream: Any = None) -> None:
         self.cluster = cluster
+        self.stream = stream  # an object with worker() -> its actor handle, or None
         self.ray_cluster = ray_cluster
         self.workers = workers
         self.consumers = consumers
@@ -298,6 +307,10 @@ class Nemesis:
             return names.raft_voter(leader), {"voter": leader}
         if kind == "coordinator":
             return names.group_coordinator(0), {}
+        if kind == "stream_worker":
+            if self.stream is None:
+                raise LookupError("this run has no stream job")
+            return STREAM_WORKER, {}
         if kind == "broker":
             if "broker" in target:
                 return names.broker(target["broker"]), {"broker": target["broker"]}
@@ -319,6 +332,8 @@ class Nemesis:
     def _actor(self, name: str):
         import ray
 
+        if name == STREAM_WORKER:
+            return self.stream.worker()  # not a named actor
         return ray.get_actor(name, namespace=self.cluster.namespace)
 
     def _pid_of(self, name: str) -> tuple[int, int]:

@@ -1,12 +1,17 @@
-"""One fault-injection run on a multi-node Ray cluster on this machine.
+"""Fault-injection runs on a multi-node Ray cluster on this machine.
 
-    python tests/faults/scenario.py NEMESIS
+    python tests/faults/scenario.py NEMESIS [NEMESIS ...]
 
 Starts a ``ray.cluster_utils.Cluster`` (a head and three worker nodes, health checks
-every 100 ms), a rafka cluster with one broker per node, and a topic with replication
-factor 3 and min.insync.replicas=2. A producer (acks=all, idempotent) writes a known
-sequence while the nemesis strikes once, then the run reads the whole topic back and
-prints one JSON line: what was acknowledged, what was read, and the checks below.
+every 100 ms) once, then for each nemesis in turn: a fresh rafka cluster (its own Ray
+namespace and data dir) with one broker per node, and a topic with replication factor 3
+and min.insync.replicas=2. A producer (acks=all, idempotent) writes a known sequence
+while the nemesis strikes once, then the run reads the whole topic back, prints one JSON
+line (what was acknowledged, what was read, and the checks below; or ``error`` with the
+traceback when the run raised), and stops that rafka cluster. A node a nemesis removed
+is replaced by a fresh one before the next nemesis, so each starts on a head and three
+workers, as a run of its own would; the Ray cluster is shared only because starting it
+costs more than a nemesis.
 
 Nemeses: ``leader-replica`` (kill the leader replica actor; Ray restarts it),
 ``leader-broker`` (kill the leader's broker actor), ``leader-node`` (remove the leader's
@@ -26,6 +31,7 @@ import sys
 import tempfile
 import threading
 import time
+import traceback
 
 import ray
 from ray.cluster_utils import Cluster as RayCluster
@@ -36,18 +42,46 @@ from rafka.actors import names
 TOPIC = "jepsen"
 PARTITIONS = 2
 RECORDS = 6000
+NEMESES = ("leader-replica", "leader-broker", "leader-node", "leader-node-returns", "controller")
+WORKERS = 3
 
 
-def main(nemesis: str) -> dict:
+def main(nemeses: list[str]) -> None:
+    """Run each nemesis on one shared Ray cluster; print one JSON line per nemesis."""
+    if not nemeses:
+        raise SystemExit(f"usage: scenario.py NEMESIS [NEMESIS ...]; nemeses: {', '.join(NEMESES)}")
+    for nemesis in nemeses:
+        if nemesis not in NEMESES:
+            raise SystemExit(f"unknown nemesis {nemesis!r}; one of {', '.join(NEMESES)}")
     system_config = {"health_check_initial_delay_ms": 0, "health_check_period_ms": 100,
                      "health_check_failure_threshold": 5}
     ray_cluster = RayCluster(initialize_head=True, head_node_args={"num_cpus": 1, "_system_config": system_config})
-    workers = [ray_cluster.add_node(num_cpus=1) for _ in range(3)]
+    workers = [ray_cluster.add_node(num_cpus=1) for _ in range(WORKERS)]
     ray_cluster.wait_for_nodes()
     ray.init(address=ray_cluster.address, namespace="rafka-faults", logging_level="ERROR")
+    try:
+        for nemesis in nemeses:
+            try:
+                result = run(nemesis, ray_cluster, workers)
+            except Exception:  # noqa: BLE001 - reported on its line; the next nemesis still runs
+                result = {"nemesis": nemesis, "error": traceback.format_exc()}
+            print(json.dumps(result), flush=True)
+            # A nemesis that removed a node leaves the next one a full cluster again.
+            while len(workers) < WORKERS:
+                workers.append(ray_cluster.add_node(num_cpus=1))
+            ray_cluster.wait_for_nodes()
+    finally:
+        ray.shutdown()
+        ray_cluster.shutdown()
+
+
+def run(nemesis: str, ray_cluster: RayCluster, workers: list) -> dict:
+    """One nemesis on a fresh rafka cluster in its own namespace; ``workers`` (the worker
+    nodes) loses a node the nemesis removes and gains one it adds."""
+    namespace = f"rafka-faults-{nemesis}"
     head_node = ray.get_runtime_context().get_node_id()
     cluster = rafka.Cluster.start(data_dir=tempfile.mkdtemp(prefix="rafka-faults-"), address=ray_cluster.address,
-                                  namespace="rafka-faults", broker_session_timeout_ms=6000,
+                                  namespace=namespace, broker_session_timeout_ms=6000,
                                   replica_lag_time_max_ms=2000,
                                   leader_rebalance_interval_s=2 if nemesis == "leader-node-returns" else 3600)
     try:
@@ -89,19 +123,22 @@ def main(nemesis: str) -> dict:
             time.sleep(0.05)
         struck_at = len(acknowledged)
         if nemesis == "leader-replica":
-            ray.kill(ray.get_actor(names.replica(TOPIC, target["partition"], leader), namespace="rafka-faults"),
+            ray.kill(ray.get_actor(names.replica(TOPIC, target["partition"], leader), namespace=namespace),
                      no_restart=False)
         elif nemesis == "leader-broker":
-            ray.kill(ray.get_actor(names.broker(leader), namespace="rafka-faults"), no_restart=False)
+            ray.kill(ray.get_actor(names.broker(leader), namespace=namespace), no_restart=False)
         elif nemesis == "leader-node":
             node = next(w for w in workers if w.node_id == brokers[leader])
             ray_cluster.remove_node(node, allow_graceful=False)
+            workers.remove(node)
         elif nemesis == "leader-node-returns":
             node = next(w for w in workers if w.node_id == brokers[leader])
             ray_cluster.remove_node(node, allow_graceful=False)
+            workers.remove(node)
             wait_for(lambda: admin.describe_topic(TOPIC)["partitions"][target["partition"]]["leader"] != leader)
             # The machine comes back: a new Ray node, the same broker id and data dir.
             replacement = ray_cluster.add_node(num_cpus=1)
+            workers.append(replacement)
             ray_cluster.wait_for_nodes()
             cluster.add_broker(replacement.node_id, broker_id=leader)
         elif nemesis == "controller":
@@ -143,9 +180,7 @@ def main(nemesis: str) -> dict:
             "isr_after": after["isr"],
         }
     finally:
-        cluster.shutdown()
-        ray.shutdown()
-        ray_cluster.shutdown()
+        cluster.shutdown()  # every actor named in its namespace, replicas of dead brokers too
 
 
 def wait_for(predicate, timeout_s: float = 60.0) -> None:
@@ -170,4 +205,4 @@ def read_all(cluster) -> list[tuple[int, int, bytes]]:
 
 
 if __name__ == "__main__":
-    print(json.dumps(main(sys.argv[1])))
+    main(sys.argv[1:])

@@ -14,12 +14,14 @@ three, health checks every 100 ms, as scenario.py) and a per-node rafka cluster 
 2. creates the topics: ``soak-log`` (2 partitions) and the compacted ``soak-compact``
    (1 partition, 1 KiB segments so the cleaner has closed segments to clean all the
    time), both with replication factor 3
-   and min.insync.replicas=2, and ``__consumer_offsets`` with one partition so the group
-   has one coordinator;
+   and min.insync.replicas=2, ``soak-stream-out`` (2 partitions, the same settings), and
+   ``__consumer_offsets`` with one partition so the group has one coordinator;
 3. runs the workloads (soak_workloads.py): two idempotent acks=all producers on
    ``soak-log``, one producer of updates and tombstones on ``soak-compact``, a group of
    ``--consumers`` (default three) committing consumers on ``soak-log`` and an observer
-   of its committed offsets and grants, while the nemesis carries out the schedule;
+   of its committed offsets and grants, and a stream job (one worker actor, itself a
+   nemesis target) copying ``soak-log`` to ``soak-stream-out``, while the nemesis
+   carries out the schedule;
 4. heals every fault, stops the workloads, waits (bounded) until every partition has a
    leader and a full ISR, reads every topic twice from the start;
 5. writes ``history.json`` and ``verdict.json`` (history_checker.check_history plus the
@@ -51,6 +53,7 @@ import soak_workloads as workloads  # noqa: E402
 
 LOG_TOPIC = "soak-log"
 COMPACT_TOPIC = "soak-compact"
+STREAM_OUT_TOPIC = "soak-stream-out"  # a stream job copies LOG_TOPIC here
 OFFSETS_TOPIC = "__consumer_offsets"
 GROUP = "soak-group"
 SETTLE_TIMEOUT_S = 120.0
@@ -92,7 +95,8 @@ def run(out_dir: str, *, seed: int | None = None, minutes: float | None = None, 
     else:
         schedule = nemesis_module.generate_schedule(
             seed, minutes * 60, topics={LOG_TOPIC: 2, COMPACT_TOPIC: 1}, brokers=worker_nodes + 1,
-            worker_nodes=worker_nodes, consumers=consumers, mean_gap_s=mean_gap_s, without=without)
+            worker_nodes=worker_nodes, consumers=consumers, mean_gap_s=mean_gap_s, without=without,
+            stream_workers=1)
     with open(os.path.join(out_dir, "schedule.json"), "w") as handle:
         json.dump(schedule, handle, indent=1)
     seed = schedule["seed"]
@@ -102,7 +106,7 @@ def run(out_dir: str, *, seed: int | None = None, minutes: float | None = None, 
 
     started_s = time.monotonic()
     history = workloads.History()
-    history.data["topics"] = {LOG_TOPIC: "append", COMPACT_TOPIC: "compact"}
+    history.data["topics"] = {LOG_TOPIC: "append", COMPACT_TOPIC: "compact", STREAM_OUT_TOPIC: "stream"}
     namespace = f"rafka-soak-{os.getpid()}"
     data_dir = os.path.join(out_dir, "data")
     system_config = {"health_check_initial_delay_ms": 0, "health_check_period_ms": 100,
@@ -130,7 +134,8 @@ def run(out_dir: str, *, seed: int | None = None, minutes: float | None = None, 
         admin.create_topic(COMPACT_TOPIC, partitions=1, replication_factor=3,
                            config={"min.insync.replicas": "2", "cleanup.policy": "compact", "segment.bytes": "1024",
                                    "delete.retention.ms": "2000"})
-        topics = [OFFSETS_TOPIC, LOG_TOPIC, COMPACT_TOPIC]
+        admin.create_topic(STREAM_OUT_TOPIC, partitions=2, replication_factor=3, config={"min.insync.replicas": "2"})
+        topics = [OFFSETS_TOPIC, LOG_TOPIC, COMPACT_TOPIC, STREAM_OUT_TOPIC]
         if not wait_for(lambda: healthy(admin, topics), 120):
             raise RuntimeError("the topics did not get full ISRs in time")
         facts["setup_s"] = round(time.monotonic() - started_s, 1)
@@ -140,8 +145,11 @@ def run(out_dir: str, *, seed: int | None = None, minutes: float | None = None, 
         compacting = workloads.ProducerWorkload(cluster, history, "c", COMPACT_TOPIC, keys=40,
                                                 records_per_s=records_per_s, tombstone_share=0.1, seed=seed)
         group = workloads.GroupWorkload(cluster, history, GROUP, LOG_TOPIC, consumers)
+        stream = workloads.StreamWorkload(cluster, history, "soak-copy", LOG_TOPIC, STREAM_OUT_TOPIC)
+        stream.start()
         chaos = nemesis_module.Nemesis(cluster, ray_cluster, workers, group, OFFSETS_TOPIC,
-                                       lambda entry: history.append("nemesis", entry))
+                                       lambda entry: history.append("nemesis", entry),
+                                       stream=stream if schedule.get("stream_workers") else None)
         for workload in producers + [compacting, group]:
             workload.start()
         chaos.start(schedule)
@@ -151,6 +159,7 @@ def run(out_dir: str, *, seed: int | None = None, minutes: float | None = None, 
         for workload in producers + [compacting]:
             workload.stop()
         group.stop()
+        stream.stop()
         facts["faults_applied"] = sum(1 for e in history.data["nemesis"] if e.get("outcome") == "done")
         facts["faults_skipped"] = sum(1 for e in history.data["nemesis"] if e.get("outcome") == "skipped")
         facts["producers_made"] = sum(w.producers_made for w in producers + [compacting])
@@ -159,7 +168,8 @@ def run(out_dir: str, *, seed: int | None = None, minutes: float | None = None, 
         facts["settle_s"] = round(time.monotonic() - settle_s, 1)
         for reader in ("reader-a", "reader-b"):
             try:
-                history.data["final_reads"][reader] = workloads.read_all(cluster, [LOG_TOPIC, COMPACT_TOPIC])
+                history.data["final_reads"][reader] = workloads.read_all(cluster, [LOG_TOPIC, COMPACT_TOPIC,
+                                                                                    STREAM_OUT_TOPIC])
             except Exception as error:  # noqa: BLE001 - an unreadable topic is a finding, not a crash
                 history.note(f"{reader} failed: {error!r}")
                 history.data["final_reads"][reader] = []

@@ -18,6 +18,10 @@ end has a deadline. The recorded shapes are the ones ``history_checker`` documen
   returned, and every commit. ``rejoin(i)`` and ``stall(i, s)`` are the nemesis's
   hooks. An observer samples, every second, the group's committed offsets and its
   grants (describe_group) from its coordinator.
+* ``StreamWorkload``: a stream job (rafka.streams, one worker actor) copying an append
+  topic to an output topic, key and value, at least once. ``worker()`` is the nemesis's
+  hook (its current worker actor). At the end it waits for the job to commit its whole
+  input, and records whether it did (``streams`` in the history).
 * ``read_all``: a whole topic from the earliest offset to its end, in assign mode.
 """
 
@@ -38,7 +42,7 @@ class History:
         self.lock = threading.Lock()
         self.data: dict[str, Any] = {"topics": {}, "sends": [], "observations": [], "final_reads": {},
                                      "assignments": [], "commits": [], "committed_samples": [],
-                                     "grant_samples": [], "nemesis": [],
+                                     "grant_samples": [], "nemesis": [], "streams": [],
                                      "notes": []}
 
     def append(self, kind: str, entry: Any) -> Any:
@@ -345,6 +349,38 @@ class GroupWorkload:
                 observer.close()
             except Exception:  # noqa: BLE001
                 pass
+
+
+class StreamWorkload:
+    def __init__(self, cluster: Any, history: History, name: str, input_topic: str, output_topic: str) -> None:
+        self.cluster, self.history, self.name = cluster, history, name
+        self.input_topic, self.output_topic = input_topic, output_topic
+        self.job = None
+
+    def start(self) -> None:
+        from rafka.streams import StreamsApp
+
+        app = StreamsApp(self.name, commit_interval_ms=200)
+        app.source(self.input_topic).to(self.output_topic)
+        # num_cpus 0: the soak's Ray nodes have one CPU each, held by nothing else of rafka.
+        self.job = app.start(self.cluster, workers=1, actor_options={"num_cpus": 0}, session_timeout_ms=6_000,
+                             heartbeat_interval_ms=1_000)
+
+    def worker(self):
+        """The job's current worker actor (the supervisor replaces one that stops answering)."""
+        return self.job._workers[0]
+
+    def stop(self, catch_up_timeout_s: float = 120.0) -> None:
+        caught_up = False
+        try:
+            self.job.wait_caught_up(timeout_s=catch_up_timeout_s)
+            caught_up = True
+        except Exception as error:  # noqa: BLE001 - recorded: the checker reports it
+            self.history.note(f"stream {self.name} did not catch up: {error!r}")
+        finally:
+            self.job.stop()
+        self.history.append("streams", {"name": self.name, "input": self.input_topic, "output": self.output_topic,
+                                        "caught_up": caught_up})
 
 
 def read_all(cluster: Any, topics: list[str], timeout_s: float = 120.0) -> list[list]:

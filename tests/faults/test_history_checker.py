@@ -38,12 +38,15 @@ def clean_history() -> dict:
              send("c", 3, 3, topic="compact", key="b", value=None)]
     log = [["log", 0, offset, "k", value] for offset, value in enumerate(["p0-0", "p1-0", "p0-1", "p1-1", "p0-2"])]
     compacted = [["compact", 0, 2, "a", "a2"], ["compact", 0, 3, "b", None]]
+    # A stream job copied the log to "out", repeating one record (at-least-once).
+    copied = [["out", 0, offset, "k", value] for offset, value in enumerate(["p0-0", "p1-0", "p1-0", "p0-1", "p1-1"])]
     return {
-        "topics": {"log": "append", "compact": "compact"},
+        "topics": {"log": "append", "compact": "compact", "out": "stream"},
+        "streams": [{"name": "copy", "input": "log", "output": "out", "caught_up": True}],
         "sends": sends,
         "observations": [observe("c0", 0, "p0-0"), observe("c0", 1, "p1-0"),
                          observe("c1", 1, "p1-0", interval=1), observe("c1", 2, "p0-1"), observe("c1", 3, "p1-1")],
-        "final_reads": {"reader-a": log + compacted, "reader-b": copy.deepcopy(log + compacted)},
+        "final_reads": {"reader-a": log + compacted + copied, "reader-b": copy.deepcopy(log + compacted + copied)},
         "assignments": [
             {"consumer": "c0", "interval": 1, "topic": "log", "partition": 0, "start_s": 1.0, "end_s": 5.0, "how": "revoked"},
             {"consumer": "c1", "interval": 1, "topic": "log", "partition": 0, "start_s": 5.5, "end_s": 9.0, "how": "closed"},
@@ -72,7 +75,7 @@ def _fails_only(history: dict, name: str) -> dict:
 
 def test_acknowledged_present_fails_when_a_reader_lacks_an_acknowledged_record():
     history = clean_history()
-    history["final_reads"]["reader-b"] = [row for row in history["final_reads"]["reader-b"] if row[4] != "p1-1"]
+    history["final_reads"]["reader-b"] = [row for row in history["final_reads"]["reader-b"] if row[4] != "p1-1" or row[0] != "log"]
     error = _fails_only(history, "acknowledged_present")
     assert error["lost"] == "p1-1" and error["reader"] == "reader-b"
 
@@ -158,6 +161,20 @@ def test_single_owner_counts_a_lost_partition_until_its_last_commit():
     assert not checker.check_single_owner(history)["valid"]
 
 
+def test_single_owner_ignores_a_zombie_that_never_committed_inside_another_owners_interval():
+    # Seen in the soak (seed 21086): a consumer stopped mid-heartbeat applies a stale
+    # assignment on resuming, learns 35 ms later that its session was gone, and its one
+    # commit is refused. It never acted as owner, so nobody owned the partition twice.
+    history = clean_history()
+    history["assignments"].append({"consumer": "z", "interval": 1, "topic": "log", "partition": 0,
+                                   "start_s": 6.0, "end_s": 6.035, "how": "lost"})
+    history["commits"].append({"consumer": "z", "topic": "log", "partition": 0, "offset": 2, "outcome": "failed",
+                               "done_s": 6.03})
+    assert checker.check_single_owner(history)["valid"]
+    history["commits"][-1]["outcome"] = "ok"  # a commit that went through: it did own it
+    assert not checker.check_single_owner(history)["valid"]
+
+
 def test_commits_monotonic_fails_when_a_successful_commit_goes_backwards():
     history = clean_history()
     history["commits"].append({"consumer": "c1", "topic": "log", "partition": 0, "offset": 2, "outcome": "ok",
@@ -209,6 +226,27 @@ def test_compacted_latest_allows_a_tombstoned_key_to_be_gone():
     for reader in ("reader-a", "reader-b"):
         del history["final_reads"][reader][6]
     assert checker.check_compacted_latest(history)["valid"]
+
+
+def test_stream_at_least_once_fails_when_an_acknowledged_input_record_is_not_in_the_output():
+    history = clean_history()
+    for rows in history["final_reads"].values():
+        rows[:] = [row for row in rows if not (row[0] == "out" and row[4] == "p1-1")]
+    error = _fails_only(history, "stream_at_least_once")
+    assert error["missing"] == "p1-1"
+
+
+def test_stream_at_least_once_fails_when_the_job_did_not_catch_up():
+    history = clean_history()
+    history["streams"][0]["caught_up"] = False
+    assert _fails_only(history, "stream_at_least_once")["stream"] == "copy"
+
+
+def test_no_unexpected_fails_when_a_stream_output_holds_a_value_its_input_never_had():
+    history = clean_history()
+    for rows in history["final_reads"].values():
+        rows.append(["out", 0, 5, "k", "p1-2"])  # a send that definitely failed
+    assert _fails_only(history, "no_unexpected")["value"] == "p1-2"
 
 
 @pytest.mark.parametrize("name", sorted(checker.CHECKS))

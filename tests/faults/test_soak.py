@@ -5,8 +5,9 @@ The soak needs a Ray cluster of its own (``ray.cluster_utils.Cluster``), so it r
 it, and the test reads the verdict it writes. Kept small for CI's 2 cores: a head and
 two worker nodes (three brokers), a 30 s schedule of seed 10 (pauses and kills of
 replicas, brokers, the coordinator and the controller, a follower paused while its
-leader is killed, slow replicas, preferred-leader rebalances; no node removals, whose
-return alone takes ~15 s), one group consumer. About 80 s on this machine.
+leader is killed, slow replicas, preferred-leader rebalances, kills and pauses of the
+stream job's worker; no node removals, whose return alone takes ~15 s), one group
+consumer and one stream job. About 90 s on this machine.
 
 One consumer, not three: with several consumers joining at once, today's coordinator
 can grant a partition to a second member before the first has confirmed releasing it
@@ -55,5 +56,5 @@ def test_fixed_seed_soak_verdict_is_clean(tmp_path):
     applied = [op["op"] for op in history["nemesis"] if op["outcome"] == "done"]
     assert len(applied) >= 6 and {"kill", "pause"} <= set(applied), (summary, applied)
     assert summary["sends"].get("ok", 0) > 1000 and summary["records_read"] > 1000, summary
-    assert all(verdict["checks"][name]["checked"] > 0 for name in ("acknowledged_present", "no_duplicates",
+    assert all(verdict["checks"][name]["checked"] > 0 for name in ("acknowledged_present", "no_duplicates", "stream_at_least_once",
                                                                    "readers_agree", "compacted_latest")), verdict

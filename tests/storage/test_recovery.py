@@ -210,3 +210,26 @@ def test_rolled_segments_are_not_revalidated_after_a_crash(open_log, tmp_path):
     reopened = open_log(segment_bytes=2048)
     assert reopened.last_recovery.segments_recovered == 1
     assert reopened.log_end_offset == 200
+
+
+def test_a_log_that_was_closed_reopens_as_cleanly_shut_down(open_log, tmp_path):
+    log = open_log(tmp_path)
+    log.append(batch_of(5))
+    log.close()
+    assert open_log(tmp_path).last_recovery.clean_shutdown
+
+
+def test_a_log_that_was_not_closed_reopens_as_uncleanly_shut_down(open_log, tmp_path):
+    log = open_log(tmp_path)
+    log.append(batch_of(5))
+    log.close()
+    reopened = open_log(tmp_path)  # the marker is gone from here on: a crash now is unclean
+    reopened.append(batch_of(5, start=5))
+    crash(reopened)
+    again = open_log(tmp_path)
+    assert not again.last_recovery.clean_shutdown
+    assert offsets_of(again.read(0)) == list(range(10))
+
+
+def test_a_new_empty_log_counts_as_cleanly_shut_down(open_log, tmp_path):
+    assert open_log(tmp_path / "new").last_recovery.clean_shutdown

@@ -146,3 +146,22 @@ def test_stop_leaves_no_worker_alive_after_a_failed_kill_and_a_stop_that_never_r
         for pid in pids:
             if not is_gone(pid):
                 os.kill(pid, signal.SIGKILL)
+
+
+def test_a_worker_still_starting_is_not_replaced_as_hung(cluster, topic, monkeypatch):
+    """A worker that has never answered is starting (here: waiting for CPUs the cluster
+    does not have), not hung: the supervisor used to replace it after one stats timeout,
+    and its replacement too, in a loop that never let a slow-starting job run."""
+    monkeypatch.setattr(runtime, "STATS_TIMEOUT_S", 0.2)
+    monkeypatch.setattr(runtime, "SUPERVISE_INTERVAL_S", 0.1)
+    monkeypatch.setattr(runtime, "STOP_TIMEOUT_S", 1.0)  # it never starts, so it never stops
+    cluster.admin().create_topic(topic, partitions=1)
+    app = StreamsApp("starting-" + topic)
+    app.source(topic).to(topic + "-out")
+    job = app.start(cluster, workers=1, **{**JOB, "actor_options": {"num_cpus": 10_000}})
+    try:
+        (worker,) = job._workers
+        time.sleep(3.0)  # about 15 supervision rounds, each with a stats call that times out
+        assert job._workers == [worker] and job._started == [worker], "a starting worker was replaced"
+    finally:
+        job.stop()

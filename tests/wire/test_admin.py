@@ -5,7 +5,7 @@ import uuid
 
 import pytest
 from confluent_kafka import KafkaError, KafkaException, Producer
-from confluent_kafka.admin import AdminClient, ConfigResource, NewPartitions, NewTopic
+from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, NewPartitions, NewTopic
 from test_confluent_kafka import consume
 
 TIMEOUT_S = 60
@@ -69,6 +69,31 @@ def test_describe_configs_marks_overrides_and_defaults(cluster, bootstrap, topic
     expected = cluster.admin().describe_configs(topic)
     assert {name: entry.value for name, entry in configs.items()} == {k: str(v) for k, v in expected.items()}
     assert any(entry.is_default for entry in configs.values())
+
+
+def test_incremental_alter_configs_sets_deletes_and_subtracts_topic_configs(cluster, bootstrap, topic):
+    cluster.admin().create_topic(topic, config={"retention.ms": "123456", "segment.bytes": "1048576",
+                                                "cleanup.policy": "compact,delete"})
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    resource = ConfigResource(ConfigResource.Type.TOPIC, topic, incremental_configs=[
+        ConfigEntry("retention.ms", "654321", incremental_operation=AlterConfigOpType.SET),
+        ConfigEntry("segment.bytes", None, incremental_operation=AlterConfigOpType.DELETE),
+        ConfigEntry("cleanup.policy", "delete", incremental_operation=AlterConfigOpType.SUBTRACT)])
+    wait(admin.incremental_alter_configs([resource]))
+    overrides = cluster.admin().describe_topic(topic)["config"]
+    assert overrides["retention.ms"] == "654321" and "segment.bytes" not in overrides
+    assert overrides["cleanup.policy"] == "compact"
+
+
+def test_incremental_alter_configs_with_a_bad_value_fails_naming_it_and_changes_nothing(cluster, bootstrap, topic):
+    cluster.admin().create_topic(topic, config={"retention.ms": "123456"})
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    resource = ConfigResource(ConfigResource.Type.TOPIC, topic, incremental_configs=[
+        ConfigEntry("retention.ms", "1", incremental_operation=AlterConfigOpType.SET),
+        ConfigEntry("segment.bytes", "lots", incremental_operation=AlterConfigOpType.SET)])
+    with pytest.raises(KafkaException, match="lots"):
+        wait(admin.incremental_alter_configs([resource]))
+    assert cluster.admin().describe_topic(topic)["config"]["retention.ms"] == "123456"
 
 
 def test_describe_cluster_lists_every_broker_listener(cluster, bootstrap):

@@ -150,3 +150,17 @@ def test_produce_to_an_unknown_topic_fails_with_unknown_topic(bootstrap):
     producer.produce("no-such-topic-wire", value=b"x", on_delivery=lambda error, _m: errors.append(error))
     producer.flush(DEADLINE_S)
     assert errors and errors[0] is not None
+
+
+def test_produce_to_an_internal_topic_fails_with_topic_authorization_failed(cluster, bootstrap, topic):
+    """Only rafka's own actors write to internal topics (a stream job's changelog here;
+    docs/security.md): a wire client gets Kafka's TOPIC_AUTHORIZATION_FAILED, as a native
+    client gets TopicAuthorizationError."""
+    from confluent_kafka import KafkaError
+
+    cluster.admin().create_topic(topic, partitions=1, config={"rafka.internal": "true"})
+    producer = Producer({"bootstrap.servers": bootstrap, "message.timeout.ms": 5000, "retries": 0})
+    errors = []
+    producer.produce(topic, value=b"forged", partition=0, on_delivery=lambda error, _m: errors.append(error))
+    producer.flush(DEADLINE_S)
+    assert errors and errors[0] is not None and errors[0].code() == KafkaError.TOPIC_AUTHORIZATION_FAILED, errors
