@@ -42,7 +42,11 @@ across a call to a broker or replica. A state change is pushed to each replica b
 per-replica sender task that keeps only the newest view and retries it with a timeout
 until that replica has it (replicas ignore views older than what they know, by leader
 epoch and partition epoch); starting a topic's or a returning broker's replicas is awaited
-after the mutex is released.
+after the mutex is released. The mutex is held across a quorum commit (the next decision
+must see the last one committed), which waits for a majority of voters, never for one.
+A sender stops when its replica answers ``StaleControllerEpochError`` (a newer controller
+has spoken), and every sender is cancelled and every undelivered view dropped when this
+voter becomes or stops being the active controller (the views carry an epoch that is over).
 
 Brokers: the controller starts them all (``start_brokers``, through
 broker_placement.launch). In per-node mode (``set_broker_per_node(True)``, the mode of
@@ -76,6 +80,7 @@ from rafka.errors import (
     InvalidConfigError,
     InvalidTopicError,
     NotControllerError,
+    StaleControllerEpochError,
     TopicExistsError,
     TopicNotFoundError,
 )
@@ -204,6 +209,7 @@ class Controller(RaftVoter):
         # commit (QuorumStore checks the epoch), so they must not block this term's.
         self._lock = None
         self._placement_lock = None
+        self._drop_state_senders()
         logger.warning("controller %s: active controller at epoch %s", self.voter_id, epoch)
         self._start_background_tasks()
 
@@ -215,6 +221,15 @@ class Controller(RaftVoter):
             if task is not None:
                 task.cancel()
         self._heartbeats = self._node_watch = None
+        self._drop_state_senders()
+
+    def _drop_state_senders(self) -> None:
+        """Cancel every pending state push: its views carry an epoch that is over (a
+        deposed controller must not keep pushing; a new one pushes its own)."""
+        for task in self._state_senders.values():
+            task.cancel()
+        self._state_senders.clear()
+        self._undelivered_views.clear()
 
     def _require_active(self) -> None:
         self._ensure_running()
@@ -448,6 +463,13 @@ class Controller(RaftVoter):
                         return
                     await asyncio.sleep(STATE_PUSH_RETRY_S)
                     continue
+                except StaleControllerEpochError as error:
+                    # A newer controller has spoken to this replica: this view is void, and
+                    # so is every later one of this epoch (see _after_tick: we step down).
+                    logger.warning("controller %s: %s-%s@broker-%s refused epoch %s: %s", self.voter_id, topic,
+                                   partition, broker_id, view.get("controller_epoch"), error)
+                    self._undelivered_views.pop(key, None)
+                    return
                 except Exception as error:  # noqa: BLE001 - a frozen or restarting replica: retry
                     logger.warning("controller: telling %s-%s@broker-%s its state failed (retrying): %r",
                                    topic, partition, broker_id, error)
@@ -456,7 +478,8 @@ class Controller(RaftVoter):
                 if self._undelivered_views.get(key) is view:
                     del self._undelivered_views[key]
         finally:
-            self._state_senders.pop(key, None)
+            if self._state_senders.get(key) is asyncio.current_task():
+                del self._state_senders[key]
 
     def _partition_view(self, partition_state: dict) -> dict:
         """A partition's state as sent to its replicas, stamped with this controller's

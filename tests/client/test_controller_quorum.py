@@ -6,6 +6,7 @@ After each, every voter's committed metadata is the same. The multi-node scenari
 (voters on distinct nodes, a lost node, a lost controller directory) are in
 tests/faults/controller_quorum_nodes_scenario.py."""
 
+import asyncio
 import os
 import shutil
 import signal
@@ -178,3 +179,64 @@ def test_unclean_follower_report_commits_its_isr_removal_before_answering(quorum
     assert view["controller_epoch"] == active_quorum(quorum_cluster)["epoch"]
     assert_voters_agree()
 
+
+def _active_voter(cluster):
+    return voter(active_quorum(cluster)["leader"])
+
+
+def _on_loop(self, function, *args):
+    """Run ``function(self, *args)`` on the actor's event loop (``__ray_call__`` runs in
+    another thread)."""
+    async def call():
+        return function(self, *args)
+    return asyncio.run_coroutine_threadsafe(call(), self._heartbeats.get_loop()).result(timeout=10)
+
+
+def _senders(handle) -> dict:
+    return ray.get(handle.__ray_call__.remote(
+        lambda self: {"senders": [list(k) for k in self._state_senders],
+                      "views": [list(k) for k in self._undelivered_views]}), timeout=10)
+
+
+def test_state_sender_stops_when_the_replica_answers_a_newer_controller_epoch(quorum_cluster, topic):
+    """A view a replica refuses with StaleControllerEpochError is never delivered (a newer
+    controller has spoken): its sender gives up instead of retrying it forever."""
+    quorum_cluster.admin().create_topic(topic, partitions=1, replication_factor=1)
+    partition = quorum_cluster.admin().describe_topic(topic)["partitions"][0]
+    active = _active_voter(quorum_cluster)
+    stale = {key: partition[key] for key in ("leader", "leader_epoch", "replicas", "isr", "partition_epoch")}
+    stale["controller_epoch"] = 0  # older than any active controller's epoch (terms start at 1)
+
+    def send(self, topic, broker_id, view):
+        self._send_state(topic, 0, broker_id, view)
+        return True
+    assert ray.get(active.__ray_call__.remote(_on_loop, send, topic, partition["leader"], stale), timeout=10)
+    key = [topic, 0, partition["leader"]]
+    wait_for(lambda: key not in _senders(active)["senders"], 20, "the sender of the refused view to stop")
+    assert key not in _senders(active)["views"]
+
+
+def test_voter_that_stops_being_active_drops_its_undelivered_views(quorum_cluster, topic):
+    """A deposed controller's pending state pushes are cancelled at once: they carry its old
+    epoch and a successor pushes its own."""
+    quorum_cluster.admin().create_topic(topic, partitions=1, replication_factor=1)
+    partition = quorum_cluster.admin().describe_topic(topic)["partitions"][0]
+    old = active_quorum(quorum_cluster)
+    handle = voter(old["leader"])
+    view = {key: partition[key] for key in ("leader", "leader_epoch", "replicas", "isr", "partition_epoch")}
+
+    def send(self, topic, view):
+        # A replica that does not exist: its sender keeps retrying for STATE_PUSH_MISSING_ACTOR_S.
+        self._send_state(topic, 7, 99, dict(view, controller_epoch=self.epoch))
+        return True
+    assert ray.get(handle.__ray_call__.remote(_on_loop, send, topic, view), timeout=10)
+    assert [topic, 7, 99] in _senders(handle)["senders"]
+    pid = ray.get(handle.pid.remote(), timeout=10)
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        active_quorum(quorum_cluster, newer_than=old["epoch"])
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    wait_for(lambda: not ray.get(handle.status.remote(), timeout=10)["active"], 30, "the resumed voter to step down")
+    pending = _senders(handle)
+    assert pending == {"senders": [], "views": []}
