@@ -5,7 +5,8 @@ Each voter is an async actor named ``names.raft_voter(voter_id)`` in the cluster
 namespace, with ``num_cpus=0``, optionally pinned to one Ray node; its directory holds a
 ``RaftLog``. Peers call each other's ``request`` (RequestVote, AppendEntries and
 InstallSnapshot are one method: the message's ``type`` says which) with a timeout of
-``request_timeout_s``; a call that fails or times out is dropped, and the core resends on
+``election_timeout_s[1]`` (a slow reply still counts; the core resends after its
+``request_timeout_s``); a call that fails or times out is dropped, and the core resends on
 its own timers. No port besides Ray's is opened.
 
 The replicated state machine is the controller's metadata (``MetadataStateMachine``): the
@@ -136,9 +137,15 @@ class RaftVoter:
             loop.create_task(self._call(request))
 
     async def _call(self, request: dict) -> None:
+        # The reply is awaited for a whole election timeout, not the core's resend
+        # interval: on a loaded machine a round trip can take longer than 0.3 s, and a
+        # reply dropped for that made the leader step down (check-quorum) and candidates
+        # lose elections they had won, one election timeout per round (seen as churning
+        # terms at start and 4 s failovers). A late reply is still valid: the core
+        # checks its term and only moves indexes forward.
         try:
             reply = await asyncio.wait_for(self._peer(request["to"]).request.remote(request),
-                                           timeout=self.core.request_timeout_s)
+                                           timeout=max(self.core.request_timeout_s, self.core.election_timeout_s[1]))
         except Exception:  # noqa: BLE001 - dead, restarting, paused or slow: the core resends on its timers
             self._handles.pop(request["to"], None)
             return
