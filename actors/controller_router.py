@@ -34,7 +34,7 @@ from rafka.errors import NotControllerError, RequestTimeoutError
 STATUS_TIMEOUT_S = 1.0
 ROUTE_TIMEOUT_S = 30.0
 RETRY_INTERVAL_S = 0.05
-SUPERSEDED_CHECK_S = 1.0
+SUPERSEDED_CHECK_S = 0.5
 
 
 class ControllerRouter:
@@ -124,13 +124,16 @@ class ControllerRouter:
             done, _ = await asyncio.wait({call}, timeout=SUPERSEDED_CHECK_S)
             if done:
                 return call.result()
-            statuses = await asyncio.gather(*(self._status(voter_id) for voter_id in self.voters))
-            others = [status for status in statuses
-                      if status.get("active") and status["voter_id"] != called and status["controller_epoch"] > epoch]
-            if others:
-                call.cancel()
-                raise NotControllerError(f"voter {others[0]['voter_id']} became the active controller at epoch "
-                                         f"{others[0]['controller_epoch']} while {method} was pending elsewhere")
+            # The first newer active voter to answer wins: a voter whose node is gone
+            # answers nothing until STATUS_TIMEOUT_S, which rerouting must not wait for.
+            for next_status in asyncio.as_completed([self._status(voter_id) for voter_id in self.voters]):
+                status = await next_status
+                if status.get("active") and status["voter_id"] != called and status["controller_epoch"] > epoch:
+                    call.cancel()
+                    raise NotControllerError(f"voter {status['voter_id']} became the active controller at epoch "
+                                             f"{status['controller_epoch']} while {method} was pending elsewhere")
+                if call.done():
+                    break
 
 
 def _forwarder(method: str):
