@@ -291,10 +291,20 @@ class Controller:
                 for partition, partition_state in enumerate(topic_state["partitions"]):
                     if broker_id == partition_state["leader"]:
                         await self._elect(topic, partition, exclude={broker_id})
-                    elif broker_id in partition_state["isr"]:
+                    elif self._can_leave_isr(partition_state, broker_id):
                         isr = [b for b in partition_state["isr"] if b != broker_id]
                         self.store.apply({"type": "change_isr", "topic": topic, "partition": partition, "isr": isr})
                         await self._push_state(topic, partition)
+
+    @staticmethod
+    def _can_leave_isr(partition_state: dict, broker_id: int) -> bool:
+        """Whether a failed ``broker_id`` may be dropped from the partition's ISR: not if
+        it is the last member. An offline partition (no leader) keeps its last in-sync
+        replica in the ISR, as Kafka keeps the last leader there, so that replica — the
+        only one known to hold every acknowledged record — is elected when it returns.
+        An empty ISR could never elect anyone again (without unclean election)."""
+        isr = partition_state["isr"]
+        return broker_id in isr and len(isr) > 1
 
     async def _elect(self, topic: str, partition: int, exclude: set[int] = frozenset(),
                      preferred: int | None = None) -> None:
@@ -429,7 +439,7 @@ class Controller:
             others = [b for b in partition_state["isr"] if b != broker_id and b not in self._dead]
             if partition_state["leader"] == broker_id and others:
                 await self._elect(topic, partition, exclude={broker_id})
-            elif partition_state["leader"] != broker_id and broker_id in partition_state["isr"]:
+            elif partition_state["leader"] != broker_id and self._can_leave_isr(partition_state, broker_id):
                 isr = [b for b in partition_state["isr"] if b != broker_id]
                 self.store.apply({"type": "change_isr", "topic": topic, "partition": partition, "isr": isr})
                 await self._push_state(topic, partition)
@@ -465,7 +475,7 @@ class Controller:
                 logger.warning("controller: %s-%s leader broker-%s restarted uncleanly; electing another in-sync "
                                "replica", topic, partition, broker_id)
                 await self._elect(topic, partition, exclude={broker_id})
-            elif broker_id in partition_state["isr"]:
+            elif self._can_leave_isr(partition_state, broker_id):
                 logger.warning("controller: %s-%s@broker-%s restarted uncleanly; out of the ISR until it catches up",
                                topic, partition, broker_id)
                 self.store.apply({"type": "change_isr", "topic": topic, "partition": partition,
