@@ -27,6 +27,11 @@ def unwrap(error: BaseException) -> BaseException:
             return cause
         if isinstance(cause, (TypeError, ValueError)):
             return cause
+        if isinstance(cause, RayError) and not isinstance(cause, RayTaskError):
+            # The actor answered with a Ray error of its own call to another actor
+            # (a coordinator whose partition's leader is restarting, say): as transient
+            # as if we had called that actor ourselves.
+            return unwrap(cause)
         return ClusterError(f"rafka actor failed: {cause!r}")
     if isinstance(error, RayActorError):
         return ActorUnavailableError(f"a rafka actor is unavailable: {error}")
