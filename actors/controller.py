@@ -669,11 +669,13 @@ class Controller:
 
     def metadata(self, topics: list[str] | None = None) -> dict:
         """What clients need to route requests: per topic, per partition, the leader
-        broker, its epoch and the replica set. Unknown topics map to None."""
+        broker, its epoch and the replica set (and the topic's id, docs/topic-ids.md).
+        Unknown topics map to None."""
         wanted = topics if topics is not None else self.list_topics()
         return {
             topic: (
-                [dict(partition=index, **partition) for index, partition in enumerate(self.state["topics"][topic]["partitions"])]
+                [dict(partition=index, topic_id=self.state["topics"][topic].get("topic_id"), **partition)
+                 for index, partition in enumerate(self.state["topics"][topic]["partitions"])]
                 if topic in self.state["topics"] else None
             )
             for topic in wanted

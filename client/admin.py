@@ -93,6 +93,39 @@ class Admin:
                     metadata.invalidate(topic)
         return offsets
 
+    def delete_records(self, topic: str, before: dict[int, int], timeout_s: float = 30.0) -> dict[int, int]:
+        """Delete the records of ``topic`` before an offset per partition (Kafka's
+        DeleteRecords; -1: everything below the high watermark). Returns per partition
+        the new low watermark, once the leader and every in-sync follower have moved
+        their log start offset there. Consumers positioned below it get
+        OffsetOutOfRange (and reset per ``auto_offset_reset``)."""
+        validate_topic_name(topic)
+        if not isinstance(before, dict) or not before:
+            raise ValueError(f"before must be a non-empty dict of partition -> offset, got {before!r}")
+        for partition, offset in before.items():
+            for name, value, low in (("partition", partition, 0), ("offset", offset, -1)):
+                if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                    raise ValueError(f"{name} must be an int >= {low}, got {value!r} (partition {partition!r})")
+        metadata = self._cluster.metadata
+        metadata.refresh([topic])
+        count = metadata.partition_count(topic)
+        unknown = sorted(p for p in before if p >= count)
+        if unknown:
+            raise ValueError(f"topic {topic!r} has {count} partitions; there is no partition {unknown[0]}")
+        low_watermarks = {}
+        for partition, offset in sorted(before.items()):
+            for attempt in range(20):
+                try:
+                    replica, epoch = metadata.leader(topic, partition)
+                    low_watermarks[partition] = rpc.get(replica.delete_records.remote(
+                        offset, epoch, round(timeout_s * 1000)), timeout_s=timeout_s + 10)
+                    break
+                except RafkaError as error:
+                    if not error.retriable or attempt == 19:
+                        raise
+                    metadata.invalidate(topic)
+        return low_watermarks
+
     # -- consumer groups -------------------------------------------------------------
 
     def _coordinator_count(self) -> int:

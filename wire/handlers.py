@@ -19,6 +19,9 @@ One ``KafkaApis`` per broker, running in the broker's event loop. It answers:
   ``max_bytes`` (so a consumer always progresses), otherwise at most ``max_bytes`` in
   the response and ``partition_max_bytes`` per partition (sizes counted as Arrow bytes);
 * **ListOffsets**: earliest (-2), latest (-1, the high watermark) or by timestamp.
+* **DeleteRecords** per partition, on its leader (as Kafka routes it): the leader
+  replica's ``delete_records`` moves the log start offset on the leader and its in-sync
+  followers and answers the low watermark (OFFSET_OUT_OF_RANGE past the high watermark).
 
 Admin requests and InitProducerId are in ``admin.py``.
 
@@ -39,6 +42,7 @@ from rafka.actors import names
 from rafka.storage.batch import decode_stream, encode_stream
 from rafka.wire import protocol
 from rafka.wire.admin import AdminApis
+from rafka.wire.consumer_groups import ConsumerGroupApis
 from rafka.wire.groups import GroupApis
 from rafka.wire.membership import MembershipApis
 from rafka.wire.errors import RETRY_WITH_NEW_METADATA, error_code_of, message_of
@@ -69,8 +73,9 @@ class KafkaApis:
         self.cluster_id = CLUSTER_ID
         groups = GroupApis(self)
         self.handlers = {0: self.produce, 1: self.fetch, 2: self.list_offsets, 3: self.metadata,
-                         18: self.api_versions, 23: self.offset_for_leader_epoch, **AdminApis(self).handlers,
-                         **groups.handlers, **MembershipApis(self, groups).handlers}
+                         18: self.api_versions, 21: self.delete_records, 23: self.offset_for_leader_epoch, **AdminApis(self).handlers,
+                         **groups.handlers, **MembershipApis(self, groups).handlers,
+                         **ConsumerGroupApis(self, groups).handlers}
 
     # -- cluster view ------------------------------------------------------------------
 
@@ -128,6 +133,11 @@ class KafkaApis:
             raise errors.NotLeaderError(f"broker {self.broker.broker_id} holds no replica of {topic}-{partition}")
         return handle, state["leader_epoch"]
 
+    def topic_names_by_id(self) -> dict[str, str]:
+        """Topic name by topic id (hex), from the cached metadata."""
+        return {partitions[0]["topic_id"]: name for name, partitions in self._metadata.items()
+                if partitions and partitions[0].get("topic_id")}
+
     def _leadership_changed(self) -> None:
         self._metadata_at_s = 0.0
 
@@ -147,13 +157,27 @@ class KafkaApis:
 
     async def metadata(self, header: protocol.RequestHeader, request: Any) -> Any:
         await self._refresh(force=True)
+        unknown_ids = []
         if request.topics is None or (header.api_version == 0 and not request.topics):
             wanted = sorted(name for name in self._metadata if not name.startswith("__"))
         else:
-            wanted = [topic.name for topic in request.topics]
+            # v10+ may name a topic by id alone (KIP-516; a KIP-848 consumer asks for
+            # the topics of its assignment so).
+            names_by_id = self.topic_names_by_id()
+            wanted = []
+            for topic in request.topics:
+                if topic.name is None and getattr(topic, "topic_id", None) is not None:
+                    name = names_by_id.get(topic.topic_id.hex)
+                    if name is None:
+                        unknown_ids.append(topic.topic_id)
+                    else:
+                        wanted.append(name)
+                else:
+                    wanted.append(topic.name)
         if any(name not in self._metadata for name in wanted):
             self._metadata.update(await self._controller().metadata.remote(wanted))
-        topics = []
+        topics = [{"error_code": E("unknown_topic_id"), "name": None, "partitions": (), "topic_id": topic_id,
+                   "is_internal": False} for topic_id in unknown_ids]
         for name in wanted:
             partitions = self._metadata.get(name)
             if partitions is None:
@@ -161,7 +185,8 @@ class KafkaApis:
                                "topic_id": None, "is_internal": False})
                 continue
             topics.append({
-                "error_code": NONE, "name": name, "topic_id": None, "is_internal": name.startswith("__"),
+                "error_code": NONE, "name": name, "topic_id": partitions[0].get("topic_id") if partitions else None,
+                "is_internal": name.startswith("__"),
                 "partitions": [{
                     "error_code": NONE if state["leader"] >= 0 else E("leader_not_available"),
                     "partition_index": index, "leader_id": state["leader"],
@@ -308,6 +333,31 @@ class KafkaApis:
         return protocol.build(protocol.response_class(2, header.api_version), {
             "throttle_time": 0, "topics": [{"name": name, "partitions": parts} for name, parts in responses.items()],
         })
+
+    # -- DeleteRecords ------------------------------------------------------------------
+
+    async def delete_records(self, header: protocol.RequestHeader, request: Any) -> Any:
+        timeout_ms = max(0, round(request.timeout.total_seconds() * 1000))
+        wanted = [(topic.name, part.partition_index, int(part.offset))
+                  for topic in request.topics for part in topic.partitions]
+        results = await asyncio.gather(*(self._delete_records(*item, timeout_ms) for item in wanted))
+        responses: dict[str, list] = {}
+        for (topic, partition, _offset), (error, low_watermark) in zip(wanted, results):
+            responses.setdefault(topic, []).append({"partition_index": partition, "low_watermark": low_watermark,
+                                                    "error_code": error})
+        return protocol.build(protocol.response_class(21, header.api_version), {
+            "throttle_time": 0, "topics": [{"name": name, "partitions": parts} for name, parts in responses.items()],
+        })
+
+    async def _delete_records(self, topic: str, partition: int, offset: int, timeout_ms: int) -> tuple[int, int]:
+        try:
+            replica, epoch = await self._leader_replica(topic, partition)
+            return NONE, await replica.delete_records.remote(offset, epoch, timeout_ms)
+        except Exception as error:  # noqa: BLE001 - each partition answers its own error
+            code = error_code_of(error)
+            if code in RETRY_WITH_NEW_METADATA:
+                self._leadership_changed()
+            return code, -1
 
     # -- OffsetForLeaderEpoch -----------------------------------------------------------
 

@@ -51,6 +51,7 @@ SUPPORTED: dict[int, tuple[int, int]] = {
     18: (0, 3),   # ApiVersions
     19: (2, 7),   # CreateTopics
     20: (1, 6),   # DeleteTopics
+    21: (0, 2),   # DeleteRecords (the log start offset moves on the leader and its in-sync followers)
     22: (0, 4),   # InitProducerId (idempotent producers; no transactions)
     23: (2, 4),   # OffsetForLeaderEpoch (consumers; kio has v2+)
     32: (1, 4),   # DescribeConfigs
@@ -58,6 +59,7 @@ SUPPORTED: dict[int, tuple[int, int]] = {
     42: (0, 2),   # DeleteGroups
     44: (0, 1),   # IncrementalAlterConfigs (topics)
     60: (0, 1),   # DescribeCluster
+    68: (0, 1),   # ConsumerGroupHeartbeat (KIP-848; v1: the client names its member id)
 }
 _HEADER = struct.Struct(">hhi")
 
