@@ -262,8 +262,11 @@ def write_plot(path: str, result: dict[str, Any], latencies_ms: list[float]) -> 
     """Throughput per interval (left) and the latency histogram (right), as a PNG.
     matplotlib is imported here only: the Agg canvas, no pyplot and no GUI backend."""
     import numpy as np
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError as error:  # matplotlib is an extra: name it, so the fix is one command
+        raise ImportError(f"--plot needs matplotlib ({error}): pip install 'rafka[bench]'") from error
 
     figure = Figure(figsize=(12, 4.5), layout="constrained")
     FigureCanvasAgg(figure)
@@ -292,6 +295,11 @@ def _check_output_path(option: str, path: str | None) -> None:
         return
     if option == "--plot" and not path.lower().endswith(".png"):
         raise ValueError(f"--plot writes a PNG: give a file name ending in .png, got {path!r}")
+    if option == "--plot":
+        try:
+            import matplotlib  # noqa: F401 - only whether it imports; pyplot stays unloaded
+        except ImportError as error:
+            raise ValueError(f"--plot needs matplotlib ({error}): pip install 'rafka[bench]'") from None
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         raise ValueError(f"{option}: directory {directory!r} does not exist")
