@@ -170,5 +170,5 @@ class Connect:
         finally:
             try:
                 ray.kill(self._herder, no_restart=True)
-            except Exception:  # noqa: BLE001
+            except Exception:  # noqa: BLE001 - already gone after its shutdown: nothing is left to stop
                 pass

@@ -378,8 +378,9 @@ class Herder:
                      for task in connector.tasks if task.actor is not None]
         try:
             ray.get(calls, timeout=STATUS_TIMEOUT_S)
-        except Exception:  # noqa: BLE001 - a dead task is restarted in the target state
-            pass
+        except Exception as error:  # noqa: BLE001 - a dead task is restarted in the target state
+            logger.warning("connector %r: not every task took target state %s (%r); a dead task restarts in it",
+                           name, target_state, error)
 
     def _start(self, connector: _Connector) -> None:
         try:
@@ -421,8 +422,9 @@ class Herder:
                     task.actor = existing
                     task.running_since = time.monotonic()
                     return
-            except Exception:  # noqa: BLE001 - dead or stuck: replace it
-                pass
+            except Exception as error:  # noqa: BLE001 - dead or stuck: replace it
+                logger.info("connector %r: replacing task actor %s, which did not answer (%r)", connector.name, name,
+                            error)
             _kill(existing)
             _wait_gone(name, self.namespace)
         task.actor = start_task_actor(self.namespace, self._spec(connector, task))
@@ -436,8 +438,9 @@ class Herder:
         for task, call in calls:
             try:
                 ray.get(call, timeout=STATUS_TIMEOUT_S * 4)
-            except Exception:  # noqa: BLE001 - killed below either way
-                pass
+            except Exception as error:  # noqa: BLE001 - killed below either way
+                logger.warning("connector %r: task %d did not stop cleanly (%r); killing it, its last offsets "
+                               "may not be committed", connector.name, task.id, error)
             _kill(task.actor)
             task.actor = None
         for task, _ in calls:
@@ -445,8 +448,8 @@ class Herder:
         if connector.instance is not None:
             try:
                 connector.instance.stop()
-            except Exception:  # noqa: BLE001
-                pass
+            except Exception:  # noqa: BLE001 - plugin code: its failure must not stop the herder
+                logger.exception("connector %r: its stop() raised", connector.name)
         connector.state = "UNASSIGNED"
 
     def _restart_instance(self, connector: _Connector) -> None:
@@ -457,7 +460,7 @@ class Herder:
             try:
                 connector.instance.stop()
             except Exception:  # noqa: BLE001 - a fresh instance replaces it either way
-                pass
+                logger.exception("connector %r: its stop() raised; starting a fresh instance anyway", connector.name)
         fresh = _Connector(connector.name, connector.config, connector.target_state)
         self.connectors[connector.name] = fresh
         self._start(fresh)
@@ -504,8 +507,8 @@ class Herder:
                        for task in connector.tasks})
         try:
             self.statuses.put_many(values)
-        except Exception:  # noqa: BLE001 - status is advisory; the next change writes again
-            pass
+        except Exception as error:  # noqa: BLE001 - status is advisory; the next change writes again
+            logger.warning("connector %r: could not write its status to %s (%r)", connector.name, STATUS_TOPIC, error)
 
     # -- supervision ---------------------------------------------------------------------
 
@@ -513,8 +516,8 @@ class Herder:
         while not self._stopped.wait(MONITOR_INTERVAL_S):
             try:
                 self._check_all()
-            except Exception:  # noqa: BLE001 - keep supervising
-                pass
+            except Exception:  # noqa: BLE001 - keep supervising, but a failed pass is a bug to see
+                logger.exception("a supervision pass failed; the next starts in %s s", MONITOR_INTERVAL_S)
 
     def _check_all(self) -> None:
         with self._lock:
@@ -577,8 +580,8 @@ class Herder:
 def _kill(actor: Any) -> None:
     try:
         ray.kill(actor, no_restart=True)
-    except Exception:  # noqa: BLE001
-        pass
+    except Exception as error:  # noqa: BLE001 - the actor is gone or going either way: nothing more to do
+        logger.debug("ray.kill(%r) raised %r", actor, error)
 
 
 def _wait_gone(name: str, namespace: str, timeout_s: float = 10.0) -> None:
