@@ -18,8 +18,9 @@ REST API checks the credential, ``Host``, ``Origin`` and content type
 
 Supervision: every ``MONITOR_INTERVAL_S`` the herder asks each task actor for its
 status. A task that FAILED, or whose actor died, is restarted after a backoff of
-1, 2, 4, … up to ``MAX_BACKOFF_S`` seconds; the failure's trace stays in the task's
-status (``trace`` while it is down, ``last_failure`` after), with the restart count.
+1, 2, 4, … up to ``MAX_BACKOFF_S`` seconds, each jittered by up to 20% (``rafka.retry``);
+the failure's trace stays in the task's status (``trace`` while it is down,
+``last_failure`` after), with the restart count.
 A task that has run for ``BACKOFF_RESET_S`` starts its backoff over.
 
 Concurrency: requests arrive on the actor's threads (REST and Ray calls) and the monitor
@@ -49,12 +50,16 @@ from rafka.connect.policy import DEFAULT_POLICY, ConnectPolicy
 from rafka.connect.settings import validate
 from rafka.connect.store import CONFIGS_TOPIC, STATUS_TOPIC, TopicStore
 from rafka.connect.worker import start_task_actor, task_actor_name
+from rafka.retry import Backoff
 
 HERDER_NAME = "connect-herder"
 MONITOR_INTERVAL_S = 1.0
 STATUS_TIMEOUT_S = 10.0
 MAX_BACKOFF_S = 60.0
 BACKOFF_RESET_S = 60.0
+# Before restarting a failed task: 1, 2, 4 ... MAX_BACKOFF_S seconds, jittered so tasks
+# that failed together (their database went away) do not all come back at once.
+RESTART_BACKOFF = Backoff(initial_s=1.0, max_s=MAX_BACKOFF_S)
 REST_PORT_KEY = "rest-port"  # in __connect_configs: the port taken when any free one would do
 logger = logging.getLogger(__name__)
 
@@ -565,7 +570,7 @@ class Herder:
                     task.actor = None
                     if task.running_since is not None and time.monotonic() - task.running_since > BACKOFF_RESET_S:
                         task.attempt = 0
-                    task.restart_at = time.monotonic() + min(MAX_BACKOFF_S, 2.0 ** task.attempt)
+                    task.restart_at = time.monotonic() + RESTART_BACKOFF.delay_s(task.attempt)
                     task.attempt += 1
                     task.running_since = None
                 if status["state"] != before:

@@ -60,3 +60,28 @@ def test_every_silent_broad_except_says_why():
                     unexplained.append(f"{os.path.relpath(path, ROOT)}:{node.lineno}: {lines[node.lineno - 1].strip()}")
     assert unexplained == [], "broad excepts that swallow without saying why:\n" + "\n".join(unexplained)
 
+
+def _imported_modules(path: str) -> set[str]:
+    """Every module ``path`` imports, at any depth (function-level imports included)."""
+    with open(path, encoding="utf-8") as handle:
+        tree = ast.parse(handle.read(), path)
+    modules = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            modules.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            modules.add(node.module)
+            modules.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return modules
+
+
+def test_actors_import_no_client_module():
+    """Servers never import clients: both call actors through rafka.calls."""
+    offenders = {}
+    for path in _python_files():
+        if os.path.relpath(path, ROOT).startswith("actors" + os.sep):
+            client_imports = sorted(m for m in _imported_modules(path) if m == "rafka.client" or
+                                    m.startswith("rafka.client."))
+            if client_imports:
+                offenders[os.path.relpath(path, ROOT)] = client_imports
+    assert offenders == {}
