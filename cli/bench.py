@@ -42,9 +42,7 @@ import click
 
 import rafka
 from rafka.cli import connection
-# main.py imports this module at its end, after these helpers: import rafka.cli.main (or
-# rafka.cli.bench_runs), not this module, first.
-from rafka.cli.main import CONTEXT, address_options, fails_cleanly, parse_configs
+from rafka.cli.common import CONTEXT, address_options, fails_cleanly, parse_configs
 from rafka.errors import ClusterError, RafkaError
 
 EMBEDDED_NAMESPACE = "rafka-bench"
