@@ -4,6 +4,7 @@ The public API is exactly what ``__all__`` lists; everything else is internal.
 """
 
 from rafka.errors import (
+    ActorUnavailableError,
     ClusterError,
     CorruptIndexError,
     CommitFailedError,
@@ -68,6 +69,7 @@ def __getattr__(name: str):
 
 
 __all__ = [
+    "ActorUnavailableError",
     "Admin",
     "BatchMetadata",
     "Cluster",

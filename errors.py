@@ -25,6 +25,7 @@ Hierarchy::
     ├── NoOffsetForPartitionError     no position and auto_offset_reset="none"
     ├── RequestTimeoutError (retriable)  a request got no answer within its timeout
     ├── ClusterError                  no cluster running, a dead broker
+    │   └── ActorUnavailableError (retriable)  an actor died or cannot be reached
     └── GroupError                    a consumer-group request the coordinator refused
         ├── UnknownMemberIdError      the member is not (or no longer) in the group
         ├── FencedInstanceIdError     another consumer took this static member's place
@@ -154,6 +155,13 @@ class RequestTimeoutError(RafkaError):
 
 class ClusterError(RafkaError):
     """No cluster is running, a broker is unreachable, or a request timed out."""
+
+
+class ActorUnavailableError(ClusterError):
+    """An actor died or cannot be reached (retriable: its restart or a new leader may
+    answer). Raised by ``rafka.calls`` in place of Ray's actor errors."""
+
+    retriable = True
 
 
 class GroupError(RafkaError):

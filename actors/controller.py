@@ -42,7 +42,6 @@ import logging
 import os
 import time
 import random
-import re
 import uuid
 
 import ray
@@ -58,9 +57,8 @@ from rafka.errors import (
     TopicNotFoundError,
 )
 from rafka.storage import LogConfig
+from rafka.validation import validate_config, validate_count, validate_topic_name  # noqa: F401 - re-exported
 
-TOPIC_NAME = re.compile(r"^[a-zA-Z0-9._-]+$")
-TOPIC_NAME_MAX = 249
 PRODUCER_ID_BLOCK = 1000
 LIVENESS_CHECK_INTERVAL_S = 0.5
 NODE_WATCH_INTERVAL_S = 2.0
@@ -76,33 +74,6 @@ ENSURE_REPLICAS_TIMEOUT_S = 180.0
 # broker creates it with the state current at that time).
 STATE_PUSH_MISSING_ACTOR_S = 30.0
 logger = logging.getLogger(__name__)
-
-
-def validate_topic_name(topic: object) -> str:
-    if not isinstance(topic, str):
-        raise InvalidTopicError(f"topic name must be a str, got {topic!r}")
-    if not topic or topic in (".", "..") or len(topic) > TOPIC_NAME_MAX or not TOPIC_NAME.match(topic):
-        raise InvalidTopicError(
-            f"invalid topic name {topic!r}: use 1-{TOPIC_NAME_MAX} of the characters a-z A-Z 0-9 . _ -"
-        )
-    return topic
-
-
-def validate_count(name: str, value: object, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidTopicError(f"{name} must be an int, got {value!r}")
-    if value < minimum:
-        raise InvalidTopicError(f"{name} must be at least {minimum}, got {value}")
-    return value
-
-
-def validate_config(config: object) -> dict[str, str]:
-    if config is None:
-        return {}
-    if not isinstance(config, dict):
-        raise InvalidConfigError(f"topic config must be a dict of Kafka config names, got {config!r}")
-    LogConfig.from_dict(config)  # raises InvalidConfigError naming a bad key or value
-    return {str(key): str(value).lower() if isinstance(value, bool) else str(value) for key, value in config.items()}
 
 
 class Controller:

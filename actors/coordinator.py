@@ -113,6 +113,7 @@ from typing import Any
 import msgpack
 import ray
 
+from rafka import calls
 from rafka.actors import metrics, names
 from rafka.actors.assignors import ASSIGNORS, assign
 from rafka.actors.classic_group import ClassicGroup
@@ -153,19 +154,17 @@ def coordinator_index(group_id: str, coordinators: int) -> int:
 
 def offsets_topic_partitions(controller: Any) -> int:
     """N, the partition count of ``__consumer_offsets``, creating the topic if needed."""
-    from rafka.client import rpc
-
-    partitions = rpc.call_with_retries(controller.metadata, [names.OFFSETS_TOPIC])[names.OFFSETS_TOPIC]
+    partitions = calls.call_with_retries(controller.metadata, [names.OFFSETS_TOPIC])[names.OFFSETS_TOPIC]
     if partitions is not None:
         return len(partitions)
-    alive = sum(1 for broker in rpc.call_with_retries(controller.brokers) if broker.get("alive", True))
+    alive = sum(1 for broker in calls.call_with_retries(controller.brokers) if broker.get("alive", True))
     replication = max(1, min(MAX_COORDINATORS, alive))
     config = {"cleanup.policy": "compact", "min.insync.replicas": str(2 if replication >= 3 else 1)}
     try:
-        rpc.call_with_retries(controller.create_topic, names.OFFSETS_TOPIC, replication, replication, config)
+        calls.call_with_retries(controller.create_topic, names.OFFSETS_TOPIC, replication, replication, config)
     except TopicExistsError:
         pass  # another client created it first
-    return len(rpc.call_with_retries(controller.metadata, [names.OFFSETS_TOPIC])[names.OFFSETS_TOPIC])
+    return len(calls.call_with_retries(controller.metadata, [names.OFFSETS_TOPIC])[names.OFFSETS_TOPIC])
 
 
 def find_coordinator(controller: Any, namespace: str, group_id: str, coordinators: int | None = None):

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from rafka.actors import names
-from rafka.actors.controller import validate_config, validate_count, validate_topic_name
+from rafka.validation import validate_config, validate_count, validate_topic_name
 from rafka.actors.coordinator import coordinator_handle, coordinator_index
 from rafka.client import rpc
 from rafka.errors import GroupNotFoundError, RafkaError

@@ -162,7 +162,7 @@ class Cluster:
         try:
             partitions = rpc.get(self.controller.metadata.remote([names.OFFSETS_TOPIC]), timeout_s=10)
             return len(partitions[names.OFFSETS_TOPIC] or ())
-        except Exception:  # noqa: BLE001
+        except Exception:  # noqa: BLE001 - no controller to ask: no coordinators are known to stop
             return 0
 
     def _broker_ids_if_reachable(self) -> list[int]:

@@ -347,7 +347,7 @@ class GroupWorkload:
         if observer is not None:
             try:
                 observer.close()
-            except Exception:  # noqa: BLE001
+            except Exception:  # noqa: BLE001 - the run is over and its history complete: nothing to record
                 pass
 
 
