@@ -126,6 +126,7 @@ class ScramServer:
         self.user: str | None = None
         self._credential: dict | None = None
         self._nonce = ""
+        self._nonce_suffix_sent = ""
         self._client_first_bare = ""
         self._server_first = ""
         self.complete = False
@@ -151,7 +152,8 @@ class ScramServer:
             salt = hmac.new(b"rafka-unknown-user", user.encode(), "sha256").digest()
             self._credential = {"salt": salt, "iterations": ITERATIONS_MIN, "stored_key": b"", "server_key": b""}
         self._client_first_bare = bare
-        self._nonce = attributes["r"] + (self._nonce_suffix or secrets.token_urlsafe(18))
+        self._nonce_suffix_sent = self._nonce_suffix or secrets.token_urlsafe(18)
+        self._nonce = attributes["r"] + self._nonce_suffix_sent
         self._server_first = (f"r={self._nonce},s={base64.b64encode(self._credential['salt']).decode()},"
                               f"i={self._credential['iterations']}")
         return self._server_first.encode()
@@ -165,7 +167,12 @@ class ScramServer:
             raise AuthenticationError("malformed SCRAM client-final message") from None
         without_proof, _, proof_part = text.rpartition(",p=")
         attributes = _attributes(without_proof)
-        if attributes.get("r") != self._nonce:
+        client_nonce = self._nonce[:len(self._nonce) - len(self._nonce_suffix_sent)]
+        # librdkafka before 2.6.1 (Debian's kcat among it) sends the client nonce twice,
+        # client + client + server (confluentinc/librdkafka#4895); Kafka 3.8.1-3.9 accept
+        # that form, and so does rafka: it still ends with this exchange's fresh server
+        # nonce, which is what defeats replay.
+        if attributes.get("r") not in (self._nonce, client_nonce + self._nonce):
             raise AuthenticationError("SCRAM nonce does not match")
         try:
             proof = base64.b64decode(proof_part, validate=True)

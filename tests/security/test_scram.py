@@ -84,3 +84,33 @@ def test_credential_refuses_iterations_out_of_range(iterations):
 def test_credential_refuses_unknown_mechanism():
     with pytest.raises(ValueError, match="SCRAM-SHA-1"):
         scram.credential("pw", "SCRAM-SHA-1")
+
+
+def client_final(password: str, client_first_bare: str, server_first: bytes, nonce: str) -> bytes:
+    """A SCRAM-SHA-256 client-final message (RFC 5802) for ``nonce``, computed as a client does."""
+    import hashlib
+    import hmac
+
+    attributes = dict(part.split("=", 1) for part in server_first.decode().split(","))
+    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), base64.b64decode(attributes["s"]), int(attributes["i"]))
+    client_key = hmac.new(salted, b"Client Key", "sha256").digest()
+    without_proof = f"c=biws,r={nonce}"
+    auth_message = f"{client_first_bare},{server_first.decode()},{without_proof}".encode()
+    signature = hmac.new(hashlib.sha256(client_key).digest(), auth_message, "sha256").digest()
+    proof = bytes(a ^ b for a, b in zip(client_key, signature))
+    return f"{without_proof},p={base64.b64encode(proof).decode()}".encode()
+
+
+def test_exchange_accepts_the_client_nonce_sent_twice_as_old_librdkafka_does():
+    server = scram.ScramServer("SCRAM-SHA-256", rfc_lookup, nonce_suffix="server-part")
+    server_first = server.first(b"n,,n=user,r=client-part")
+    doubled = "client-part" + "client-partserver-part"  # librdkafka < 2.6.1
+    server.final(client_final("pencil", "n=user,r=client-part", server_first, doubled))
+    assert server.complete
+
+
+def test_exchange_refuses_a_nonce_without_the_server_part():
+    server = scram.ScramServer("SCRAM-SHA-256", rfc_lookup, nonce_suffix="server-part")
+    server_first = server.first(b"n,,n=user,r=client-part")
+    with pytest.raises(scram.AuthenticationError, match="nonce"):
+        server.final(client_final("pencil", "n=user,r=client-part", server_first, "client-partclient-part"))
