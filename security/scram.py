@@ -215,4 +215,6 @@ def verify_plain(auth_bytes: bytes, lookup: Callable[[str, str], dict | None]) -
         if hmac.compare_digest(derived, stored["stored_key"]):
             return user
         raise AuthenticationError(failure)
+    # No such user: spend the same PBKDF2 time, so response times do not tell users apart.
+    salted_password(password, b"rafka-unknown-user", ITERATIONS_MIN, "SCRAM-SHA-256")
     raise AuthenticationError(failure)
