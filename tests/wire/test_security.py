@@ -408,3 +408,23 @@ def test_confluent_admin_alters_and_describes_scram_users(secure, tls_files):
     assert [(info.mechanism, info.iterations) for info in infos] == [(ScramMechanism.SCRAM_SHA_512, 8192)]
     dave = client_config(secure, tls_files, "SASL_SSL", "dave", "dave-password", "SCRAM-SHA-512")
     AdminClient(dave).list_topics(timeout=DEADLINE_S)  # logs in with the password set over the wire
+
+
+def test_sasl_handshake_v0_then_bare_plain_token_authenticates(secure):
+    import struct
+
+    from kio.schema.metadata.v12.request import MetadataRequest
+    from kio.schema.sasl_handshake.v0.request import SaslHandshakeRequest
+
+    connection = wire_client.WireSocket(servers(secure, "SASL_PLAINTEXT"))
+    try:
+        _id, handshake = connection.call(SaslHandshakeRequest(mechanism="PLAIN"))
+        assert handshake.error_code.value == 0 and "PLAIN" in handshake.mechanisms
+        token = b"\0admin\0" + ADMIN_PASSWORD.encode()
+        connection.send(struct.pack(">i", len(token)) + token)  # v0: the token without a Kafka header
+        assert connection.read_frame() == b""  # an empty server token: authenticated
+        _id, metadata = connection.call(MetadataRequest(
+            topics=None, allow_auto_topic_creation=False, include_topic_authorized_operations=False), 2)
+        assert metadata.brokers
+    finally:
+        connection.close()
