@@ -44,6 +44,7 @@ __version__ = "0.1.0"
 # The client classes import Ray; load them on first use so that `import rafka` (and the
 # storage engine, and `rafka --version`) stay fast.
 _LAZY = {
+    "AclBinding": "rafka.security.acl",
     "Admin": "rafka.client.admin",
     "BatchMetadata": "rafka.client.producer",
     "Cluster": "rafka.client.cluster",
@@ -69,6 +70,7 @@ def __getattr__(name: str):
 
 
 __all__ = [
+    "AclBinding",
     "ActorUnavailableError",
     "Admin",
     "BatchMetadata",

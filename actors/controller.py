@@ -48,6 +48,7 @@ import ray
 
 from rafka.actors import broker_placement, names
 from rafka.actors.metadata_store import MetadataStore
+from rafka.actors.security_metadata import SecurityMetadata
 from rafka.actors.process import tune_actor_process
 from rafka.errors import (
     ClusterError,
@@ -76,7 +77,7 @@ STATE_PUSH_MISSING_ACTOR_S = 30.0
 logger = logging.getLogger(__name__)
 
 
-class Controller:
+class Controller(SecurityMetadata):  # SecurityMetadata: SCRAM credentials and ACLs (wire security)
     def __init__(self, data_dir: str, namespace: str, broker_session_timeout_ms: int = 6000,
                  replica_lag_time_max_ms: int = 30_000, leader_rebalance_interval_s: float = 10.0,
                  node_watch_interval_s: float = NODE_WATCH_INTERVAL_S) -> None:

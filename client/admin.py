@@ -1,5 +1,6 @@
 """Admin: create, list, describe, alter and delete topics; list, describe (with lag),
-delete and reset the offsets of consumer groups.
+delete and reset the offsets of consumer groups; manage the Kafka listeners' SCRAM
+users and ACLs (docs/security.md).
 
 Arguments are validated here, before any remote call, with errors that name the bad
 value; the controller validates again (it is the authority) for other callers.
@@ -14,6 +15,8 @@ from rafka.validation import validate_config, validate_count, validate_topic_nam
 from rafka.actors.coordinator import coordinator_handle, coordinator_index
 from rafka.client import rpc
 from rafka.errors import GroupNotFoundError, RafkaError
+from rafka.security import scram
+from rafka.security.acl import AclBinding, AclFilter
 
 if TYPE_CHECKING:
     from rafka.client.cluster import Cluster
@@ -231,3 +234,48 @@ class Admin:
             handle = coordinator_handle(self._cluster.namespace, coordinator_index(group_id, count))
             rpc.call_with_retries(handle.commit, group_id, None, entries)
         return targets
+
+    # -- wire-listener users and ACLs (docs/security.md) --------------------------------
+
+    def set_scram_credential(self, user: str, password: str, mechanism: str = "SCRAM-SHA-256",
+                             iterations: int = scram.ITERATIONS_MIN) -> None:
+        """Create or replace ``user``'s ``mechanism`` credential (SCRAM-SHA-256 or -512).
+        The salted keys are derived here: the password never leaves this process and is
+        never stored. The user can then log in over SASL/SCRAM with that mechanism, and
+        over SASL/PLAIN with the password."""
+        scram.validate_user(user)
+        stored = scram.credential(password, mechanism, iterations)
+        self._alter_scram([[user, stored]], [])
+
+    def delete_scram_credential(self, user: str, mechanism: str = "SCRAM-SHA-256") -> None:
+        """Remove ``user``'s ``mechanism`` credential; ValueError if there is none."""
+        scram.validate_user(user)
+        if mechanism not in scram.MECHANISMS:
+            raise ValueError(f"SCRAM mechanism must be one of {sorted(scram.MECHANISMS)}, got {mechanism!r}")
+        self._alter_scram([], [[user, mechanism]])
+
+    def _alter_scram(self, upsertions: list, deletions: list) -> None:
+        for result in self._call(self._controller.alter_scram_credentials, upsertions, deletions):
+            if result is not None:
+                raise ValueError(f"{result[0]}: {result[1]}")
+
+    def describe_scram_credentials(self, users: list[str] | None = None) -> dict[str, list[tuple[str, int]]]:
+        """user -> [(mechanism, iterations)] for ``users`` (default every user)."""
+        return self._call(self._controller.describe_scram_credentials, users)
+
+    def create_acls(self, bindings: list[AclBinding]) -> None:
+        """Add ``bindings``; all or none (a bad one raises ValueError naming it)."""
+        checked = [b.to_dict() if isinstance(b, AclBinding) else AclBinding.from_dict(b).to_dict() for b in bindings]
+        self._call(self._controller.create_acls, checked)
+
+    def describe_acls(self, **acl_filter: Any) -> list[AclBinding]:
+        """The bindings that match: keyword arguments as ``AclBinding``'s fields, each
+        left out matching everything (``pattern_type="match"`` with ``name``: every
+        binding that applies to that resource)."""
+        found = self._call(self._controller.describe_acls, AclFilter(**acl_filter).to_dict())
+        return [AclBinding.from_dict(b) for b in found]
+
+    def delete_acls(self, **acl_filter: Any) -> list[AclBinding]:
+        """Remove the bindings that match (as ``describe_acls``); returns them."""
+        (matched,) = self._call(self._controller.delete_acls, [AclFilter(**acl_filter).to_dict()])
+        return [AclBinding.from_dict(b) for b in matched]

@@ -49,6 +49,7 @@ class Cluster:
               replica_lag_time_max_ms: int = 30_000, leader_rebalance_interval_s: float = 10.0,
               node_watch_interval_s: float = NODE_WATCH_INTERVAL_S, wire_port: int | None = wire_config.DEFAULT_PORT,
               wire_host: str | None = None, wire_advertised_host: str | None = None,
+              wire_listeners: list[str] | str | None = None, wire_security: dict | None = None,
               **ray_init_kwargs: Any) -> "Cluster":
         """Start a rafka cluster: a controller and ``brokers`` brokers on this node
         (default 1), or with ``address`` one broker per alive Ray node of that cluster,
@@ -67,10 +68,22 @@ class Cluster:
         reaching it from other machines is something to ask for, with ``"0.0.0.0"`` or
         the node's address, on a network where every client is trusted);
         ``wire_advertised_host``: the one clients are told to connect to
-        (default: the bind address, or the node's IP when binding 0.0.0.0)."""
+        (default: the bind address, or the node's IP when binding 0.0.0.0).
+
+        ``wire_listeners``: Kafka-style listeners instead of the one above, e.g.
+        ``["SASL_SSL://0.0.0.0:9093", "PLAINTEXT://127.0.0.1:9092"]``; ``wire_security``:
+        their settings (``ssl_certfile``, ``ssl_keyfile``, ``sasl_mechanisms``,
+        ``authorizer``, ``super_users``, ``allow_everyone_if_no_acl_found``), see
+        docs/security.md."""
+        unknown = set(wire_security or {}) - {"ssl_certfile", "ssl_keyfile", "sasl_mechanisms", "authorizer",
+                                              "super_users", "allow_everyone_if_no_acl_found"}
+        if unknown:
+            raise ValueError(f"unknown wire_security settings {sorted(unknown)}")
         listener = wire_config.ListenerConfig(
-            enabled=wire_port is not None, port=wire_port if wire_port is not None else wire_config.DEFAULT_PORT,
-            host=wire_host or "127.0.0.1", advertised_host=wire_advertised_host)
+            enabled=wire_port is not None or bool(wire_listeners),
+            port=wire_port if wire_port is not None else wire_config.DEFAULT_PORT,
+            host=wire_host or "127.0.0.1", advertised_host=wire_advertised_host, listeners=wire_listeners or (),
+            **(wire_security or {}))
         if brokers is not None and (isinstance(brokers, bool) or not isinstance(brokers, int) or brokers < 1):
             raise ValueError(f"brokers must be a positive int, got {brokers!r}")
         data_dir = os.path.abspath(data_dir or DEFAULT_DATA_DIR)
@@ -209,16 +222,23 @@ class Cluster:
     @property
     def bootstrap_servers(self) -> str:
         """The Kafka listeners of the alive brokers as "host:port,...", for any Kafka
-        client's ``bootstrap.servers``; "" when no broker has a listener."""
+        client's ``bootstrap.servers``; "" when no broker has a listener. With several
+        listeners, the first one's (``bootstrap_servers_of`` names one)."""
+        return self.bootstrap_servers_of(None)
+
+    def bootstrap_servers_of(self, listener: str | None) -> str:
+        """As ``bootstrap_servers``, for the listener named ``listener`` (its protocol:
+        ``PLAINTEXT``, ``SSL``, ``SASL_PLAINTEXT``, ``SASL_SSL``)."""
         addresses = []
         for broker in self.brokers():
             if not broker.get("alive", True):
                 continue
             try:
                 handle = ray.get_actor(names.broker(broker["broker_id"]), namespace=self.namespace)
-                address = rpc.get(handle.wire_address.remote(), timeout_s=30)
+                found = rpc.get(handle.wire_addresses.remote(), timeout_s=30)
             except (ValueError, RafkaError):
                 continue  # a broker that is restarting or gone has no listener to offer
+            address = found.get(listener) if listener is not None else next(iter(found.values()), None)
             if address:
                 addresses.append(f"{address[0]}:{address[1]}")
         return ",".join(addresses)

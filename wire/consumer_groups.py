@@ -24,6 +24,8 @@ is fenced as a rafka consumer's commit is (``GroupCoordinator.classic_commit`` h
 to ``commit``). A heartbeat claiming an epoch newer than the member's is
 FENCED_MEMBER_EPOCH: the client rejoins.
 
+Authorization (docs/security.md): Read on the group, Describe on each subscribed topic.
+
 Assignors: KIP-848's ``uniform`` (the default) is rafka's ``sticky``; ``range`` is
 ``range``; any other name is UNSUPPORTED_ASSIGNOR. The session timeout is the broker's
 (Kafka's ``group.consumer.session.timeout.ms``, 45 s); the heartbeat interval it tells
@@ -66,6 +68,14 @@ class ConsumerGroupApis:
     async def consumer_group_heartbeat(self, header: protocol.RequestHeader, request: Any) -> Any:
         epoch = int(request.member_epoch)
         member_id = request.member_id or ""
+        security = self.apis.security
+        if not security.allowed("read", "group", request.group_id):
+            return self._response(header, E("group_authorization_failed"), f"no Read on group {request.group_id!r}",
+                                  member_id, epoch, None)
+        denied = [name for name in request.subscribed_topic_names or () if not security.allowed("describe", "topic", name)]
+        if denied:
+            return self._response(header, E("topic_authorization_failed"), f"no Describe on topic {denied[0]!r}",
+                                  member_id, epoch, None)
         try:
             coordinator = await self.groups._coordinator(request.group_id)
             if epoch in (LEAVE_EPOCH, STATIC_LEAVE_EPOCH):
