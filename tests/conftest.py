@@ -49,7 +49,7 @@ def _unit_of(nodeid: str) -> str:
     return MULTI_NODE_UNIT if path in MULTI_NODE_FILES else path
 
 
-@pytest.hookimpl(tryfirst=True)
+@pytest.hookimpl(tryfirst=True, optionalhook=True)  # optional: a run without xdist has no such hook
 def pytest_xdist_make_scheduler(config, log):
     """``--dist loadfile`` with the multi-node files as one unit and the units handed out
     in collection order (which ``pytest_collection_modifyitems`` sorts slowest first)."""
