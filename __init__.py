@@ -4,6 +4,7 @@ The public API is exactly what ``__all__`` lists; everything else is internal.
 """
 
 from rafka.errors import (
+    ActorUnavailableError,
     ClusterError,
     CorruptIndexError,
     CommitFailedError,
@@ -45,6 +46,7 @@ __version__ = "0.1.0"
 # The client classes import Ray; load them on first use so that `import rafka` (and the
 # storage engine, and `rafka --version`) stay fast.
 _LAZY = {
+    "AclBinding": "rafka.security.acl",
     "Admin": "rafka.client.admin",
     "BatchMetadata": "rafka.client.producer",
     "Cluster": "rafka.client.cluster",
@@ -70,6 +72,8 @@ def __getattr__(name: str):
 
 
 __all__ = [
+    "AclBinding",
+    "ActorUnavailableError",
     "Admin",
     "BatchMetadata",
     "Cluster",

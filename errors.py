@@ -25,6 +25,7 @@ Hierarchy::
     ├── NoOffsetForPartitionError     no position and auto_offset_reset="none"
     ├── RequestTimeoutError (retriable)  a request got no answer within its timeout
     ├── ClusterError                  no cluster running, a dead broker
+    │   └── ActorUnavailableError (retriable)  an actor died or cannot be reached
     ├── NotControllerError (retriable)  the controller asked is not the active one
     ├── StaleControllerEpochError     a request from a deposed controller (older epoch)
     └── GroupError                    a consumer-group request the coordinator refused
@@ -156,6 +157,13 @@ class RequestTimeoutError(RafkaError):
 
 class ClusterError(RafkaError):
     """No cluster is running, a broker is unreachable, or a request timed out."""
+
+
+class ActorUnavailableError(ClusterError):
+    """An actor died or cannot be reached (retriable: its restart or a new leader may
+    answer). Raised by ``rafka.calls`` in place of Ray's actor errors."""
+
+    retriable = True
 
 
 class NotControllerError(RafkaError):

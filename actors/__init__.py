@@ -1,1 +1,1 @@
-"""Ray actors: controller, broker, partition replica, group coordinator (DESIGN.md §2)."""
+"""Ray actors: controller, broker, partition replica, group coordinator (docs/architecture.md, section 2)."""

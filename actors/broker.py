@@ -47,6 +47,7 @@ from rafka.actors.replica import STRAY_SUFFIX, PartitionReplica, read_topic_id
 from rafka.errors import StaleControllerEpochError
 from rafka.storage.checkpoint import write_atomically
 from rafka.wire import config as wire_config
+from rafka.wire import tls as wire_tls
 from rafka.wire.handlers import KafkaApis
 from rafka.wire.server import WireServer
 
@@ -95,9 +96,10 @@ class Broker:
         self.incarnation = uuid.uuid4().hex
         self._heartbeats: asyncio.Task | None = None
         self._creating: dict[tuple[str, int], asyncio.Future] = {}
-        self._wire: WireServer | None = None
+        self._wires: dict[str, WireServer] = {}  # listener name -> its server
         self._wire_started: asyncio.Task | None = None
-        self._wire_advertised_host: str | None = None
+        self._wire_advertised_hosts: dict[str, str] = {}
+        self._wire_apis: KafkaApis | None = None
 
     def info(self) -> dict:
         return {"broker_id": self.broker_id, "node_id": self.node_id, "data_dir": self.data_dir,
@@ -116,31 +118,54 @@ class Broker:
     # -- Kafka wire protocol ---------------------------------------------------------
 
     async def _start_wire(self) -> None:
-        """Start the Kafka listener as ``wire.config`` says (a failure is logged and
-        leaves the broker without one: its replicas still serve rafka's own clients)."""
+        """Start the Kafka listeners as ``wire.config`` says (a failure is logged and
+        leaves the broker without them: its replicas still serve rafka's own clients)."""
         try:
             settings = await asyncio.to_thread(wire_config.load, self.namespace)
             if not settings.enabled:
                 return
-            server = WireServer(KafkaApis(self), settings.host, settings.port_for(self.broker_id),
-                                max_frame_bytes=settings.max_frame_bytes, idle_timeout_s=settings.idle_timeout_s,
-                                max_connections=settings.max_connections)
-            await server.start()
-            self._wire = server
-            self._wire_advertised_host = settings.advertised_host or (
-                ray.util.get_node_ip_address() if settings.host in ("0.0.0.0", "::") else settings.host)
+            apis = self._wire_apis = KafkaApis(self, settings)
+            ssl_context = None
+            for listener in settings.parsed_listeners():
+                if listener.uses_tls and ssl_context is None:
+                    ssl_context = await asyncio.to_thread(wire_tls.server_context, settings)
+                server = WireServer(apis, listener.host, listener.port_for(self.broker_id),
+                                    max_frame_bytes=settings.max_frame_bytes, idle_timeout_s=settings.idle_timeout_s,
+                                    max_connections=settings.max_connections, listener_name=listener.name,
+                                    sasl=listener.uses_sasl, ssl_context=ssl_context if listener.uses_tls else None)
+                await server.start()
+                self._wires[listener.name] = server
+                self._wire_advertised_hosts[listener.name] = settings.advertised_host or (
+                    ray.util.get_node_ip_address() if listener.host in ("0.0.0.0", "::") else listener.host)
         except Exception as error:  # noqa: BLE001 - the broker's other duties go on
             logger.error("broker %s: Kafka listener not started: %r", self.broker_id, error)
 
-    def wire_listener_address(self) -> tuple[str, int] | None:
-        return (self._wire_advertised_host, self._wire.port) if self._wire is not None else None
+    def wire_listener_address(self, listener: str | None = None) -> tuple[str, int] | None:
+        """(advertised host, port) of the named listener (default: the first one)."""
+        name = listener if listener is not None else next(iter(self._wires), None)
+        server = self._wires.get(name) if name is not None else None
+        return (self._wire_advertised_hosts[name], server.port) if server is not None else None
+
+    def security_changed(self) -> None:
+        """The controller's SCRAM credentials or ACLs changed: the listeners reload them."""
+        if self._wire_apis is not None:
+            self._wire_apis.security.invalidate()
+
+    def wire_listener_addresses(self) -> dict[str, tuple[str, int]]:
+        return {name: (self._wire_advertised_hosts[name], server.port) for name, server in self._wires.items()}
 
     async def wire_address(self) -> tuple[str, int] | None:
-        """(advertised host, port) of this broker's Kafka listener once it listens; None
-        when it is disabled or failed to start."""
+        """(advertised host, port) of this broker's first Kafka listener once it listens;
+        None when it is disabled or failed to start."""
         self._start_heartbeats()
         await asyncio.shield(self._wire_started)
         return self.wire_listener_address()
+
+    async def wire_addresses(self) -> dict[str, tuple[str, int]]:
+        """Listener name (its protocol) -> (advertised host, port), once they listen."""
+        self._start_heartbeats()
+        await asyncio.shield(self._wire_started)
+        return self.wire_listener_addresses()
 
     def local_replica(self, topic: str, partition: int) -> ray.actor.ActorHandle | None:
         return self._replicas.get((topic, partition))
@@ -350,8 +375,8 @@ class Broker:
     async def stop(self) -> None:
         """Stop the Kafka listener, close every replica (flushing its log) and stop it;
         the data stays."""
-        if self._wire is not None:
-            await self._wire.stop()
-            self._wire = None
+        for server in list(self._wires.values()):
+            await server.stop()
+        self._wires.clear()
         for topic in {key[0] for key in self._replicas}:
             await self.remove_replicas(topic, delete=False)

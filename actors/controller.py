@@ -65,7 +65,6 @@ import logging
 import os
 import time
 import random
-import re
 import uuid
 import warnings
 
@@ -73,8 +72,10 @@ import ray
 
 from rafka.actors import broker_placement, names
 from rafka.actors.controller_quorum import QuorumStore, prepare_voter_directory
+from rafka.actors.process import tune_actor_process
 from rafka.actors.raft import LEADER
 from rafka.actors.raft_voter import DEFAULT_ELECTION_TIMEOUT_S, DEFAULT_HEARTBEAT_INTERVAL_S, RaftVoter
+from rafka.actors.security_metadata import SecurityMetadata
 from rafka.errors import (
     ClusterError,
     InvalidConfigError,
@@ -85,9 +86,8 @@ from rafka.errors import (
     TopicNotFoundError,
 )
 from rafka.storage import LogConfig
+from rafka.validation import validate_config, validate_count, validate_topic_name  # noqa: F401 - re-exported
 
-TOPIC_NAME = re.compile(r"^[a-zA-Z0-9._-]+$")
-TOPIC_NAME_MAX = 249
 PRODUCER_ID_BLOCK = 1000
 LIVENESS_CHECK_INTERVAL_S = 0.5
 NODE_WATCH_INTERVAL_S = 2.0
@@ -105,34 +105,8 @@ STATE_PUSH_MISSING_ACTOR_S = 30.0
 logger = logging.getLogger(__name__)
 
 
-def validate_topic_name(topic: object) -> str:
-    if not isinstance(topic, str):
-        raise InvalidTopicError(f"topic name must be a str, got {topic!r}")
-    if not topic or topic in (".", "..") or len(topic) > TOPIC_NAME_MAX or not TOPIC_NAME.match(topic):
-        raise InvalidTopicError(
-            f"invalid topic name {topic!r}: use 1-{TOPIC_NAME_MAX} of the characters a-z A-Z 0-9 . _ -"
-        )
-    return topic
-
-
-def validate_count(name: str, value: object, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidTopicError(f"{name} must be an int, got {value!r}")
-    if value < minimum:
-        raise InvalidTopicError(f"{name} must be at least {minimum}, got {value}")
-    return value
-
-
-def validate_config(config: object) -> dict[str, str]:
-    if config is None:
-        return {}
-    if not isinstance(config, dict):
-        raise InvalidConfigError(f"topic config must be a dict of Kafka config names, got {config!r}")
-    LogConfig.from_dict(config)  # raises InvalidConfigError naming a bad key or value
-    return {str(key): str(value).lower() if isinstance(value, bool) else str(value) for key, value in config.items()}
-
-
-class Controller(RaftVoter):
+# SecurityMetadata: SCRAM credentials and ACLs (wire security), committed through the quorum.
+class Controller(SecurityMetadata, RaftVoter):
     def __init__(self, data_dir: str, namespace: str, broker_session_timeout_ms: int = 6000,
                  replica_lag_time_max_ms: int = 30_000, leader_rebalance_interval_s: float = 10.0,
                  node_watch_interval_s: float = NODE_WATCH_INTERVAL_S, *, voter_id: str = "0",
@@ -143,6 +117,7 @@ class Controller(RaftVoter):
         if isinstance(node_watch_interval_s, bool) or not isinstance(node_watch_interval_s, (int, float)) \
                 or not node_watch_interval_s > 0:
             raise ValueError(f"node_watch_interval_s must be a positive number, got {node_watch_interval_s!r}")
+        tune_actor_process()
         self.data_dir = os.path.abspath(data_dir)
         voters = list(voters) if voters is not None else [voter_id]
         if bootstrap and _reconstructed():
@@ -395,10 +370,20 @@ class Controller(RaftVoter):
                 for partition, partition_state in enumerate(topic_state["partitions"]):
                     if broker_id == partition_state["leader"]:
                         await self._elect(topic, partition, exclude={broker_id})
-                    elif broker_id in partition_state["isr"]:
+                    elif self._can_leave_isr(partition_state, broker_id):
                         isr = [b for b in partition_state["isr"] if b != broker_id]
                         await self.store.apply({"type": "change_isr", "topic": topic, "partition": partition, "isr": isr})
                         await self._push_state(topic, partition)
+
+    @staticmethod
+    def _can_leave_isr(partition_state: dict, broker_id: int) -> bool:
+        """Whether a failed ``broker_id`` may be dropped from the partition's ISR: not if
+        it is the last member. An offline partition (no leader) keeps its last in-sync
+        replica in the ISR, as Kafka keeps the last leader there, so that replica — the
+        only one known to hold every acknowledged record — is elected when it returns.
+        An empty ISR could never elect anyone again (without unclean election)."""
+        isr = partition_state["isr"]
+        return broker_id in isr and len(isr) > 1
 
     async def _elect(self, topic: str, partition: int, exclude: set[int] = frozenset(),
                      preferred: int | None = None) -> None:
@@ -543,7 +528,7 @@ class Controller(RaftVoter):
             others = [b for b in partition_state["isr"] if b != broker_id and b not in self._dead]
             if partition_state["leader"] == broker_id and others:
                 await self._elect(topic, partition, exclude={broker_id})
-            elif partition_state["leader"] != broker_id and broker_id in partition_state["isr"]:
+            elif partition_state["leader"] != broker_id and self._can_leave_isr(partition_state, broker_id):
                 isr = [b for b in partition_state["isr"] if b != broker_id]
                 await self.store.apply({"type": "change_isr", "topic": topic, "partition": partition, "isr": isr})
                 await self._push_state(topic, partition)
@@ -579,7 +564,7 @@ class Controller(RaftVoter):
                 logger.warning("controller: %s-%s leader broker-%s restarted uncleanly; electing another in-sync "
                                "replica", topic, partition, broker_id)
                 await self._elect(topic, partition, exclude={broker_id})
-            elif broker_id in partition_state["isr"]:
+            elif self._can_leave_isr(partition_state, broker_id):
                 logger.warning("controller: %s-%s@broker-%s restarted uncleanly; out of the ISR until it catches up",
                                topic, partition, broker_id)
                 await self.store.apply({"type": "change_isr", "topic": topic, "partition": partition,
@@ -773,11 +758,13 @@ class Controller(RaftVoter):
 
     def metadata(self, topics: list[str] | None = None) -> dict:
         """What clients need to route requests: per topic, per partition, the leader
-        broker, its epoch and the replica set. Unknown topics map to None."""
+        broker, its epoch and the replica set (and the topic's id, docs/topic-ids.md).
+        Unknown topics map to None."""
         wanted = topics if topics is not None else self.list_topics()
         return {
             topic: (
-                [dict(partition=index, **partition) for index, partition in enumerate(self.state["topics"][topic]["partitions"])]
+                [dict(partition=index, topic_id=self.state["topics"][topic].get("topic_id"), **partition)
+                 for index, partition in enumerate(self.state["topics"][topic]["partitions"])]
                 if topic in self.state["topics"] else None
             )
             for topic in wanted

@@ -113,6 +113,7 @@ from typing import Any
 import msgpack
 import ray
 
+from rafka import calls
 from rafka.actors import metrics, names
 from rafka.actors.assignors import ASSIGNORS, assign
 from rafka.actors.classic_group import ClassicGroup
@@ -133,6 +134,10 @@ from rafka.errors import (
 from rafka.storage.batch import encode_stream, make_batch
 
 logger = logging.getLogger(__name__)
+# Kafka clients of the consumer protocol (KIP-848) see a member epoch one above
+# rafka's: KIP-848 reserves epoch 0 for "join", and a rafka member is at epoch 0 until
+# its first grant (wire/consumer_groups.py).
+WIRE_MEMBER_EPOCH_OFFSET = 1
 
 TopicPartition = tuple[str, int]
 MAX_COORDINATORS = 3
@@ -149,19 +154,17 @@ def coordinator_index(group_id: str, coordinators: int) -> int:
 
 def offsets_topic_partitions(controller: Any) -> int:
     """N, the partition count of ``__consumer_offsets``, creating the topic if needed."""
-    from rafka.client import rpc
-
-    partitions = rpc.call_with_retries(controller.metadata, [names.OFFSETS_TOPIC])[names.OFFSETS_TOPIC]
+    partitions = calls.call_with_retries(controller.metadata, [names.OFFSETS_TOPIC])[names.OFFSETS_TOPIC]
     if partitions is not None:
         return len(partitions)
-    alive = sum(1 for broker in rpc.call_with_retries(controller.brokers) if broker.get("alive", True))
+    alive = sum(1 for broker in calls.call_with_retries(controller.brokers) if broker.get("alive", True))
     replication = max(1, min(MAX_COORDINATORS, alive))
     config = {"cleanup.policy": "compact", "min.insync.replicas": str(2 if replication >= 3 else 1)}
     try:
-        rpc.call_with_retries(controller.create_topic, names.OFFSETS_TOPIC, replication, replication, config)
+        calls.call_with_retries(controller.create_topic, names.OFFSETS_TOPIC, replication, replication, config)
     except TopicExistsError:
         pass  # another client created it first
-    return len(rpc.call_with_retries(controller.metadata, [names.OFFSETS_TOPIC])[names.OFFSETS_TOPIC])
+    return len(calls.call_with_retries(controller.metadata, [names.OFFSETS_TOPIC])[names.OFFSETS_TOPIC])
 
 
 def find_coordinator(controller: Any, namespace: str, group_id: str, coordinators: int | None = None):
@@ -503,9 +506,18 @@ class GroupCoordinator:
         and owned_epoch (the epoch of the grant the consumer last applied; default:
         the member's current epoch), wait_ms. Returns member_id, epoch, and ``assignment``: the partitions the member
         may own now. Raises ``UnknownMemberIdError`` (join again) or
-        ``FencedInstanceIdError``."""
+        ``FencedInstanceIdError``.
+
+        For Kafka's ConsumerGroupHeartbeat (KIP-848, wire/consumer_groups.py):
+        ``join_as`` joins under a member id the client chose (a member of that id
+        already in the group is replaced: a client joins afresh only after giving up
+        every partition, and the new member's epochs continue the old one's);
+        ``keep_subscription`` leaves the topics or pattern as they were (the request
+        omitted them: unchanged); ``owned`` None means the member's report is
+        unchanged since its last heartbeat."""
         await self._ready()
         _validate_request(request)
+        report = request.get("owned", ()) is not None
         reported = {_topic_partition(tp) for tp in request.get("owned") or ()}
         group = self.groups.get(group_id)
         if group is None:
@@ -522,8 +534,8 @@ class GroupCoordinator:
             if reported - member.held():
                 logger.warning("group %r: member %s claims %s, which it was not granted; ignored", group_id,
                                member.member_id, sorted(reported - member.held()))
-            released = member.report(reported, request.get("owned_epoch", member.epoch))
-            topics_changed = self._update_subscription(member, request)
+            released = member.report(reported, request.get("owned_epoch", member.epoch)) if report else set()
+            topics_changed = not request.get("keep_subscription") and self._update_subscription(member, request)
             if topics_changed:
                 await self._rebalance(group)
             if released:
@@ -561,7 +573,15 @@ class GroupCoordinator:
         if group.members and group.assignor not in (None, assignor):
             raise InconsistentGroupProtocolError(
                 f"group {group.group_id!r} uses the {group.assignor!r} assignor; this member asked for {assignor!r}")
-        member = _Member(uuid.uuid4().hex, request)
+        chosen_id = request.get("join_as")
+        member = _Member(chosen_id or uuid.uuid4().hex, request)
+        rejoining = group.members.get(chosen_id) if chosen_id else None
+        if rejoining is not None:
+            # The same client again (its id is a random UUID it chose), having dropped
+            # its partitions to rejoin: the old member goes; the new one's epochs
+            # continue from it, so a commit of the old incarnation is never newer.
+            self._remove(group, rejoining)
+            member.epoch = rejoining.epoch
         previous_id = group.instances.get(instance_id) if instance_id else None
         if previous_id is not None:
             # Static member back (a restart): it takes its predecessor's place and
@@ -821,6 +841,19 @@ class GroupCoordinator:
         group = self.groups.get(group_id)
         if group is None:
             return "unknown_member_id"
+        if member_id in group.members:
+            # A member of the consumer protocol (KIP-848's ConsumerGroupHeartbeat): the
+            # generation is its member epoch as Kafka clients see it, fenced as a rafka
+            # consumer's commit is.
+            try:
+                await self.commit(group_id, member_id, offsets, generation - WIRE_MEMBER_EPOCH_OFFSET)
+            except UnknownMemberIdError:
+                return "unknown_member_id"
+            except StaleMemberEpochError:
+                return "stale_member_epoch"
+            except CommitFailedError:
+                return "stale_member_epoch"  # the partition left its grant: it learns so in its next heartbeat
+            return None
         async with group.lock:
             refused = group.classic.commit_error(member_id, generation)
             if refused is not None:

@@ -45,11 +45,15 @@ from rafka.storage.checkpoint import fsync_directory
 SNAPSHOT_FILE = "metadata.snapshot"
 LOG_FILE = "metadata.log"
 RECORD_TYPES = frozenset({"register_broker", "create_topic", "delete_topic", "alter_config", "add_partitions",
-                          "change_leader", "change_isr", "allocate_producer_ids", "set_broker_per_node"})
+                          "change_leader", "change_isr", "allocate_producer_ids", "set_broker_per_node",
+                          # Wire-listener security (docs/security.md): SCRAM credentials and ACLs.
+                          "alter_scram_credentials", "create_acls", "delete_acls"})
 # ``broker_per_node``: brokers follow Ray's nodes (one on every node, including nodes that
 # join later) rather than a fixed count; see actors/broker_placement.py.
 INITIAL_STATE = {"brokers": {}, "topics": {}, "next_producer_id": 0, "sequence": 0, "broker_per_node": False,
-                 "deleted_topic_ids": []}
+                 "deleted_topic_ids": [], "scram_credentials": {}, "acls": []}
+# ``scram_credentials``: user -> mechanism -> {salt, iterations, stored_key, server_key}
+# (never a password); ``acls``: ACL bindings as rafka.security.acl.AclBinding.to_dict.
 # ``deleted_topic_ids``: ids of deleted topics (newest last, at most this many), so a broker
 # that was down during a delete finishes it when it returns (see docs/topic-ids.md).
 DELETED_TOPIC_IDS_KEPT = 10_000
@@ -207,6 +211,31 @@ def apply_record(state: dict, record: dict) -> None:
         state["next_producer_id"] = record["next_producer_id"]
     elif kind == "set_broker_per_node":
         state["broker_per_node"] = bool(record["enabled"])
+    elif kind in ("alter_scram_credentials", "create_acls", "delete_acls"):
+        _apply_security_record(state, record)
     else:
         raise ValueError(f"unknown metadata record type {kind!r}")
     state["sequence"] = record["sequence"]
+
+
+def _apply_security_record(state: dict, record: dict) -> None:
+    """SCRAM credentials and ACLs. Builds new containers rather than mutating the old
+    ones, so ``_probe``'s shallow copy keeps a failed probe from touching ``state``."""
+    kind = record["type"]
+    if kind == "alter_scram_credentials":
+        credentials = {user: dict(mechanisms) for user, mechanisms in state["scram_credentials"].items()}
+        for user, mechanism in record["deletions"]:
+            credentials.get(user, {}).pop(mechanism, None)
+        for user, stored in record["upsertions"]:
+            credentials.setdefault(user, {})[stored["mechanism"]] = {
+                key: stored[key] for key in ("salt", "iterations", "stored_key", "server_key")}
+        state["scram_credentials"] = {user: mechanisms for user, mechanisms in credentials.items() if mechanisms}
+    elif kind == "create_acls":
+        acls = list(state["acls"])
+        for binding in record["bindings"]:
+            if binding not in acls:  # a binding is kept once, even if a record repeats it
+                acls.append(dict(binding))
+        state["acls"] = acls
+    else:  # delete_acls
+        removed = record["bindings"]
+        state["acls"] = [b for b in state["acls"] if b not in removed]

@@ -18,7 +18,7 @@ def broker_id_of(name: str) -> int | None:
 
 
 def replica(topic: str, partition: int, broker_id: int) -> str:
-    # Topic names cannot contain ':' (see controller.validate_topic_name).
+    # Topic names cannot contain ':' (see rafka.validation.validate_topic_name).
     return f"replica:{topic}:{partition}:{broker_id}"
 
 

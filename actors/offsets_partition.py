@@ -22,7 +22,6 @@ Contract of each method:
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Any, Iterable
 
@@ -30,12 +29,15 @@ import pyarrow as pa
 import ray
 from ray.exceptions import RayError
 
+from rafka import calls
 from rafka.actors import names
 from rafka.actors.group_lag import LogEndOffsets
 from rafka.errors import LeaderNotAvailableError, RafkaError
+from rafka.retry import Backoff, retry_async
 from rafka.storage.batch import decode_stream
 
 WRITE_TIMEOUT_S = 30.0
+LEADER_BACKOFF = Backoff(initial_s=0.05, max_s=1.0)  # between tries while a leader moves
 READ_WAIT_MS = 0  # a coordinator loading its partition never long-polls
 
 TopicPartition = tuple[str, int]
@@ -70,11 +72,8 @@ class ReplicaOffsetsPartition:
     async def _call_leader(self, method: str, *args: Any) -> Any:
         """Call the leader replica of this partition, following leader changes until
         ``WRITE_TIMEOUT_S``."""
-        from rafka.client.rpc import unwrap
 
-        deadline = time.monotonic() + WRITE_TIMEOUT_S
-        backoff_s = 0.05
-        while True:
+        async def attempt() -> Any:
             try:
                 if self._leader is None:
                     await self._find_leader()
@@ -83,12 +82,13 @@ class ReplicaOffsetsPartition:
                                                              internal=True)  # rafka's own writer
                 return await getattr(self._leader, method).remote(*args)
             except (RayError, RafkaError) as error:
-                error = unwrap(error) if isinstance(error, RayError) else error
-                if not getattr(error, "retriable", False) or time.monotonic() + backoff_s > deadline:
-                    raise error from None
-                self._leader = None
-            await asyncio.sleep(backoff_s)
-            backoff_s = min(backoff_s * 2, 1.0)
+                error = calls.unwrap(error)
+                if calls.retriable_error(error):
+                    self._leader = None  # ask the controller again: the leader may have moved
+                raise error from None
+
+        return await retry_async(attempt, LEADER_BACKOFF, retriable=calls.retriable_error,
+                                 deadline_s=time.monotonic() + WRITE_TIMEOUT_S)
 
     async def _find_leader(self) -> None:
         controller = ray.get_actor(names.CONTROLLER, namespace=self.namespace)

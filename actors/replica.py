@@ -62,7 +62,8 @@ from rafka.actors.process import tune_actor_process
 from rafka.actors.producer_state import ProducerStates
 from rafka.actors.replication import FollowerEpochError, LeaderReplication, truncation_offset
 from rafka.errors import (LeaderNotAvailableError, NotEnoughReplicasAfterAppendError, NotEnoughReplicasError,
-                          NotLeaderError, RequestTimeoutError, StaleControllerEpochError, TopicAuthorizationError)
+                          NotLeaderError, OffsetOutOfRangeError, RequestTimeoutError, StaleControllerEpochError,
+                          TopicAuthorizationError)
 from rafka.storage import Log, LogConfig
 from rafka.storage.batch import NO_PRODUCER_ID, check_frame, decode_stream, encode_stream
 from rafka.storage.checkpoint import write_atomically
@@ -251,9 +252,12 @@ class PartitionReplica:
         self._handshaken_epoch = epoch
         return self.log.log_end_offset
 
-    async def replicate(self, frames, epoch: int, leader_id: int, leader_high_watermark: int) -> int:
-        """Append the leader's frames (bytes, or an object ref to them, resolved by Ray)
-        and take its high watermark; return our log end offset."""
+    async def replicate(self, frames, epoch: int, leader_id: int, leader_high_watermark: int,
+                        leader_log_start_offset: int = 0) -> tuple[int, int]:
+        """Append the leader's frames (bytes, or an object ref to them, resolved by Ray),
+        take its high watermark, and move our log start offset up to the leader's (its
+        DeleteRecords; never past our own high watermark). Return our log end offset and
+        log start offset."""
         if epoch < self.leader_epoch:
             raise NotLeaderError(f"{self.describe()} knows leader epoch {self.leader_epoch}; {epoch} is stale")
         if self.role != FOLLOWER or epoch != self.leader_epoch or getattr(self, "_handshaken_epoch", -1) != epoch:
@@ -261,7 +265,10 @@ class PartitionReplica:
         if frames:
             self._append_new_frames(frames)
         self.log.set_high_watermark(min(leader_high_watermark, self.log.log_end_offset))
-        return self.log.log_end_offset
+        start = min(leader_log_start_offset, self.log.high_watermark)
+        if start > self.log.log_start_offset:
+            self.log.delete_records_before(start)
+        return self.log.log_end_offset, self.log.log_start_offset
 
     def _append_new_frames(self, frames: bytes) -> None:
         # A resend of frames we already hold (the answer to the last call was lost) is
@@ -450,6 +457,34 @@ class PartitionReplica:
         return self.log.leader_epochs.end_offset_for(leader_epoch, self.log.log_end_offset)
 
     # -- administration --------------------------------------------------------------
+
+    async def delete_records(self, offset: int, leader_epoch: int = -1, timeout_ms: int = 30_000) -> int:
+        """Kafka's DeleteRecords on the leader: move the log start offset up to ``offset``
+        (-1: the high watermark), deleting the records before it, on this replica and
+        then on every in-sync follower (the offset travels with replication). Returns the
+        low watermark, the lowest log start offset over the leader and its in-sync
+        followers, once it reaches ``offset`` (or ``RequestTimeoutError`` after
+        ``timeout_ms``). ``OffsetOutOfRangeError`` for an offset past the high
+        watermark: records not yet replicated are never deleted."""
+        await self._ensure_started()
+        self._check_leader(leader_epoch)
+        if isinstance(offset, bool) or not isinstance(offset, int) or offset < -1:
+            raise OffsetOutOfRangeError(f"{self.describe()}: cannot delete records before offset {offset!r}")
+        if offset == -1:
+            offset = self.log.high_watermark
+        self.log.delete_records_before(offset)
+        deadline = time.monotonic() + timeout_ms / 1000
+        while True:
+            replication = self.replication
+            low = replication.low_watermark() if replication is not None else self.log.log_start_offset
+            if low >= offset:
+                return low
+            self._check_leader(leader_epoch)
+            if time.monotonic() > deadline:
+                raise RequestTimeoutError(f"{self.describe()}: the in-sync replicas did not delete the records "
+                                          f"before {offset} within {timeout_ms} ms (low watermark {low})")
+            replication.log_start_moved()
+            await asyncio.sleep(0.02)
 
     async def update_config(self, config: dict[str, str]) -> None:
         self.log.update_config(LogConfig.from_dict(config))

@@ -4,13 +4,18 @@ Leader side (``LeaderReplication``): one loop per follower keeps exactly one cal
 flight to it — first a ``become_follower`` handshake at the current leader epoch, then
 ``replicate`` calls carrying the stored frames from the follower's log end offset (so a
 lagging or restarted follower catches up by the same path) and the leader's high
-watermark. Frames for the same range are ``ray.put`` once and shared by the followers;
+watermark. A caught-up follower gets a call only when there is something to tell it:
+new frames, or a high watermark it has not been sent (the leader's loop waits on an
+event, with a heartbeat every ``IDLE_HEARTBEAT_S``), so an idle partition costs almost
+nothing. Frames for the same range are ``ray.put`` once and shared by the followers;
 each follower writes its own copy before answering. The answers give each follower's log
 end offset, from which the leader advances the high watermark to the minimum over the
 in-sync replicas (ISR) and decides ISR changes:
 
 * a follower that has not caught up with the leader's log end offset for
-  ``replica_lag_time_max_ms`` leaves the ISR;
+  ``replica_lag_time_max_ms`` leaves the ISR (counted from when it fell behind: a
+  follower that holds everything the leader has is caught up, however long ago it last
+  answered, as in Kafka);
 * a follower outside the ISR whose log end offset reaches the high watermark rejoins.
 
 ISR changes go through the controller (which persists them, checking the leader epoch and
@@ -47,7 +52,7 @@ if TYPE_CHECKING:
     from rafka.actors.replica import PartitionReplica
 
 REPLICA_FETCH_MAX_BYTES = 8 * 1024 * 1024
-IDLE_HEARTBEAT_S = 0.25
+IDLE_HEARTBEAT_S = 5.0  # an idle, caught-up follower hears from its leader this often
 RETRY_BACKOFF_S = 0.2
 ISR_CHECK_INTERVAL_S = 0.25
 logger = logging.getLogger(__name__)
@@ -88,6 +93,9 @@ class FollowerState:
     log_end_offset: int = -1
     last_caught_up_s: float = 0.0
     handshaken: bool = False
+    high_watermark_sent: int = -1  # the last high watermark the follower answered a call with
+    log_start_offset: int = 0  # the follower's, as its last answer said
+    log_start_sent: int = -1  # the last leader log start offset the follower answered a call with
 
 
 class LeaderReplication:
@@ -127,6 +135,15 @@ class LeaderReplication:
         """New records in the leader's log: wake the follower loops."""
         self._data.set()
 
+    def log_start_moved(self) -> None:
+        """The leader's log start offset moved up (DeleteRecords): tell the followers."""
+        self._data.set()
+
+    def low_watermark(self) -> int:
+        """The lowest log start offset over the leader and its in-sync followers."""
+        log = self.replica.log
+        return min([log.log_start_offset] + [self.followers[b].log_start_offset for b in self.isr if b in self.followers])
+
     # -- follower loops ------------------------------------------------------------
 
     async def _follow(self, state: FollowerState) -> None:
@@ -143,21 +160,27 @@ class LeaderReplication:
                         self.epoch, replica.broker_id, log.leader_epochs.entries(), log.log_end_offset,
                         log.log_start_offset)
                     state.handshaken = True
+                    state.high_watermark_sent = state.log_start_sent = -1  # a new follower process knows none of it
                     self._progress(state, log.log_end_offset)
                     continue
                 leader_end = log.log_end_offset
                 frames = None
                 if state.log_end_offset < leader_end:
                     frames = self._frames_from(state.log_end_offset)
-                else:
+                elif state.high_watermark_sent >= log.high_watermark and state.log_start_sent >= log.log_start_offset:
+                    # Caught up and told the high watermark: nothing to send until an
+                    # append or a high watermark move wakes us (no polling; the idle
+                    # heartbeat only re-checks that the follower is there).
                     self._data.clear()
                     try:
                         await asyncio.wait_for(self._data.wait(), IDLE_HEARTBEAT_S)
                         continue
                     except asyncio.TimeoutError:
-                        pass  # send a heartbeat with the high watermark
-                state.log_end_offset = await handle.replicate.remote(
-                    frames, self.epoch, replica.broker_id, log.high_watermark)
+                        pass
+                high_watermark, log_start = log.high_watermark, log.log_start_offset
+                state.log_end_offset, state.log_start_offset = await handle.replicate.remote(
+                    frames, self.epoch, replica.broker_id, high_watermark, log_start)
+                state.high_watermark_sent, state.log_start_sent = high_watermark, log_start
                 self._progress(state, leader_end)
             except asyncio.CancelledError:
                 raise
@@ -220,11 +243,19 @@ class LeaderReplication:
         if high_watermark > log.high_watermark:
             log.set_high_watermark(high_watermark)
             self.on_high_watermark()
+            self._data.set()  # the followers learn the new high watermark now
 
     async def _watch_isr(self) -> None:
         while not self.stopped:
             await asyncio.sleep(ISR_CHECK_INTERVAL_S)
             now = time.monotonic()
+            leader_end = self.replica.log.log_end_offset
+            for state in self.followers.values():
+                # Caught up as of now (nothing was appended that it lacks): it lags only
+                # once it has not caught up for lag_time_max_s after falling behind
+                # (Kafka's rule), however long the partition was idle before.
+                if state.handshaken and state.log_end_offset >= leader_end:
+                    state.last_caught_up_s = now
             lagging = {b for b in self.maximal_isr if b in self.followers
                        and now - self.followers[b].last_caught_up_s > self.lag_time_max_s}
             if lagging:

@@ -42,9 +42,7 @@ import click
 
 import rafka
 from rafka.cli import connection
-# main.py imports this module at its end, after these helpers: import rafka.cli.main (or
-# rafka.cli.bench_runs), not this module, first.
-from rafka.cli.main import CONTEXT, address_options, fails_cleanly, parse_configs
+from rafka.cli.common import CONTEXT, address_options, fails_cleanly, parse_configs
 from rafka.errors import ClusterError, RafkaError
 
 EMBEDDED_NAMESPACE = "rafka-bench"
@@ -262,8 +260,11 @@ def write_plot(path: str, result: dict[str, Any], latencies_ms: list[float]) -> 
     """Throughput per interval (left) and the latency histogram (right), as a PNG.
     matplotlib is imported here only: the Agg canvas, no pyplot and no GUI backend."""
     import numpy as np
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError as error:  # matplotlib is an extra: name it, so the fix is one command
+        raise ImportError(f"--plot needs matplotlib ({error}): pip install 'rafka[bench]'") from error
 
     figure = Figure(figsize=(12, 4.5), layout="constrained")
     FigureCanvasAgg(figure)
@@ -292,6 +293,11 @@ def _check_output_path(option: str, path: str | None) -> None:
         return
     if option == "--plot" and not path.lower().endswith(".png"):
         raise ValueError(f"--plot writes a PNG: give a file name ending in .png, got {path!r}")
+    if option == "--plot":
+        try:
+            import matplotlib  # noqa: F401 - only whether it imports; pyplot stays unloaded
+        except ImportError as error:
+            raise ValueError(f"--plot needs matplotlib ({error}): pip install 'rafka[bench]'") from None
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         raise ValueError(f"{option}: directory {directory!r} does not exist")

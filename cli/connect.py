@@ -8,13 +8,14 @@ it works from any machine that reaches the API, as ``curl`` would.
 Every REST call sends the Connect token (docs/security.md) when one is set:
 ``RAFKA_CONNECT_TOKEN``, else the file ``RAFKA_CONNECT_TOKEN_FILE`` names, else the token
 file ``start --token-file`` recorded.
+
+Errors follow ``rafka.cli.common``'s policy: one line on stderr, exit status 1.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import sys
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -23,13 +24,14 @@ from typing import Any
 import click
 
 from rafka.cli import connection
+from rafka.cli.common import CONTEXT, fails_cleanly, parse_configs
 
 DEFAULT_URL = "http://127.0.0.1:8083"
 REQUEST_TIMEOUT_S = 120
 
 
 class RestError(Exception):
-    pass
+    """A REST call failed: the server's message and HTTP status, or why it was not reached."""
 
 
 def _url(url: str | None) -> str:
@@ -77,27 +79,6 @@ def request(url: str, method: str, path: str, body: Any = None) -> Any:
         raise RestError(f"Connect is not reachable at {url} ({reason}); start it with `rafka connect start`") from None
 
 
-def _fails_cleanly(command):
-    import functools
-
-    @functools.wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return command(*args, **kwargs)
-        except (RestError, ValueError, OSError) as error:
-            click.echo(f"rafka: error: {error}", err=True)
-            sys.exit(1)
-        except Exception as error:  # noqa: BLE001 - rafka errors from start/stop
-            from rafka.errors import RafkaError
-
-            if isinstance(error, RafkaError):
-                click.echo(f"rafka: error: {error} ({type(error).__name__})", err=True)
-                sys.exit(1)
-            raise
-
-    return wrapper
-
-
 def _echo(value: Any) -> None:
     click.echo(json.dumps(value, indent=2, sort_keys=False))
 
@@ -109,11 +90,7 @@ def _config_from(configs: tuple[str, ...], file: Any) -> dict:
         if not isinstance(loaded, dict):
             raise ValueError(f"{file.name}: a connector config file holds a JSON object")
         config.update(loaded.get("config", loaded) if "config" in loaded and isinstance(loaded["config"], dict) else loaded)
-    for pair in configs:
-        key, separator, value = pair.partition("=")
-        if not separator or not key.strip():
-            raise ValueError(f"--config takes key=value, got {pair!r}")
-        config[key.strip()] = value.strip()
+    config.update(parse_configs(configs))
     if not config:
         raise ValueError("give the connector config with --config key=value (repeatable) or --file FILE.json")
     return config
@@ -136,7 +113,7 @@ def with_config(command):
     return command
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(context_settings=CONTEXT)
 def connect() -> None:
     """Connectors: start Connect, create, inspect, pause, restart, delete (Kafka Connect's REST API)."""
 
@@ -154,7 +131,7 @@ def connect() -> None:
 @click.option("--file-root", "file_roots", multiple=True, metavar="DIR",
               type=click.Path(file_okay=False, resolve_path=True),
               help="A directory file connectors may read and write under (repeatable; none: no file connector).")
-@_fails_cleanly
+@fails_cleanly
 def connect_start(port: int, host: str, address: str | None, namespace: str, token_file: str | None,
                   plugin_path: tuple[str, ...], file_roots: tuple[str, ...]) -> None:
     """Start Connect on the running rafka cluster (a second start says where it runs)."""
@@ -175,7 +152,7 @@ def connect_start(port: int, host: str, address: str | None, namespace: str, tok
 @connect.command("stop")
 @click.option("--address", default=None, help="Ray address (default: RAY_ADDRESS or `rafka up`'s).")
 @click.option("--namespace", default=None, help="Ray namespace of the rafka cluster (default: `rafka up`'s, else rafka).")
-@_fails_cleanly
+@fails_cleanly
 def connect_stop(address: str | None, namespace: str) -> None:
     """Stop every connector (tasks commit first) and Connect itself. Configs stay."""
     from rafka.connect.client import Connect
@@ -188,7 +165,7 @@ def connect_stop(address: str | None, namespace: str) -> None:
 @connect.command("list")
 @click.option("--status", "with_status", is_flag=True, help="Show each connector's and task's state.")
 @url_option
-@_fails_cleanly
+@fails_cleanly
 def connect_list(with_status: bool, url: str | None) -> None:
     """List connectors."""
     base = _url(url)
@@ -206,7 +183,7 @@ def connect_list(with_status: bool, url: str | None) -> None:
 @click.argument("name")
 @with_config
 @url_option
-@_fails_cleanly
+@fails_cleanly
 def connect_create(name: str, configs: tuple[str, ...], file: Any, url: str | None) -> None:
     """Create connector NAME."""
     _echo(request(_url(url), "POST", "/connectors", {"name": name, "config": _config_from(configs, file)}))
@@ -216,7 +193,7 @@ def connect_create(name: str, configs: tuple[str, ...], file: Any, url: str | No
 @click.argument("name")
 @with_config
 @url_option
-@_fails_cleanly
+@fails_cleanly
 def connect_update(name: str, configs: tuple[str, ...], file: Any, url: str | None) -> None:
     """Replace NAME's config (or create it)."""
     _echo(request(_url(url), "PUT", f"/connectors/{_name(name)}/config", _config_from(configs, file)))
@@ -229,7 +206,7 @@ for _command, _path, _help in (("get", "", "Show NAME's config and tasks."), ("c
     def _make(path: str) -> Any:
         @click.argument("name")
         @url_option
-        @_fails_cleanly
+        @fails_cleanly
         def show(name: str, url: str | None) -> None:
             _echo(request(_url(url), "GET", f"/connectors/{_name(name)}{path}"))
         return show
@@ -242,7 +219,7 @@ for _command, _method, _path, _verb in (("pause", "PUT", "/pause", "paused"), ("
     def _make_action(method: str, path: str, verb: str) -> Any:
         @click.argument("name")
         @url_option
-        @_fails_cleanly
+        @fails_cleanly
         def action(name: str, url: str | None) -> None:
             request(_url(url), method, f"/connectors/{_name(name)}{path}")
             click.echo(f"connector {name} {verb}")
@@ -257,7 +234,7 @@ for _command, _method, _path, _verb in (("pause", "PUT", "/pause", "paused"), ("
 @click.option("--only-failed", is_flag=True, help="Only what has failed.")
 @click.option("--task", "task_id", type=click.IntRange(min=0), default=None, help="Restart only this task.")
 @url_option
-@_fails_cleanly
+@fails_cleanly
 def connect_restart(name: str, include_tasks: bool, only_failed: bool, task_id: int | None, url: str | None) -> None:
     """Restart connector NAME (or one of its tasks)."""
     base = _url(url)
@@ -275,7 +252,7 @@ def connect_restart(name: str, include_tasks: bool, only_failed: bool, task_id: 
 
 @connect.command("plugins")
 @url_option
-@_fails_cleanly
+@fails_cleanly
 def connect_plugins(url: str | None) -> None:
     """List the connector plugins."""
     for plugin in request(_url(url), "GET", "/connector-plugins"):

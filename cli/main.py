@@ -8,65 +8,22 @@ Connection: ``--address`` (or ``RAY_ADDRESS``, or what ``rafka up`` recorded) an
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import sys
 import time
-from typing import Any, Callable
+from typing import Any
 
 import click
 
 import rafka
 from rafka.cli import connection
+from rafka.cli.bench import bench
+from rafka.cli.common import CONTEXT, address_options, fails_cleanly, one_line, parse_configs
+from rafka.cli.connect import connect
 from rafka.errors import ClusterError, RafkaError
 
-CONTEXT = {"help_option_names": ["-h", "--help"]}
-
-
-def fails_cleanly(command: Callable) -> Callable:
-    """Turn any exception into one readable line on stderr and exit 1.
-
-    rafka's errors and bad input say what was wrong; Ray's (an actor that died
-    mid-command, a lost node) and anything unexpected get their first line, since their
-    full text runs to many lines of process details. ``RAFKA_DEBUG=1`` re-raises, for
-    the traceback. Click's own usage errors (exit 2) and Ctrl-C pass through."""
-
-    @functools.wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return command(*args, **kwargs)
-        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
-            raise
-        except Exception as error:  # noqa: BLE001 - the one place errors become messages
-            if os.environ.get("RAFKA_DEBUG"):
-                raise
-            click.echo(f"rafka: error: {_one_line(error)} ({type(error).__name__})", err=True)
-            sys.exit(1)
-
-    return wrapper
-
-
-def _one_line(error: BaseException) -> str:
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    return lines[0] if lines else type(error).__name__
-
-
-def address_options(command: Callable) -> Callable:
-    command = click.option("--namespace", default=None,
-                           help="Ray namespace of the rafka cluster (default: `rafka up`'s, else rafka).")(command)
-    return click.option("--address", default=None, help="Ray address (default: RAY_ADDRESS or `rafka up`'s).")(command)
-
-
-def parse_configs(pairs: tuple[str, ...]) -> dict[str, str]:
-    configs = {}
-    for pair in pairs:
-        key, separator, value = pair.partition("=")
-        if not separator or not key:
-            raise ValueError(f"--config takes key=value, got {pair!r}")
-        configs[key.strip()] = value.strip()
-    return configs
-
+__all__ = ["CONTEXT", "address_options", "cli", "fails_cleanly", "main", "parse_configs"]
 
 @click.group(context_settings=CONTEXT)
 @click.version_option(rafka.__version__, prog_name="rafka")
@@ -175,7 +132,7 @@ def down(address: str | None, namespace: str | None) -> None:
     except RafkaError as error:
         if not ours:
             raise
-        message = f"rafka was already gone: {_one_line(error)}"
+        message = f"rafka was already gone: {one_line(error)}"
     else:
         try:
             brokers = f"{len(cluster.brokers())} broker(s)"
@@ -524,14 +481,12 @@ def _decode(data: bytes | None) -> str | None:
     return data.decode("utf-8", errors="backslashreplace")
 
 
-from rafka.cli.bench import bench  # noqa: E402 - bench.py uses the helpers above
-
 cli.add_command(bench)
-
-from rafka.cli.connect import connect  # noqa: E402
-
 cli.add_command(connect)
 
 
 def main() -> None:
-    cli()
+    """The ``rafka`` entry point: the command line, under the error policy of
+    ``rafka.cli.common`` once more, for what a command's own ``fails_cleanly`` does not
+    cover."""
+    fails_cleanly(cli)()

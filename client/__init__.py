@@ -1,1 +1,1 @@
-"""Clients: Cluster (start/connect), Admin, Producer, Consumer (DESIGN.md §5)."""
+"""Clients: Cluster (start/connect), Admin, Producer, Consumer (docs/architecture.md, section 3)."""

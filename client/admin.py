@@ -1,5 +1,6 @@
 """Admin: create, list, describe, alter and delete topics; list, describe (with lag),
-delete and reset the offsets of consumer groups.
+delete and reset the offsets of consumer groups; manage the Kafka listeners' SCRAM
+users and ACLs (docs/security.md).
 
 Arguments are validated here, before any remote call, with errors that name the bad
 value; the controller validates again (it is the authority) for other callers.
@@ -10,10 +11,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from rafka.actors import names
-from rafka.actors.controller import validate_config, validate_count, validate_topic_name
+from rafka.validation import validate_config, validate_count, validate_topic_name
 from rafka.actors.coordinator import coordinator_handle, coordinator_index
 from rafka.client import rpc
 from rafka.errors import GroupNotFoundError, RafkaError
+from rafka.security import scram
+from rafka.security.acl import AclBinding, AclFilter
 
 if TYPE_CHECKING:
     from rafka.client.cluster import Cluster
@@ -99,6 +102,39 @@ class Admin:
                         raise
                     metadata.invalidate(topic)
         return offsets
+
+    def delete_records(self, topic: str, before: dict[int, int], timeout_s: float = 30.0) -> dict[int, int]:
+        """Delete the records of ``topic`` before an offset per partition (Kafka's
+        DeleteRecords; -1: everything below the high watermark). Returns per partition
+        the new low watermark, once the leader and every in-sync follower have moved
+        their log start offset there. Consumers positioned below it get
+        OffsetOutOfRange (and reset per ``auto_offset_reset``)."""
+        validate_topic_name(topic)
+        if not isinstance(before, dict) or not before:
+            raise ValueError(f"before must be a non-empty dict of partition -> offset, got {before!r}")
+        for partition, offset in before.items():
+            for name, value, low in (("partition", partition, 0), ("offset", offset, -1)):
+                if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                    raise ValueError(f"{name} must be an int >= {low}, got {value!r} (partition {partition!r})")
+        metadata = self._cluster.metadata
+        metadata.refresh([topic])
+        count = metadata.partition_count(topic)
+        unknown = sorted(p for p in before if p >= count)
+        if unknown:
+            raise ValueError(f"topic {topic!r} has {count} partitions; there is no partition {unknown[0]}")
+        low_watermarks = {}
+        for partition, offset in sorted(before.items()):
+            for attempt in range(20):
+                try:
+                    replica, epoch = metadata.leader(topic, partition)
+                    low_watermarks[partition] = rpc.get(replica.delete_records.remote(
+                        offset, epoch, round(timeout_s * 1000)), timeout_s=timeout_s + 10)
+                    break
+                except RafkaError as error:
+                    if not error.retriable or attempt == 19:
+                        raise
+                    metadata.invalidate(topic)
+        return low_watermarks
 
     # -- consumer groups -------------------------------------------------------------
 
@@ -205,3 +241,48 @@ class Admin:
             handle = coordinator_handle(self._cluster.namespace, coordinator_index(group_id, count))
             rpc.call_with_retries(handle.commit, group_id, None, entries)
         return targets
+
+    # -- wire-listener users and ACLs (docs/security.md) --------------------------------
+
+    def set_scram_credential(self, user: str, password: str, mechanism: str = "SCRAM-SHA-256",
+                             iterations: int = scram.ITERATIONS_MIN) -> None:
+        """Create or replace ``user``'s ``mechanism`` credential (SCRAM-SHA-256 or -512).
+        The salted keys are derived here: the password never leaves this process and is
+        never stored. The user can then log in over SASL/SCRAM with that mechanism, and
+        over SASL/PLAIN with the password."""
+        scram.validate_user(user)
+        stored = scram.credential(password, mechanism, iterations)
+        self._alter_scram([[user, stored]], [])
+
+    def delete_scram_credential(self, user: str, mechanism: str = "SCRAM-SHA-256") -> None:
+        """Remove ``user``'s ``mechanism`` credential; ValueError if there is none."""
+        scram.validate_user(user)
+        if mechanism not in scram.MECHANISMS:
+            raise ValueError(f"SCRAM mechanism must be one of {sorted(scram.MECHANISMS)}, got {mechanism!r}")
+        self._alter_scram([], [[user, mechanism]])
+
+    def _alter_scram(self, upsertions: list, deletions: list) -> None:
+        for result in self._call(self._controller.alter_scram_credentials, upsertions, deletions):
+            if result is not None:
+                raise ValueError(f"{result[0]}: {result[1]}")
+
+    def describe_scram_credentials(self, users: list[str] | None = None) -> dict[str, list[tuple[str, int]]]:
+        """user -> [(mechanism, iterations)] for ``users`` (default every user)."""
+        return self._call(self._controller.describe_scram_credentials, users)
+
+    def create_acls(self, bindings: list[AclBinding]) -> None:
+        """Add ``bindings``; all or none (a bad one raises ValueError naming it)."""
+        checked = [b.to_dict() if isinstance(b, AclBinding) else AclBinding.from_dict(b).to_dict() for b in bindings]
+        self._call(self._controller.create_acls, checked)
+
+    def describe_acls(self, **acl_filter: Any) -> list[AclBinding]:
+        """The bindings that match: keyword arguments as ``AclBinding``'s fields, each
+        left out matching everything (``pattern_type="match"`` with ``name``: every
+        binding that applies to that resource)."""
+        found = self._call(self._controller.describe_acls, AclFilter(**acl_filter).to_dict())
+        return [AclBinding.from_dict(b) for b in found]
+
+    def delete_acls(self, **acl_filter: Any) -> list[AclBinding]:
+        """Remove the bindings that match (as ``describe_acls``); returns them."""
+        (matched,) = self._call(self._controller.delete_acls, [AclFilter(**acl_filter).to_dict()])
+        return [AclBinding.from_dict(b) for b in matched]

@@ -52,6 +52,7 @@ class Cluster:
               node_watch_interval_s: float = NODE_WATCH_INTERVAL_S, wire_port: int | None = wire_config.DEFAULT_PORT,
               wire_host: str | None = None, wire_advertised_host: str | None = None,
               controller_voters: int | None = None, quorum_options: dict[str, Any] | None = None,
+              wire_listeners: list[str] | str | None = None, wire_security: dict | None = None,
               **ray_init_kwargs: Any) -> "Cluster":
         """Start a rafka cluster: a controller and ``brokers`` brokers on this node
         (default 1), or with ``address`` one broker per alive Ray node of that cluster,
@@ -80,10 +81,21 @@ class Cluster:
         exists without any controller data. ``controller_voters`` sets the voter count of
         a new quorum (more voters than nodes share nodes: that survives a voter's process
         but not its node). ``quorum_options``: Raft timing for the voters
-        (``election_timeout_s``, ``heartbeat_interval_s``, ``snapshot_every``)."""
+        (``election_timeout_s``, ``heartbeat_interval_s``, ``snapshot_every``).
+        ``wire_listeners``: Kafka-style listeners instead of the one above, e.g.
+        ``["SASL_SSL://0.0.0.0:9093", "PLAINTEXT://127.0.0.1:9092"]``; ``wire_security``:
+        their settings (``ssl_certfile``, ``ssl_keyfile``, ``sasl_mechanisms``,
+        ``authorizer``, ``super_users``, ``allow_everyone_if_no_acl_found``), see
+        docs/security.md."""
+        unknown = set(wire_security or {}) - {"ssl_certfile", "ssl_keyfile", "sasl_mechanisms", "authorizer",
+                                              "super_users", "allow_everyone_if_no_acl_found"}
+        if unknown:
+            raise ValueError(f"unknown wire_security settings {sorted(unknown)}")
         listener = wire_config.ListenerConfig(
-            enabled=wire_port is not None, port=wire_port if wire_port is not None else wire_config.DEFAULT_PORT,
-            host=wire_host or "127.0.0.1", advertised_host=wire_advertised_host)
+            enabled=wire_port is not None or bool(wire_listeners),
+            port=wire_port if wire_port is not None else wire_config.DEFAULT_PORT,
+            host=wire_host or "127.0.0.1", advertised_host=wire_advertised_host, listeners=wire_listeners or (),
+            **(wire_security or {}))
         if brokers is not None and (isinstance(brokers, bool) or not isinstance(brokers, int) or brokers < 1):
             raise ValueError(f"brokers must be a positive int, got {brokers!r}")
         data_dir = os.path.abspath(data_dir or DEFAULT_DATA_DIR)
@@ -191,7 +203,7 @@ class Cluster:
         try:
             partitions = rpc.get(self.controller.metadata.remote([names.OFFSETS_TOPIC]), timeout_s=10)
             return len(partitions[names.OFFSETS_TOPIC] or ())
-        except Exception:  # noqa: BLE001
+        except Exception:  # noqa: BLE001 - no controller to ask: no coordinators are known to stop
             return 0
 
     def _broker_ids_if_reachable(self) -> list[int]:
@@ -238,16 +250,23 @@ class Cluster:
     @property
     def bootstrap_servers(self) -> str:
         """The Kafka listeners of the alive brokers as "host:port,...", for any Kafka
-        client's ``bootstrap.servers``; "" when no broker has a listener."""
+        client's ``bootstrap.servers``; "" when no broker has a listener. With several
+        listeners, the first one's (``bootstrap_servers_of`` names one)."""
+        return self.bootstrap_servers_of(None)
+
+    def bootstrap_servers_of(self, listener: str | None) -> str:
+        """As ``bootstrap_servers``, for the listener named ``listener`` (its protocol:
+        ``PLAINTEXT``, ``SSL``, ``SASL_PLAINTEXT``, ``SASL_SSL``)."""
         addresses = []
         for broker in self.brokers():
             if not broker.get("alive", True):
                 continue
             try:
                 handle = ray.get_actor(names.broker(broker["broker_id"]), namespace=self.namespace)
-                address = rpc.get(handle.wire_address.remote(), timeout_s=30)
+                found = rpc.get(handle.wire_addresses.remote(), timeout_s=30)
             except (ValueError, RafkaError):
                 continue  # a broker that is restarting or gone has no listener to offer
+            address = found.get(listener) if listener is not None else next(iter(found.values()), None)
             if address:
                 addresses.append(f"{address[0]}:{address[1]}")
         return ",".join(addresses)

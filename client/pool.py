@@ -21,7 +21,8 @@ unless the error policy says so.
 Error policy (``on_error``), when the handler raises on a batch or record:
 
 * ``"retry"``: retry it forever with exponential backoff (``retry_backoff_ms`` up to
-  ``retry_backoff_max_ms``); every failure is reported. The actor retries in its poll
+  ``retry_backoff_max_ms``, each delay jittered by up to 20%: ``rafka.retry``); every
+  failure is reported. The actor retries in its poll
   loop, so *every* partition of that actor waits, not only the failing record's (the
   other actors go on). An actor that retries for longer than ``max_poll_interval_ms``
   leaves the group (as any consumer that stops polling): its partitions move to other
@@ -89,6 +90,7 @@ from rafka.errors import (
     RafkaError,
     RequestTimeoutError,
 )
+from rafka.retry import Backoff, retry
 
 logger = logging.getLogger(__name__)
 
@@ -112,16 +114,19 @@ class ReplaceBackoff:
     def __init__(self, max_s: float = REPLACE_BACKOFF_MAX_S, reset_s: float = REPLACE_BACKOFF_RESET_S) -> None:
         self.max_s = max_s
         self.reset_s = reset_s
-        self._slots: dict[int, tuple[float, float]] = {}  # slot -> (its last refill, the backoff after it)
+        # No jitter: the pool's supervisor is the only one refilling its slots, and it
+        # checks once a round anyway.
+        self.backoff = Backoff(initial_s=min(1.0, max_s), max_s=max_s, jitter=0.0)
+        self._slots: dict[int, tuple[float, int]] = {}  # slot -> (its last refill, refills since the reset)
 
     def allow(self, slot: int, now_s: float) -> bool:
         """Whether ``slot`` may be refilled at ``now_s``; if so, the refill is recorded."""
-        last_s, backoff_s = self._slots.get(slot, (float("-inf"), 0.0))
+        last_s, refills = self._slots.get(slot, (float("-inf"), 0))
         if now_s - last_s > self.reset_s:
-            backoff_s = 0.0
-        if now_s < last_s + backoff_s:
+            refills = 0
+        if refills and now_s < last_s + self.backoff.delay_s(refills - 1):
             return False
-        self._slots[slot] = (now_s, min(max(2 * backoff_s, 1.0), self.max_s))
+        self._slots[slot] = (now_s, refills + 1)
         return True
 
 
@@ -248,38 +253,40 @@ class _PoolWorker:
                  retries: int | None = None) -> bool:
         spec = self.spec
         retries = spec["max_retries"] if retries is None else retries
-        backoff_ms = spec["retry_backoff_ms"]
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                call()
-                return True
-            except Exception as error:  # noqa: BLE001 - the user's handler may raise anything
-                offsets = batch.column(0)
-                exhausted = policy != "retry" and attempt > retries
-                action = "retry" if not exhausted else ("skip" if policy == "skip" else "stop")
-                if self._stopping.is_set() and not exhausted:
-                    action = "abandoned (stopping)"
-                report = {
-                    "kind": "handler", "topic": tp[0], "partition": tp[1], "offset": offsets[0].as_py(),
-                    "last_offset": offsets[-1].as_py(), "error": repr(error),
-                    "error_type": type(error).__name__, "traceback": traceback.format_exc(),
-                    "attempt": attempt, "action": action,
-                    "time_ms": time.time_ns() // 1_000_000,
-                }
-                self.failures.append(report)
-                logger.warning("handler failed on %s-%d offset %d (attempt %d, %s): %r",
-                               tp[0], tp[1], report["offset"], attempt, action, error)
-                if exhausted:
-                    if action == "stop":
-                        self.fatal = report
-                    return False
-                if action.startswith("abandoned"):
-                    # Not committed: the next owner of the partition starts here again.
-                    raise _Abandon() from None
-                time.sleep(backoff_ms / 1000)
-                backoff_ms = min(backoff_ms * 2, spec["retry_backoff_max_ms"])
+        backoff = Backoff(initial_s=spec["retry_backoff_ms"] / 1000,
+                          max_s=max(spec["retry_backoff_ms"], spec["retry_backoff_max_ms"]) / 1000)
+
+        def after_failure(error: BaseException, attempt: int) -> bool:
+            """Report the failure; whether to call the handler again."""
+            offsets = batch.column(0)
+            exhausted = policy != "retry" and attempt > retries
+            action = "retry" if not exhausted else ("skip" if policy == "skip" else "stop")
+            if self._stopping.is_set() and not exhausted:
+                action = "abandoned (stopping)"
+            report = {
+                "kind": "handler", "topic": tp[0], "partition": tp[1], "offset": offsets[0].as_py(),
+                "last_offset": offsets[-1].as_py(), "error": repr(error),
+                "error_type": type(error).__name__, "traceback": traceback.format_exc(),
+                "attempt": attempt, "action": action,
+                "time_ms": time.time_ns() // 1_000_000,
+            }
+            self.failures.append(report)
+            logger.warning("handler failed on %s-%d offset %d (attempt %d, %s): %r",
+                           tp[0], tp[1], report["offset"], attempt, action, error)
+            if exhausted and action == "stop":
+                self.fatal = report
+            if action.startswith("abandoned"):
+                # Not committed: the next owner of the partition starts here again.
+                raise _Abandon() from None
+            return not exhausted
+
+        try:
+            retry(call, backoff, retriable=after_failure)
+        except _Abandon:
+            raise
+        except Exception:  # noqa: BLE001 - the handler's failure, reported by after_failure
+            return False
+        return True
 
 
 class _Abandon(Exception):

@@ -37,13 +37,15 @@ Other guarantees:
   ``delivery_timeout_ms``; others fail the batch's futures at once.
 
 Not promised: with ``acks=0`` nothing is confirmed (offsets are -1). Callbacks run on the
-sender thread and must not block.
+sender thread and must not block; one that raises is logged (``rafka.client.producer``) and
+the other records' callbacks still run.
 """
 
 from __future__ import annotations
 
 import collections
 import dataclasses
+import logging
 import threading
 import time
 from time import monotonic, time_ns
@@ -78,6 +80,7 @@ from rafka.storage.batch import HEADERS_TYPE, NO_PRODUCER_ID, PRODUCE_SCHEMA, en
 RECORD_OVERHEAD_BYTES = 32  # offset, timestamp, two list offsets and validity bits
 ACKS = {0: 0, 1: 1, -1: -1, "0": 0, "1": 1, "all": -1, "-1": -1}
 COMPRESSION = {"none": "uncompressed", None: "uncompressed", "lz4": "lz4", "zstd": "zstd"}
+logger = logging.getLogger(__name__)
 SENDER_IDLE_WAIT_S = 0.05
 MAX_PRODUCER_EPOCH = 2**15 - 1  # the batch header's int16; past it the partition gets a new producer id
 
@@ -642,6 +645,7 @@ class Producer:
         batch.base_offset, batch.log_append_time, batch.error = base_offset, append_time, error
         batch.done.set()
         if batch.callbacks:
+            failed_callbacks = 0
             for index, timestamp, callback in batch.callbacks:
                 try:
                     if error is None:
@@ -651,7 +655,15 @@ class Producer:
                     else:
                         callback(None, error)
                 except Exception:  # noqa: BLE001 - a user callback must not kill the sender
-                    pass
+                    # Logged as Kafka's producer does; the first of a batch with its
+                    # traceback, the rest counted, so one bad callback cannot flood the log.
+                    if not failed_callbacks:
+                        logger.exception("producer callback raised, for a record of %s-%d", batch.topic,
+                                         batch.partition)
+                    failed_callbacks += 1
+            if failed_callbacks > 1:
+                logger.error("%d more producer callbacks raised in the same batch of %s-%d", failed_callbacks - 1,
+                             batch.topic, batch.partition)
 
     def _release(self, batch: _Batch) -> None:
         with self._lock:

@@ -26,10 +26,14 @@ from rafka.connect.errors import ConnectError
 from rafka.connect.herder import HERDER_NAME, Herder
 from rafka.connect.policy import ConnectPolicy
 from rafka.connect.rest_security import check_bind, load_token
+from rafka.errors import ActorUnavailableError
+from rafka.retry import Backoff, retry
 
 DEFAULT_REST_PORT = 8083
 DEFAULT_REST_HOST = "127.0.0.1"
-HERDER_RETRY_BACKOFF_S = 0.5
+# While the herder restarts: every 0.5 s (jittered), no doubling; Ray brings it back in
+# about that time and the caller's deadline bounds the whole.
+HERDER_RETRY_BACKOFF = Backoff(initial_s=0.5, max_s=0.5, multiplier=1.0)
 # Herder methods that are safe to send again when the first try may or may not have run.
 _REPEATABLE_CALLS = frozenset({"ready", "list_connectors", "info", "config", "status", "task_configs", "offsets",
                                "plugin_list", "validate_config", "pause", "resume"})
@@ -77,14 +81,14 @@ class Connect:
         while the herder restarts (``ActorUnavailableError``: Ray is bringing it back);
         one that creates or deletes is not, since it may have happened."""
         deadline = time.monotonic() + timeout_s
-        while True:
-            try:
-                return rpc.get(getattr(self._herder, method).remote(*args),
-                               timeout_s=max(deadline - time.monotonic(), 0.1))
-            except rpc.ActorUnavailableError:
-                if method not in _REPEATABLE_CALLS or time.monotonic() + HERDER_RETRY_BACKOFF_S > deadline:
-                    raise
-            time.sleep(HERDER_RETRY_BACKOFF_S)
+
+        def attempt() -> Any:
+            return rpc.get(getattr(self._herder, method).remote(*args), timeout_s=max(deadline - time.monotonic(), 0.1))
+
+        def repeatable(error: BaseException, failures: int) -> bool:
+            return isinstance(error, ActorUnavailableError) and method in _REPEATABLE_CALLS
+
+        return retry(attempt, HERDER_RETRY_BACKOFF, retriable=repeatable, deadline_s=deadline)
 
     # -- connectors ----------------------------------------------------------------------
 
@@ -170,5 +174,5 @@ class Connect:
         finally:
             try:
                 ray.kill(self._herder, no_restart=True)
-            except Exception:  # noqa: BLE001
+            except Exception:  # noqa: BLE001 - already gone after its shutdown: nothing is left to stop
                 pass

@@ -18,8 +18,9 @@ REST API checks the credential, ``Host``, ``Origin`` and content type
 
 Supervision: every ``MONITOR_INTERVAL_S`` the herder asks each task actor for its
 status. A task that FAILED, or whose actor died, is restarted after a backoff of
-1, 2, 4, … up to ``MAX_BACKOFF_S`` seconds; the failure's trace stays in the task's
-status (``trace`` while it is down, ``last_failure`` after), with the restart count.
+1, 2, 4, … up to ``MAX_BACKOFF_S`` seconds, each jittered by up to 20% (``rafka.retry``);
+the failure's trace stays in the task's status (``trace`` while it is down,
+``last_failure`` after), with the restart count.
 A task that has run for ``BACKOFF_RESET_S`` starts its backoff over.
 
 Concurrency: requests arrive on the actor's threads (REST and Ray calls) and the monitor
@@ -49,12 +50,16 @@ from rafka.connect.policy import DEFAULT_POLICY, ConnectPolicy
 from rafka.connect.settings import validate
 from rafka.connect.store import CONFIGS_TOPIC, STATUS_TOPIC, TopicStore
 from rafka.connect.worker import start_task_actor, task_actor_name
+from rafka.retry import Backoff
 
 HERDER_NAME = "connect-herder"
 MONITOR_INTERVAL_S = 1.0
 STATUS_TIMEOUT_S = 10.0
 MAX_BACKOFF_S = 60.0
 BACKOFF_RESET_S = 60.0
+# Before restarting a failed task: 1, 2, 4 ... MAX_BACKOFF_S seconds, jittered so tasks
+# that failed together (their database went away) do not all come back at once.
+RESTART_BACKOFF = Backoff(initial_s=1.0, max_s=MAX_BACKOFF_S)
 REST_PORT_KEY = "rest-port"  # in __connect_configs: the port taken when any free one would do
 logger = logging.getLogger(__name__)
 
@@ -378,8 +383,9 @@ class Herder:
                      for task in connector.tasks if task.actor is not None]
         try:
             ray.get(calls, timeout=STATUS_TIMEOUT_S)
-        except Exception:  # noqa: BLE001 - a dead task is restarted in the target state
-            pass
+        except Exception as error:  # noqa: BLE001 - a dead task is restarted in the target state
+            logger.warning("connector %r: not every task took target state %s (%r); a dead task restarts in it",
+                           name, target_state, error)
 
     def _start(self, connector: _Connector) -> None:
         try:
@@ -421,8 +427,9 @@ class Herder:
                     task.actor = existing
                     task.running_since = time.monotonic()
                     return
-            except Exception:  # noqa: BLE001 - dead or stuck: replace it
-                pass
+            except Exception as error:  # noqa: BLE001 - dead or stuck: replace it
+                logger.info("connector %r: replacing task actor %s, which did not answer (%r)", connector.name, name,
+                            error)
             _kill(existing)
             _wait_gone(name, self.namespace)
         task.actor = start_task_actor(self.namespace, self._spec(connector, task))
@@ -436,8 +443,9 @@ class Herder:
         for task, call in calls:
             try:
                 ray.get(call, timeout=STATUS_TIMEOUT_S * 4)
-            except Exception:  # noqa: BLE001 - killed below either way
-                pass
+            except Exception as error:  # noqa: BLE001 - killed below either way
+                logger.warning("connector %r: task %d did not stop cleanly (%r); killing it, its last offsets "
+                               "may not be committed", connector.name, task.id, error)
             _kill(task.actor)
             task.actor = None
         for task, _ in calls:
@@ -445,8 +453,8 @@ class Herder:
         if connector.instance is not None:
             try:
                 connector.instance.stop()
-            except Exception:  # noqa: BLE001
-                pass
+            except Exception:  # noqa: BLE001 - plugin code: its failure must not stop the herder
+                logger.exception("connector %r: its stop() raised", connector.name)
         connector.state = "UNASSIGNED"
 
     def _restart_instance(self, connector: _Connector) -> None:
@@ -457,7 +465,7 @@ class Herder:
             try:
                 connector.instance.stop()
             except Exception:  # noqa: BLE001 - a fresh instance replaces it either way
-                pass
+                logger.exception("connector %r: its stop() raised; starting a fresh instance anyway", connector.name)
         fresh = _Connector(connector.name, connector.config, connector.target_state)
         self.connectors[connector.name] = fresh
         self._start(fresh)
@@ -504,8 +512,8 @@ class Herder:
                        for task in connector.tasks})
         try:
             self.statuses.put_many(values)
-        except Exception:  # noqa: BLE001 - status is advisory; the next change writes again
-            pass
+        except Exception as error:  # noqa: BLE001 - status is advisory; the next change writes again
+            logger.warning("connector %r: could not write its status to %s (%r)", connector.name, STATUS_TOPIC, error)
 
     # -- supervision ---------------------------------------------------------------------
 
@@ -513,8 +521,8 @@ class Herder:
         while not self._stopped.wait(MONITOR_INTERVAL_S):
             try:
                 self._check_all()
-            except Exception:  # noqa: BLE001 - keep supervising
-                pass
+            except Exception:  # noqa: BLE001 - keep supervising, but a failed pass is a bug to see
+                logger.exception("a supervision pass failed; the next starts in %s s", MONITOR_INTERVAL_S)
 
     def _check_all(self) -> None:
         with self._lock:
@@ -562,7 +570,7 @@ class Herder:
                     task.actor = None
                     if task.running_since is not None and time.monotonic() - task.running_since > BACKOFF_RESET_S:
                         task.attempt = 0
-                    task.restart_at = time.monotonic() + min(MAX_BACKOFF_S, 2.0 ** task.attempt)
+                    task.restart_at = time.monotonic() + RESTART_BACKOFF.delay_s(task.attempt)
                     task.attempt += 1
                     task.running_since = None
                 if status["state"] != before:
@@ -577,8 +585,8 @@ class Herder:
 def _kill(actor: Any) -> None:
     try:
         ray.kill(actor, no_restart=True)
-    except Exception:  # noqa: BLE001
-        pass
+    except Exception as error:  # noqa: BLE001 - the actor is gone or going either way: nothing more to do
+        logger.debug("ray.kill(%r) raised %r", actor, error)
 
 
 def _wait_gone(name: str, namespace: str, timeout_s: float = 10.0) -> None:

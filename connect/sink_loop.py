@@ -246,7 +246,7 @@ def _decode_all(converter: Any, topic: str, datas: list) -> list | None:
     its own, so only the bad ones fail)."""
     try:
         return converter.to_values(topic, datas)
-    except Exception:  # noqa: BLE001
+    except Exception:  # noqa: BLE001 - not lost: the caller decodes each value alone and reports each failure
         return None
 
 

@@ -22,9 +22,11 @@ import ray
 from rafka.actors.process import tune_actor_process
 from rafka.connect.errors import RetriableError
 from rafka.connect.failures import ToleranceExceededError, format_trace
+from rafka.retry import Backoff
 
 TASK_PREFIX = "connect-task:"
 STOP_TIMEOUT_S = 30.0
+RETRY_BACKOFF_INITIAL_S = 0.2  # the first wait after a RetriableError, doubling (jittered) up to errors.retry.delay.max.ms
 
 
 def task_actor_name(connector: str, task_id: int) -> str:
@@ -102,7 +104,9 @@ class _TaskActor:
         if timeout_ms >= 0 and (now - self.retry_since) * 1000 > timeout_ms:
             raise error
         self.retry_attempt += 1
-        delay_s = min(config["errors.retry.delay.max.ms"] / 1000, 0.1 * 2 ** min(self.retry_attempt, 16))
+        max_delay_s = config["errors.retry.delay.max.ms"] / 1000
+        delay_s = Backoff(initial_s=min(RETRY_BACKOFF_INITIAL_S, max_delay_s), max_s=max_delay_s).delay_s(
+            self.retry_attempt - 1)
         if poll is not None:
             poll(delay_s)
         else:

@@ -24,10 +24,14 @@ import sys
 import tempfile
 import time
 
-import psycopg
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
+
+try:
+    import psycopg
+except ImportError:
+    sys.exit("this example needs psycopg: pip install 'rafka[postgres]'")
 
 import rafka
 from rafka.connect import Connect

@@ -5,7 +5,7 @@ numbers the way a topic's config arrives from an admin call; any unknown key or 
 raises ``InvalidConfigError`` naming both. Defaults follow Kafka except where noted:
 
 * ``max.message.bytes`` defaults to 8 MiB, not Kafka's 1 MiB: rafka's unit of transfer is
-  an Arrow batch, and measurements (DESIGN.md §3) show 1–8 MiB batches move fastest
+  an Arrow batch, and measurements (docs/architecture.md, section 7) show 1–8 MiB batches move fastest
   between Ray actors.
 * ``flush.messages`` / ``flush.ms`` default to "never" as in Kafka: durability comes from
   replication, and a written batch survives the death of the process (it is in the page

@@ -16,7 +16,8 @@ Durability: an append is written to the file (so it survives the death of the pr
 and fsynced per ``flush.messages`` / ``flush.ms``. ``recovery_point`` is the offset below
 which everything is fsynced; on open every segment from the one holding the recovery point
 onward is validated frame by frame, and a torn or corrupt tail is cut off and reported in
-``Log.last_recovery``.
+``Log.last_recovery`` and as a warning of the ``rafka.storage.log`` logger that names the
+partition directory and what was dropped.
 
 Clean shutdown (Kafka's clean-shutdown marker, the input of KIP-966's unclean-shutdown
 detection): ``close`` leaves a ``clean-shutdown`` file, ``open`` removes it (durably,
@@ -48,6 +49,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import dataclasses
+import logging
 import os
 
 import numpy as np
@@ -80,6 +82,7 @@ from rafka.storage.segment import _body_matches, _count_frames
 
 LEFTOVER_SUFFIXES = (".tmp", ".cleaned", ".truncating", ".swap")
 DEFAULT_READ_MAX_BYTES = 1024 * 1024
+logger = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -243,6 +246,9 @@ class Log:
                 # this segment at the bad frame and report it, but keep the segments after
                 # it, which hold good records of their own (the log gets a gap).
                 dropped, frames = segment.recover(self._segments[index - 1].next_offset if index else 0)
+                logger.warning("%s: segment %d, fsynced before, is corrupt: recovery cut %d bytes (%d batches) "
+                               "from it and kept the segments after it, so the log has a gap from offset %d",
+                               self.directory, segment.base_offset, dropped, frames, segment.next_offset)
                 bytes_dropped += dropped
                 batches_dropped += frames
                 indexes_rebuilt += 1
@@ -262,11 +268,18 @@ class Log:
             expected_offset = segment.next_offset
             if dropped:
                 # Nothing after a corrupt frame can be trusted to be in order.
+                later_bytes = later_batches = 0
                 for later in self._segments[index + 1 :]:
-                    bytes_dropped += later.size_bytes
-                    batches_dropped += _count_frames(later.buffer(), 0, later.size_bytes)
+                    later_bytes += later.size_bytes
+                    later_batches += _count_frames(later.buffer(), 0, later.size_bytes)
                     later.delete()
                     segments_deleted += 1
+                bytes_dropped += later_bytes
+                batches_dropped += later_batches
+                logger.warning("%s: recovery cut a torn or corrupt tail at offset %d in segment %d: %d bytes "
+                               "(%d batches) of it, and %d later segments (%d bytes, %d batches) deleted",
+                               self.directory, segment.next_offset, segment.base_offset, dropped, frames,
+                               len(self._segments) - index - 1, later_bytes, later_batches)
                 del self._segments[index + 1 :], self._base_offsets[index + 1 :]
                 break
 

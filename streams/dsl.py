@@ -25,6 +25,7 @@ import itertools
 from typing import Any, Callable, Iterable
 
 from rafka.streams.windows import SessionWindows, SlidingWindows, TimeWindows
+from rafka.validation import validate_topic_name
 
 EMIT_MODES = ("update", "final")
 AGGREGATIONS = ("count", "sum", "min", "max", "reduce", "aggregate")
@@ -50,8 +51,6 @@ class StreamsApp:
 
     def __init__(self, application_id: str, *, auto_offset_reset: str = "earliest",
                  commit_interval_ms: int = 30_000, max_poll_records: int = 100_000) -> None:
-        from rafka.actors.controller import validate_topic_name
-
         validate_topic_name(application_id)  # it prefixes topic names
         if auto_offset_reset not in ("earliest", "latest"):
             raise ValueError(f"auto_offset_reset must be 'earliest' or 'latest', got {auto_offset_reset!r}")
@@ -185,8 +184,6 @@ class Stream:
 
     def to(self, topic: str, *, name: str | None = None) -> None:
         """Write the records to ``topic`` (keys and values as bytes: see codec.py)."""
-        from rafka.actors.controller import validate_topic_name
-
         validate_topic_name(topic)
         self._then("sink", name, topic=topic)
 

@@ -77,6 +77,7 @@ WORKER_START_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 120.0  # how long stop() waits for workers to commit and stop before killing them
 INITIAL_REBALANCE_DELAY_MS = 3_000  # Kafka's default group.initial.rebalance.delay.ms
 CAUGHT_UP_COMMIT_SPACING_S = 0.1
+RETRY_BACKOFF_S = 0.5  # after a retriable poll failure (a coordinator or leader restarting)
 # Changelog and repartition topics are written by the job's workers only: a client's
 # produce to them is refused (docs/security.md).
 INTERNAL_TOPIC_CONFIG = {"rafka.internal": "true"}
@@ -156,7 +157,16 @@ class _StreamWorker(ConsumerRebalanceListener):
             uncommitted = False  # records processed since the last commit
             while not self._stopping.is_set():
                 started_s, started_cpu_s = clock(), cpu_clock()
-                polled = self.consumer.poll_batches(timeout_s=0.1, max_records=app.max_poll_records)
+                try:
+                    polled = self.consumer.poll_batches(timeout_s=0.1, max_records=app.max_poll_records)
+                except RafkaError as error:
+                    # Nothing was returned, so nothing is skipped: a coordinator or leader
+                    # that is restarting is waited out, as Kafka Streams retries a timeout.
+                    if not error.retriable:
+                        raise
+                    logger.warning("streams %r: poll failed, retrying: %s", app.application_id, error)
+                    time.sleep(RETRY_BACKOFF_S)
+                    continue
                 polled_s, polled_cpu_s = clock(), cpu_clock()
                 loop_s["poll"] += polled_s - started_s
                 loop_cpu_s["poll"] += polled_cpu_s - started_cpu_s
@@ -262,6 +272,14 @@ class _StreamWorker(ConsumerRebalanceListener):
             # commit, with the state flushed above — and the next poll reports the
             # partitions lost, which drops their tasks.
             logger.warning("streams %r: commit refused, partitions moved: %s", self.app.application_id, error)
+        except RafkaError as error:
+            # The coordinator did not answer in time or is restarting: the commit may
+            # or may not be stored. Nothing is lost either way — the outputs are
+            # flushed, and the next commit covers these positions (or, if the
+            # partitions move, their next owner re-reads from the last stored commit).
+            if not error.retriable:
+                raise
+            logger.warning("streams %r: commit failed, the next one covers it: %s", self.app.application_id, error)
 
     def _mark_idle_tasks(self) -> None:
         """Send an idle mark for each task that writes a repartition topic, had no input

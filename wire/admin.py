@@ -28,7 +28,8 @@ import asyncio
 import logging
 from typing import Any
 
-from rafka.errors import TopicExistsError
+from rafka.errors import TopicAuthorizationError, TopicExistsError
+from rafka.security.acl import CLUSTER_NAME
 from rafka.storage.config import LogConfig
 from rafka.wire import protocol
 from rafka.wire.errors import InvalidRequestError, UnknownTopicIdError, error_code_of, message_of
@@ -53,6 +54,15 @@ class AdminApis:
     def _controller(self):
         return self.apis._controller()
 
+    def _require(self, operation: str, resource_type: str, name: str, cluster_too: bool = False) -> None:
+        """Raise TopicAuthorizationError unless the principal may do ``operation`` on the
+        topic (or, ``cluster_too``, on the cluster: Kafka's CreateTopics takes either)."""
+        security = self.apis.security
+        if security.allowed(operation, resource_type, name) or (
+                cluster_too and security.allowed(operation, "cluster", CLUSTER_NAME)):
+            return
+        raise TopicAuthorizationError(f"{operation} on topic {name!r} is not allowed")
+
     async def _topic_result(self, name: str, work) -> dict:
         try:
             extra = await work
@@ -64,6 +74,7 @@ class AdminApis:
 
     async def create_topics(self, header: protocol.RequestHeader, request: Any) -> Any:
         async def create(topic) -> dict:
+            self._require("create", "topic", topic.name, cluster_too=True)
             if any(True for _ in topic.assignments):
                 raise InvalidRequestError("explicit replica assignments are not supported; leave them out")
             partitions = 1 if topic.num_partitions == -1 else int(topic.num_partitions)
@@ -98,6 +109,7 @@ class AdminApis:
         async def delete(name: str | None) -> None:
             if name is None:
                 raise UnknownTopicIdError("deleting a topic by id is not supported; name it")
+            self._require("delete", "topic", name)
             await self._controller().delete_topic.remote(name)
             self.apis._leadership_changed()
 
@@ -107,6 +119,7 @@ class AdminApis:
 
     async def create_partitions(self, header: protocol.RequestHeader, request: Any) -> Any:
         async def grow(topic) -> None:
+            self._require("alter", "topic", topic.name)
             if topic.assignments:
                 raise InvalidRequestError("explicit replica assignments are not supported; leave them out")
             if request.validate_only:
@@ -121,7 +134,14 @@ class AdminApis:
         async def describe(resource) -> dict:
             base = {"resource_type": resource.resource_type, "resource_name": resource.resource_name}
             if resource.resource_type == RESOURCE_BROKER:
+                if not self.apis.security.allowed("describe_configs", "cluster", CLUSTER_NAME):
+                    return {**base, "error_code": E("cluster_authorization_failed"), "configs": (),
+                            "error_message": "describe_configs on the cluster is not allowed"}
                 return {**base, "error_code": 0, "error_message": None, "configs": ()}
+            if resource.resource_type == RESOURCE_TOPIC and \
+                    not self.apis.security.allowed("describe_configs", "topic", resource.resource_name):
+                return {**base, "error_code": E("topic_authorization_failed"), "configs": (),
+                        "error_message": f"describe_configs on topic {resource.resource_name!r} is not allowed"}
             if resource.resource_type != RESOURCE_TOPIC:
                 return {**base, "error_code": E("invalid_request"), "configs": (),
                         "error_message": f"resource type {resource.resource_type} is not supported (2 topic, 4 broker)"}
@@ -152,6 +172,9 @@ class AdminApis:
                 return {**base, "error_code": E("invalid_request"),
                         "error_message": f"resource type {resource.resource_type} cannot be altered: rafka has "
                                          "configs per topic (2) only"}
+            if not self.apis.security.allowed("alter_configs", "topic", resource.resource_name):
+                return {**base, "error_code": E("topic_authorization_failed"),
+                        "error_message": f"alter_configs on topic {resource.resource_name!r} is not allowed"}
             result = await self._topic_result(resource.resource_name,
                                               self._alter(resource, bool(request.validate_only)))
             return {**base, "error_code": result["error_code"], "error_message": result["error_message"]}
@@ -202,7 +225,11 @@ class AdminApis:
 
     async def init_producer_id(self, header: protocol.RequestHeader, request: Any) -> Any:
         data = {"throttle_time": 0, "error_code": 0, "producer_id": -1, "producer_epoch": -1}
-        if request.transactional_id is not None:
+        security = self.apis.security
+        if not (security.allowed("idempotent_write", "cluster", CLUSTER_NAME) or security.allowed_any("write", "topic")):
+            # Kafka: an idempotent producer needs IdempotentWrite on the cluster or Write on some topic.
+            data["error_code"] = E("cluster_authorization_failed")
+        elif request.transactional_id is not None:
             logger.info("wire: InitProducerId for transactional id %r refused: no transactions",
                         request.transactional_id)
             data["error_code"] = E("invalid_request")

@@ -29,11 +29,20 @@ from typing import Any
 from rafka.actors import names
 from rafka.actors.coordinator import coordinator_handle, find_coordinator
 from rafka.errors import GroupNotEmptyError
+from rafka.security.acl import CLUSTER_NAME
 from rafka.wire import protocol
 from rafka.wire.errors import cause_of, error_code_of
 
 E = protocol.error_code
 KEY_TYPE_GROUP = 0
+
+
+class _Refused(Exception):
+    """A request the session's principal may not make; ``name`` is Kafka's error."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.name = name
 
 
 class GroupApis:
@@ -47,10 +56,14 @@ class GroupApis:
 
     async def find_coordinator(self, header: protocol.RequestHeader, request: Any) -> Any:
         keys = list(request.coordinator_keys) if header.api_version >= 4 else [request.key]
-        address = self.apis.broker.wire_listener_address()
+        address = self.apis.own_address()
         coordinators = []
         for key in keys:
-            if request.key_type != KEY_TYPE_GROUP or address is None:
+            if request.key_type == KEY_TYPE_GROUP and not self.apis.security.allowed("describe", "group", key):
+                coordinators.append({"key": key, "node_id": -1, "host": "", "port": -1,
+                                     "error_code": E("group_authorization_failed"),
+                                     "error_message": f"describe on group {key!r} is not allowed"})
+            elif request.key_type != KEY_TYPE_GROUP or address is None:
                 coordinators.append({"key": key, "node_id": -1, "host": "", "port": -1,
                                      "error_code": E("coordinator_not_available"),
                                      "error_message": "only consumer-group coordinators are served"})
@@ -63,11 +76,15 @@ class GroupApis:
             "throttle_time": 0, "coordinators": coordinators, **{k: v for k, v in first.items() if k != "key"}})
 
     async def offset_commit(self, header: protocol.RequestHeader, request: Any) -> Any:
+        security = self.apis.security
+        denied_topics = {topic.name for topic in request.topics if not security.allowed("read", "topic", topic.name)}
         entries = [[topic.name, part.partition_index, int(part.committed_offset), part.committed_metadata or ""]
-                   for topic in request.topics for part in topic.partitions]
+                   for topic in request.topics if topic.name not in denied_topics for part in topic.partitions]
         code = 0
         generation = int(getattr(request, "generation_id_or_member_epoch", getattr(request, "generation_id", -1)))
         try:
+            if not security.allowed("read", "group", request.group_id):
+                raise _Refused("group_authorization_failed")
             coordinator = await self._coordinator(request.group_id)
             if request.member_id or generation >= 0:
                 # A member of a classic group, at its generation.
@@ -76,33 +93,45 @@ class GroupApis:
                 code = E(refused) if refused else 0
             else:
                 await coordinator.commit.remote(request.group_id, None, entries)
+        except _Refused as refused:
+            code = E(refused.name)
         except Exception as error:  # noqa: BLE001 - every partition answers the failure
             code = error_code_of(error)
             if isinstance(cause_of(error), GroupNotEmptyError):
                 code = E("unknown_member_id")
+        topic_refused = E("topic_authorization_failed")
         return protocol.build(protocol.response_class(8, header.api_version), {
             "throttle_time": 0,
-            "topics": [{"name": topic.name, "partitions": [{"partition_index": part.partition_index, "error_code": code}
-                                                           for part in topic.partitions]}
-                       for topic in request.topics],
+            "topics": [{"name": topic.name, "partitions": [
+                {"partition_index": part.partition_index,
+                 "error_code": topic_refused if topic.name in denied_topics and code == 0 else code}
+                for part in topic.partitions]} for topic in request.topics],
         })
 
     async def offset_fetch(self, header: protocol.RequestHeader, request: Any) -> Any:
         wanted = None if request.topics is None else [
             [topic.name, index] for topic in request.topics for index in topic.partition_indexes]
+        security = self.apis.security
         try:
+            if not security.allowed("describe", "group", request.group_id):
+                raise _Refused("group_authorization_failed")
             coordinator = await self._coordinator(request.group_id)
             committed = await coordinator.fetch_offsets.remote(request.group_id, wanted)
             code = 0
+        except _Refused as refused:
+            committed, code = {}, E(refused.name)
         except Exception as error:  # noqa: BLE001
             committed, code = {}, error_code_of(error)
-        if wanted is None:
-            wanted = [list(tp) for tp in sorted(committed)]
+        if wanted is None:  # all the group's offsets: only those of topics the principal may describe
+            wanted = [list(tp) for tp in sorted(committed) if security.allowed("describe", "topic", tp[0])]
         topics: dict[str, list] = {}
         for topic, partition in wanted:
+            refused = not security.allowed("describe", "topic", topic)
             topics.setdefault(topic, []).append({
-                "partition_index": partition, "committed_offset": committed.get((topic, partition), -1),
-                "committed_leader_epoch": -1, "metadata": "", "error_code": 0})
+                "partition_index": partition,
+                "committed_offset": -1 if refused else committed.get((topic, partition), -1),
+                "committed_leader_epoch": -1, "metadata": "",
+                "error_code": E("topic_authorization_failed") if refused else 0})
         return protocol.build(protocol.response_class(9, header.api_version), {
             "throttle_time": 0, "error_code": code,
             "topics": [{"name": name, "partitions": parts} for name, parts in topics.items()]})
@@ -119,6 +148,10 @@ class GroupApis:
         except Exception as error:  # noqa: BLE001
             code = error_code_of(error)
         states = set(getattr(request, "states_filter", ()) or ())
+        security = self.apis.security
+        if not security.allowed("describe", "cluster", CLUSTER_NAME):
+            # Kafka lists only the groups the principal may describe.
+            groups = [g for g in groups if security.allowed("describe", "group", g["group_id"])]
         return protocol.build(protocol.response_class(16, header.api_version), {
             "throttle_time": 0, "error_code": code,
             "groups": [{"group_id": g["group_id"], "protocol_type": "consumer", "group_state": g["state"],

@@ -5,7 +5,8 @@ One ``KafkaApis`` per broker, running in the broker's event loop. It answers:
 * **ApiVersions** with ``protocol.SUPPORTED``, nothing more;
 * **Metadata** from the controller's partition table (cached here, refreshed at most
   every ``METADATA_TTL_S`` and at once after a leadership error), every broker listed
-  with its wire address (each broker actor's ``wire_address``);
+  with its address on the listener the request came in on (each broker actor's
+  ``wire_addresses``);
 * **Produce** per partition: the Kafka batches become Arrow batches (``records.py``) and
   go to this broker's own replica of the partition, which must be the leader (else
   NOT_LEADER_OR_FOLLOWER, as in Kafka, and the client refreshes its metadata). acks=0
@@ -19,6 +20,9 @@ One ``KafkaApis`` per broker, running in the broker's event loop. It answers:
   ``max_bytes`` (so a consumer always progresses), otherwise at most ``max_bytes`` in
   the response and ``partition_max_bytes`` per partition (sizes counted as Arrow bytes);
 * **ListOffsets**: earliest (-2), latest (-1, the high watermark) or by timestamp.
+* **DeleteRecords** per partition, on its leader (as Kafka routes it): the leader
+  replica's ``delete_records`` moves the log start offset on the leader and its in-sync
+  followers and answers the low watermark (OFFSET_OUT_OF_RANGE past the high watermark).
 
 Admin requests and InitProducerId are in ``admin.py``.
 
@@ -38,7 +42,11 @@ from rafka import errors
 from rafka.actors import names
 from rafka.storage.batch import decode_stream, encode_stream
 from rafka.wire import protocol
+from rafka.wire.acls import AclApis
 from rafka.wire.admin import AdminApis
+from rafka.wire.consumer_groups import ConsumerGroupApis
+from rafka.wire.security import WireSecurity, current_session
+from rafka.wire.users import UserApis
 from rafka.wire.groups import GroupApis
 from rafka.wire.membership import MembershipApis
 from rafka.wire.errors import RETRY_WITH_NEW_METADATA, error_code_of, message_of
@@ -58,19 +66,36 @@ NONE = 0
 class KafkaApis:
     """Request handlers of one broker. ``broker`` is the Broker object (same process)."""
 
-    def __init__(self, broker: Any) -> None:
+    def __init__(self, broker: Any, settings: Any = None) -> None:
         self.broker = broker
+        self.security = WireSecurity(self, settings)
         self._metadata: dict[str, list[dict] | None] = {}
         self._metadata_at_s = 0.0
         self._brokers: list[dict] = []
-        self._addresses: dict[int, tuple[str, int]] = {}
+        # listener name -> broker id -> (host, port): Metadata names each broker's
+        # address on the listener the request came in on, as Kafka does.
+        self._listener_addresses: dict[str, dict[int, tuple[str, int]]] = {}
         self._addresses_at_s = 0.0
         self._refresh_lock = asyncio.Lock()
         self.cluster_id = CLUSTER_ID
         groups = GroupApis(self)
         self.handlers = {0: self.produce, 1: self.fetch, 2: self.list_offsets, 3: self.metadata,
-                         18: self.api_versions, 23: self.offset_for_leader_epoch, **AdminApis(self).handlers,
-                         **groups.handlers, **MembershipApis(self, groups).handlers}
+                         18: self.api_versions, 21: self.delete_records, 23: self.offset_for_leader_epoch,
+                         **AdminApis(self).handlers, **groups.handlers, **MembershipApis(self, groups).handlers,
+                         **ConsumerGroupApis(self, groups).handlers,
+                         17: self.security.sasl_handshake, 36: self.security.sasl_authenticate,
+                         **AclApis(self).handlers, **UserApis(self).handlers}
+
+    @property
+    def _addresses(self) -> dict[int, tuple[str, int]]:
+        """Every alive broker's address on the current request's listener."""
+        session = current_session()
+        return self._listener_addresses.get(session.listener if session else "PLAINTEXT", {})
+
+    def own_address(self) -> tuple[str, int] | None:
+        """This broker's address on the current request's listener."""
+        session = current_session()
+        return self.broker.wire_listener_address(session.listener if session else None)
 
     # -- cluster view ------------------------------------------------------------------
 
@@ -91,17 +116,21 @@ class KafkaApis:
                 await self._refresh_addresses()
 
     async def _refresh_addresses(self) -> None:
-        async def address(broker_id: int) -> tuple[int, tuple[str, int] | None]:
+        async def addresses(broker_id: int) -> tuple[int, dict]:
             if broker_id == self.broker.broker_id:
-                return broker_id, self.broker.wire_listener_address()
+                return broker_id, self.broker.wire_listener_addresses()
             try:
                 handle = ray.get_actor(names.broker(broker_id), namespace=self.broker.namespace)
-                return broker_id, tuple(await asyncio.wait_for(_await(handle.wire_address.remote()), 5.0) or ()) or None
+                return broker_id, await asyncio.wait_for(_await(handle.wire_addresses.remote()), 5.0) or {}
             except Exception:  # noqa: BLE001 - a broker that does not answer is left out
-                return broker_id, None
+                return broker_id, {}
 
-        found = await asyncio.gather(*(address(b["broker_id"]) for b in self._brokers if b["alive"]))
-        self._addresses = {broker_id: tuple(addr) for broker_id, addr in found if addr}
+        found = await asyncio.gather(*(addresses(b["broker_id"]) for b in self._brokers if b["alive"]))
+        by_listener: dict[str, dict[int, tuple[str, int]]] = {}
+        for broker_id, listeners in found:
+            for name, address in listeners.items():
+                by_listener.setdefault(name, {})[broker_id] = tuple(address)
+        self._listener_addresses = by_listener
         self._addresses_at_s = time.monotonic()
 
     async def _partitions(self, topic: str) -> list[dict] | None:
@@ -128,6 +157,11 @@ class KafkaApis:
             raise errors.NotLeaderError(f"broker {self.broker.broker_id} holds no replica of {topic}-{partition}")
         return handle, state["leader_epoch"]
 
+    def topic_names_by_id(self) -> dict[str, str]:
+        """Topic name by topic id (hex), from the cached metadata."""
+        return {partitions[0]["topic_id"]: name for name, partitions in self._metadata.items()
+                if partitions and partitions[0].get("topic_id")}
+
     def _leadership_changed(self) -> None:
         self._metadata_at_s = 0.0
 
@@ -147,21 +181,44 @@ class KafkaApis:
 
     async def metadata(self, header: protocol.RequestHeader, request: Any) -> Any:
         await self._refresh(force=True)
+        unknown_ids = []
         if request.topics is None or (header.api_version == 0 and not request.topics):
-            wanted = sorted(name for name in self._metadata if not name.startswith("__"))
+            # All topics: only those the principal may describe (Kafka hides the rest).
+            wanted = sorted(name for name in self._metadata if not name.startswith("__")
+                            and self.security.allowed("describe", "topic", name))
+            refused: set[str] = set()
         else:
-            wanted = [topic.name for topic in request.topics]
+            # v10+ may name a topic by id alone (KIP-516; a KIP-848 consumer asks for
+            # the topics of its assignment so).
+            names_by_id = self.topic_names_by_id()
+            wanted = []
+            for topic in request.topics:
+                if topic.name is None and getattr(topic, "topic_id", None) is not None:
+                    name = names_by_id.get(topic.topic_id.hex)
+                    if name is None:
+                        unknown_ids.append(topic.topic_id)
+                    else:
+                        wanted.append(name)
+                else:
+                    wanted.append(topic.name)
+            refused = {name for name in wanted if not self.security.allowed("describe", "topic", name)}
         if any(name not in self._metadata for name in wanted):
             self._metadata.update(await self._controller().metadata.remote(wanted))
-        topics = []
+        topics = [{"error_code": E("unknown_topic_id"), "name": None, "partitions": (), "topic_id": topic_id,
+                   "is_internal": False} for topic_id in unknown_ids]
         for name in wanted:
             partitions = self._metadata.get(name)
+            if name in refused:
+                topics.append({"error_code": E("topic_authorization_failed"), "name": name, "partitions": (),
+                               "topic_id": None, "is_internal": False})
+                continue
             if partitions is None:
                 topics.append({"error_code": E("unknown_topic_or_partition"), "name": name, "partitions": (),
                                "topic_id": None, "is_internal": False})
                 continue
             topics.append({
-                "error_code": NONE, "name": name, "topic_id": None, "is_internal": name.startswith("__"),
+                "error_code": NONE, "name": name, "topic_id": partitions[0].get("topic_id") if partitions else None,
+                "is_internal": name.startswith("__"),
                 "partitions": [{
                     "error_code": NONE if state["leader"] >= 0 else E("leader_not_available"),
                     "partition_index": index, "leader_id": state["leader"],
@@ -207,6 +264,8 @@ class KafkaApis:
         """(error code, base offset, log start offset, error message) of one partition."""
         if acks not in (0, 1, -1):
             return E("invalid_required_acks"), -1, -1, f"acks must be 0, 1 or -1, got {acks}"
+        if not self.security.allowed("write", "topic", topic):
+            return E("topic_authorization_failed"), -1, -1, f"write to topic {topic!r} is not allowed"
         try:
             replica, leader_epoch = await self._leader_replica(topic, partition)
             batches = decode_produce(records or b"")
@@ -280,6 +339,8 @@ class KafkaApis:
     async def _fetch_partition(self, topic: str, partition: int, offset: int, max_bytes: int,
                                max_wait_ms: int) -> tuple[int, list, int, int]:
         """(error code, Arrow batches, high watermark, log start offset)."""
+        if not self.security.allowed("read", "topic", topic):
+            return E("topic_authorization_failed"), [], -1, -1
         try:
             replica, _epoch = await self._leader_replica(topic, partition)
             answer = await replica.fetch.remote(offset, max(int(max_bytes), 1), max_wait_ms, 1)
@@ -309,6 +370,33 @@ class KafkaApis:
             "throttle_time": 0, "topics": [{"name": name, "partitions": parts} for name, parts in responses.items()],
         })
 
+    # -- DeleteRecords ------------------------------------------------------------------
+
+    async def delete_records(self, header: protocol.RequestHeader, request: Any) -> Any:
+        timeout_ms = max(0, round(request.timeout.total_seconds() * 1000))
+        wanted = [(topic.name, part.partition_index, int(part.offset))
+                  for topic in request.topics for part in topic.partitions]
+        results = await asyncio.gather(*(self._delete_records(*item, timeout_ms) for item in wanted))
+        responses: dict[str, list] = {}
+        for (topic, partition, _offset), (error, low_watermark) in zip(wanted, results):
+            responses.setdefault(topic, []).append({"partition_index": partition, "low_watermark": low_watermark,
+                                                    "error_code": error})
+        return protocol.build(protocol.response_class(21, header.api_version), {
+            "throttle_time": 0, "topics": [{"name": name, "partitions": parts} for name, parts in responses.items()],
+        })
+
+    async def _delete_records(self, topic: str, partition: int, offset: int, timeout_ms: int) -> tuple[int, int]:
+        if not self.security.allowed("delete", "topic", topic):
+            return E("topic_authorization_failed"), -1
+        try:
+            replica, epoch = await self._leader_replica(topic, partition)
+            return NONE, await replica.delete_records.remote(offset, epoch, timeout_ms)
+        except Exception as error:  # noqa: BLE001 - each partition answers its own error
+            code = error_code_of(error)
+            if code in RETRY_WITH_NEW_METADATA:
+                self._leadership_changed()
+            return code, -1
+
     # -- OffsetForLeaderEpoch -----------------------------------------------------------
 
     async def offset_for_leader_epoch(self, header: protocol.RequestHeader, request: Any) -> Any:
@@ -331,6 +419,8 @@ class KafkaApis:
 
     async def _end_offset_for_epoch(self, topic: str, partition: int, current_leader_epoch: int,
                                     leader_epoch: int) -> tuple[int, int, int]:
+        if not self.security.allowed("describe", "topic", topic):
+            return E("topic_authorization_failed"), -1, -1
         try:
             replica, epoch = await self._leader_replica(topic, partition)
             if current_leader_epoch >= 0 and current_leader_epoch != epoch:
@@ -345,6 +435,8 @@ class KafkaApis:
             return code, -1, -1
 
     async def _list_offset(self, topic: str, partition: int, timestamp_ms: int) -> tuple[int, int, int, int]:
+        if not self.security.allowed("describe", "topic", topic):
+            return E("topic_authorization_failed"), -1, -1, -1
         try:
             replica, epoch = await self._leader_replica(topic, partition)
             offset, found_ms = await replica.list_offset.remote(int(timestamp_ms))

@@ -107,6 +107,10 @@ def _ms(value: Any) -> int:
     return -1 if value is None else round(value.total_seconds() * 1000)
 
 
+class _GroupAuthorizationFailed(Exception):
+    """The session's principal may not use the group (GROUP_AUTHORIZATION_FAILED)."""
+
+
 class MembershipApis:
     def __init__(self, apis: Any, groups: Any) -> None:
         self.apis = apis
@@ -166,6 +170,8 @@ class MembershipApis:
             leaving = [[m.member_id, m.group_instance_id] for m in request.members]
         code, results = 0, []
         try:
+            if not self.apis.security.allowed("read", "group", request.group_id):
+                raise _GroupAuthorizationFailed()
             results = await self._call(request.group_id, "leave_group", leaving)
         except Exception as error:  # noqa: BLE001
             code, results = self._failure(error), [None] * len(leaving)
@@ -178,6 +184,8 @@ class MembershipApis:
         })
 
     async def _guarded(self, group_id: str, method: str, request: dict) -> dict:
+        if not self.apis.security.allowed("read", "group", group_id):
+            return {"error": "group_authorization_failed", "member_id": request.get("member_id") or ""}
         try:
             return await self._call(group_id, method, request)
         except Exception as error:  # noqa: BLE001 - every failure is an error code for the client
@@ -193,6 +201,8 @@ class MembershipApis:
         return "unknown_server_error"
 
     def _failure(self, error: BaseException) -> int:
+        if isinstance(error, _GroupAuthorizationFailed):
+            return E("group_authorization_failed")
         return E(self._failure_name(error))
 
     async def describe_groups(self, header: protocol.RequestHeader, request: Any) -> Any:
@@ -204,6 +214,9 @@ class MembershipApis:
     async def _describe(self, version: int, group_id: str) -> dict:
         entry = {"error_code": 0, "error_message": None, "group_id": group_id, "group_state": "Dead",
                  "protocol_type": "", "protocol_data": "", "members": (), "authorized_operations": -2147483648}
+        if not self.apis.security.allowed("describe", "group", group_id):
+            return {**entry, "error_code": E("group_authorization_failed"),
+                    "error_message": f"describe on group {group_id!r} is not allowed"}
         try:
             group = await self._call(group_id, "wire_group")
         except Exception as error:  # noqa: BLE001
@@ -228,6 +241,8 @@ class MembershipApis:
 
     async def delete_groups(self, header: protocol.RequestHeader, request: Any) -> Any:
         async def delete(group_id: str) -> dict:
+            if not self.apis.security.allowed("delete", "group", group_id):
+                return {"group_id": group_id, "error_code": E("group_authorization_failed")}
             try:
                 await self._call(group_id, "delete_group")
                 code = 0

@@ -48,16 +48,25 @@ SUPPORTED: dict[int, tuple[int, int]] = {
     14: (0, 5),   # SyncGroup
     15: (0, 6),   # DescribeGroups
     16: (0, 5),   # ListGroups
+    17: (0, 1),   # SaslHandshake (v0: raw tokens follow; v1: SaslAuthenticate follows)
     18: (0, 3),   # ApiVersions
     19: (2, 7),   # CreateTopics
     20: (1, 6),   # DeleteTopics
+    21: (0, 2),   # DeleteRecords (the log start offset moves on the leader and its in-sync followers)
     22: (0, 4),   # InitProducerId (idempotent producers; no transactions)
     23: (2, 4),   # OffsetForLeaderEpoch (consumers; kio has v2+)
+    29: (1, 3),   # DescribeAcls (kio has v1+)
+    30: (1, 3),   # CreateAcls
+    31: (1, 3),   # DeleteAcls
     32: (1, 4),   # DescribeConfigs
+    36: (0, 2),   # SaslAuthenticate
     37: (0, 3),   # CreatePartitions
     42: (0, 2),   # DeleteGroups
     44: (0, 1),   # IncrementalAlterConfigs (topics)
+    50: (0, 0),   # DescribeUserScramCredentials
+    51: (0, 0),   # AlterUserScramCredentials
     60: (0, 1),   # DescribeCluster
+    68: (0, 1),   # ConsumerGroupHeartbeat (KIP-848; v1: the client names its member id)
 }
 _HEADER = struct.Struct(">hhi")
 

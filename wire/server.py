@@ -18,6 +18,12 @@ Connections are untrusted input, so every resource is bounded:
 * a handler that raises (a bug, or an actor failing in a way handlers.py does not map to
   an error code) closes only its own connection and is logged.
 
+Security (wire/security.py, docs/security.md): with an ``ssl_context`` the listener
+speaks TLS (a failed handshake closes the connection before any request); on a SASL
+listener a connection that has not authenticated may send only ApiVersions,
+SaslHandshake and SaslAuthenticate, anything else closes it; a failed authentication is
+answered and then the connection closed.
+
 Nothing here blocks the event loop: parsing and encoding are synchronous but bounded by
 the frame size; every wait on an actor is an ``await``.
 """
@@ -26,10 +32,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import struct
 from typing import Any
 
 from rafka.wire import protocol
+from rafka.wire.security import PRE_AUTHENTICATION_KEYS, Session, current_session, start_session
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +45,7 @@ DEFAULT_MAX_FRAME_BYTES = 100 * 1024 * 1024  # Kafka's socket.request.max.bytes
 DEFAULT_IDLE_TIMEOUT_S = 600.0  # Kafka's connections.max.idle.ms
 DEFAULT_MAX_CONNECTIONS = 1000
 PORT_SEARCH_SPAN = 100  # ports tried after the configured one when it is taken
+TLS_HANDSHAKE_TIMEOUT_S = 30.0
 
 
 class WireServer:
@@ -44,8 +53,12 @@ class WireServer:
 
     def __init__(self, apis: Any, host: str, port: int, *, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
                  idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S,
-                 max_connections: int = DEFAULT_MAX_CONNECTIONS) -> None:
+                 max_connections: int = DEFAULT_MAX_CONNECTIONS, listener_name: str = "PLAINTEXT",
+                 sasl: bool = False, ssl_context: ssl.SSLContext | None = None) -> None:
         self.apis = apis
+        self.listener_name = listener_name
+        self.sasl = sasl
+        self.ssl_context = ssl_context
         self.host = host
         self.requested_port = port
         self.port = -1
@@ -62,7 +75,9 @@ class WireServer:
         last_error: OSError | None = None
         for port in range(self.requested_port, self.requested_port + attempts):
             try:
-                self._server = await asyncio.start_server(self._serve, self.host, port, limit=64 * 1024)
+                tls = {"ssl": self.ssl_context, "ssl_handshake_timeout": TLS_HANDSHAKE_TIMEOUT_S} \
+                    if self.ssl_context is not None else {}
+                self._server = await asyncio.start_server(self._serve, self.host, port, limit=64 * 1024, **tls)
             except OSError as error:
                 last_error = error
                 continue
@@ -90,9 +105,12 @@ class WireServer:
             writer.close()
             return
         self._connections.add(task)
+        peer = writer.get_extra_info("peername")
+        start_session(Session(self.listener_name, str(peer[0]) if peer else "*", self.sasl))
         try:
             await self._serve_connection(reader, writer)
-        except (asyncio.IncompleteReadError, ConnectionError, asyncio.TimeoutError, protocol.FrameError) as error:
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.TimeoutError, protocol.FrameError,
+                ssl.SSLError) as error:
             logger.debug("wire: closing connection: %r", error)
         except asyncio.CancelledError:
             pass
@@ -109,10 +127,28 @@ class WireServer:
             if size < 8 or size > self.max_frame_bytes:
                 raise protocol.FrameError(f"request size {size} is outside [8, {self.max_frame_bytes}]")
             frame = await asyncio.wait_for(reader.readexactly(size), self.idle_timeout_s)
-            response = await self._answer(frame)
+            session = current_session()
+            if session.raw_tokens:
+                response = await self._raw_token(session, frame)
+            else:
+                response = await self._answer(frame)
             if response is not None:
                 writer.write(response)
                 await asyncio.wait_for(writer.drain(), self.idle_timeout_s)
+            if session.close_after_response:
+                raise ConnectionError(f"closing the connection from {session.client_host}: authentication failed "
+                                      "or a SASL request out of order")
+
+    async def _raw_token(self, session: Session, frame: bytes) -> bytes:
+        """A SASL token after SaslHandshake v0: answered as a bare size-prefixed token;
+        a failure closes the connection (v0 has no way to carry an error)."""
+        from rafka.security.scram import AuthenticationError
+
+        try:
+            answer = await self.apis.security.step(session, frame)
+        except AuthenticationError as error:
+            raise ConnectionError(f"SASL authentication of {session.client_host} failed: {error}") from None
+        return struct.pack(">i", len(answer)) + answer
 
     async def _answer(self, frame: bytes) -> bytes | None:
         api_key, api_version, correlation_id = protocol.read_header(frame)
@@ -120,7 +156,13 @@ class WireServer:
             header = protocol.RequestHeader(api_key, 0, correlation_id, None, False)
             return protocol.encode_response(
                 header, self.apis.api_versions_response(0, protocol.error_code("unsupported_version")))
+        session = current_session()
+        if session.sasl and not session.authenticated and api_key not in PRE_AUTHENTICATION_KEYS:
+            # Kafka closes a connection that sends any other request before authenticating.
+            raise protocol.FrameError(f"api key {api_key} before SASL authentication from {session.client_host}")
         header, request = protocol.parse_request(frame)
+        if self.apis.security.enabled and api_key not in PRE_AUTHENTICATION_KEYS:
+            await self.apis.security.refresh()
         handler = self.apis.handlers.get(api_key)
         if handler is None:
             raise protocol.FrameError(f"api key {api_key} has no handler")

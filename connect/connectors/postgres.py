@@ -60,10 +60,13 @@ import time
 import uuid
 from typing import Any, Callable
 
-import psycopg
-from psycopg import sql
-from psycopg.rows import dict_row
-from psycopg.types.json import Jsonb
+try:
+    import psycopg
+    from psycopg import sql
+    from psycopg.rows import dict_row
+    from psycopg.types.json import Jsonb
+except ImportError as error:  # psycopg is an extra: name it, so the fix is one command
+    raise ImportError(f"the PostgreSQL connectors need psycopg ({error}): pip install 'rafka[postgres]'") from error
 
 from rafka.connect.api import SinkConnector, SinkRecord, SinkTask, SourceConnector, SourceRecord, SourceTask
 from rafka.connect.config import ConfigDef

@@ -88,7 +88,8 @@ async def started(partition: LogPartition) -> GroupCoordinator:
 
 def request(member_id: str = "", topics=("t",), owned=(), **extra) -> dict:
     return dict({"member_id": member_id, "topics": list(topics), "session_timeout_ms": 10_000,
-                 "rebalance_timeout_ms": 10_000, "owned": [list(tp) for tp in owned], "wait_ms": 0}, **extra)
+                 "rebalance_timeout_ms": 10_000, "owned": None if owned is None else [list(tp) for tp in owned],
+                 "wait_ms": 0}, **extra)
 
 
 async def settle(coordinator: GroupCoordinator, member_id: str, topics=("t",)) -> dict:
@@ -326,5 +327,65 @@ def test_classic_join_to_a_group_with_native_members_is_inconsistent(tmp_path):
         answer = await coordinator.join_group(GROUP, classic_join())
         assert answer["error"] == "inconsistent_group_protocol"
         assert not coordinator.groups[GROUP].classic.members
+
+    asyncio.run(scenario())
+
+
+def test_member_joining_under_its_own_id_again_replaces_itself_and_owns_nothing(tmp_path):
+    """KIP-848 v1: the client names its member id; joining again under it (after it gave
+    up its partitions) replaces the old member, and the epochs go on from the old one's
+    so that a commit of the old incarnation is stale."""
+    async def scenario():
+        coordinator = await started(LogPartition(str(tmp_path), {"t": 2}))
+        first = await coordinator.heartbeat(GROUP, request(join_as="client-chosen-id"))
+        assert first["member_id"] == "client-chosen-id"
+        settled = await settle(coordinator, "client-chosen-id")
+        assert len(settled["assignment"]) == 2
+        again = await coordinator.heartbeat(GROUP, request(join_as="client-chosen-id",
+                                                           owned=[("t", 0), ("t", 1)]))
+        members = coordinator.groups[GROUP].members
+        assert list(members) == ["client-chosen-id"] and members["client-chosen-id"].owned == set()
+        assert again["epoch"] >= settled["epoch"]
+        with pytest.raises(StaleMemberEpochError):
+            await coordinator.commit(GROUP, "client-chosen-id", [["t", 0, 7, ""]], settled["epoch"] - 1)
+
+    asyncio.run(scenario())
+
+
+def test_heartbeat_without_subscription_or_owned_keeps_both(tmp_path):
+    """KIP-848 heartbeats omit what did not change: ``keep_subscription`` keeps the
+    topics, ``owned`` None keeps the last report (a partition being revoked stays held)."""
+    async def scenario():
+        coordinator = await started(LogPartition(str(tmp_path), {"t": 2, "u": 1}))
+        first = await settle(coordinator, "", topics=("t", "u"))
+        assert len(first["assignment"]) == 3
+        member_id = first["member_id"]
+        quiet = await coordinator.heartbeat(GROUP, request(member_id, topics=(), owned=None, keep_subscription=True))
+        assert len(quiet["assignment"]) == 3
+        assert coordinator.groups[GROUP].members[member_id].topics == {"t", "u"}
+        assert coordinator.groups[GROUP].members[member_id].owned == {("t", 0), ("t", 1), ("u", 0)}
+        second = await coordinator.heartbeat(GROUP, request(topics=("t", "u")))
+        # The first member is losing partitions but has not reported since: they stay held.
+        await coordinator.heartbeat(GROUP, request(member_id, topics=(), owned=None, keep_subscription=True))
+        second = await coordinator.heartbeat(GROUP, request(second["member_id"], topics=("t", "u")))
+        assert second["assignment"] == []
+        assert all(len(ids) == 1 for ids in holders(coordinator).values()), holders(coordinator)
+
+    asyncio.run(scenario())
+
+
+def test_commit_of_a_consumer_protocol_member_through_the_classic_path_is_fenced_by_member_epoch(tmp_path):
+    """An OffsetCommit of a KIP-848 member arrives as a classic commit whose generation
+    is the member epoch Kafka clients see (rafka's plus one)."""
+    async def scenario():
+        coordinator = await started(LogPartition(str(tmp_path), {"t": 1}))
+        member = await settle(coordinator, "")
+        wire_epoch = member["epoch"] + 1
+        assert await coordinator.classic_commit(GROUP, member["member_id"], wire_epoch, [["t", 0, 9, ""]]) is None
+        assert await coordinator.fetch_offsets(GROUP) == {("t", 0): 9}
+        assert await coordinator.classic_commit(GROUP, member["member_id"], wire_epoch + 1,
+                                                [["t", 0, 1, ""]]) == "stale_member_epoch"
+        assert await coordinator.classic_commit(GROUP, "nobody", wire_epoch, [["t", 0, 1, ""]]) == "unknown_member_id"
+        assert await coordinator.fetch_offsets(GROUP) == {("t", 0): 9}
 
     asyncio.run(scenario())

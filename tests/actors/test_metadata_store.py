@@ -264,7 +264,8 @@ def test_snapshot_written_before_broker_per_node_existed_loads_with_it_off(tmp_p
     body = msgpack.packb(old_state)
     header = len(body).to_bytes(4, "little") + crc32c.crc32c(body).to_bytes(4, "little")
     (tmp_path / SNAPSHOT_FILE).write_bytes(header + body)
-    assert MetadataStore(str(tmp_path)).state == dict(old_state, broker_per_node=False, deleted_topic_ids=[])
+    assert MetadataStore(str(tmp_path)).state == dict(old_state, broker_per_node=False, deleted_topic_ids=[],
+                                                      scram_credentials={}, acls=[])
 
 
 def test_delete_topic_remembers_the_deleted_topic_id(tmp_path):

@@ -138,6 +138,28 @@ def test_callbacks_receive_metadata(cluster, topic):
     assert sorted(delivered) == [(i, None) for i in range(10)]
 
 
+def test_callback_that_raises_is_logged_and_the_others_still_run(cluster, topic, caplog):
+    cluster.admin().create_topic(topic, partitions=1)
+    delivered = []
+
+    def callback(metadata, error):
+        delivered.append(metadata.offset)
+        if metadata.offset % 2:
+            raise RuntimeError(f"bad callback at {metadata.offset}")
+
+    with caplog.at_level("ERROR", logger="rafka.client.producer"):
+        with cluster.producer(linger_ms=1000) as producer:
+            for i in range(10):
+                producer.send(topic, b"%d" % i, callback=callback)
+    assert sorted(delivered) == list(range(10))
+    failures = [r for r in caplog.records if r.name == "rafka.client.producer"]
+    assert failures and f"{topic}-0" in failures[0].getMessage()
+    assert failures[0].exc_info[0] is RuntimeError
+    # One batch: the first failure with its traceback, the other four counted.
+    assert sum(1 for r in failures if r.exc_info) + sum(int(r.getMessage().split()[0]) for r in failures
+                                                        if not r.exc_info) == 5
+
+
 def test_seek_position_pause_and_offsets_for_times(cluster, topic):
     cluster.admin().create_topic(topic, partitions=1)
     with cluster.producer() as producer:

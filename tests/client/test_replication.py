@@ -379,3 +379,32 @@ def stored_topic_id(directory: str) -> str | None:
             return json.load(handle)["topic_id"]
     except FileNotFoundError:
         return None
+
+
+def test_offline_partition_keeps_its_last_in_sync_replica_and_elects_it_when_it_returns(replicated, topic):
+    """The partition's only in-sync replica's broker is frozen past its session: the
+    partition goes offline with that replica still in its ISR. A report that the replica
+    failed, arriving meanwhile (as from a broker whose replica died while it started its
+    replicas again), must not empty the ISR: before, it did, and the partition stayed
+    leaderless for good when the broker came back, with every acknowledged record on it
+    (the soak, seed 48213, ended so)."""
+    admin = replicated.admin()
+    admin.create_topic(topic, partitions=1, replication_factor=2)
+    state = partition_state(replicated, topic)
+    leader, follower = state["leader"], [b for b in state["replicas"] if b != state["leader"]][0]
+    ray.kill(replica(replicated, topic, 0, follower), no_restart=True)
+    wait_until(lambda: partition_state(replicated, topic)["isr"] == [leader])
+    with replicated.producer(acks="all") as producer:
+        for index in range(10):
+            producer.send(topic, b"acked-%d" % index).result(timeout=30)
+    broker_pid = actor_pid(ray.get_actor(names.broker(leader), namespace=replicated.namespace))
+    os.kill(broker_pid, signal.SIGSTOP)
+    try:
+        wait_until(lambda: partition_state(replicated, topic)["leader"] == -1, timeout_s=60)
+        assert partition_state(replicated, topic)["isr"] == [leader]
+        ray.get(replicated.controller.replica_failed.remote(topic, 0, leader))
+        assert partition_state(replicated, topic)["isr"] == [leader], "the last in-sync replica left the ISR"
+    finally:
+        os.kill(broker_pid, signal.SIGCONT)
+    wait_until(lambda: partition_state(replicated, topic)["leader"] == leader, timeout_s=60)
+    assert consume_values(replicated, topic, 1, 10) == [b"acked-%d" % index for index in range(10)]

@@ -38,3 +38,55 @@ def test_request_after_a_failed_start_raises_the_start_error():
     herder._ready.set()
     with pytest.raises(ConnectError, match="cannot read __connect_configs"):
         herder.status("any")
+
+
+def test_monitor_logs_a_failed_supervision_pass_and_keeps_supervising(caplog):
+    herder = loading_herder()
+    herder._stopped = threading.Event()
+    passes = []
+
+    def check_all():
+        passes.append(1)
+        if len(passes) == 2:
+            herder._stopped.set()
+        raise KeyError("a supervision bug")
+
+    herder._check_all = check_all
+    with caplog.at_level("ERROR", logger="rafka.connect.herder"):
+        herder._monitor()
+    assert len(passes) == 2  # the first failure did not end supervision
+    failures = [record for record in caplog.records if record.name == "rafka.connect.herder"]
+    assert len(failures) == 2 and "supervision pass failed" in failures[0].getMessage()
+    assert failures[0].exc_info[0] is KeyError
+
+
+def test_stop_logs_a_connector_whose_stop_raises(caplog):
+    from rafka.connect.herder import _Connector
+
+    class FailingStop:
+        def stop(self):
+            raise RuntimeError("stop failed in plugin code")
+
+    herder = loading_herder()
+    connector = _Connector("failing", {}, "RUNNING")
+    connector.instance = FailingStop()
+    with caplog.at_level("ERROR", logger="rafka.connect.herder"):
+        herder._stop(connector)
+    assert connector.state == "UNASSIGNED"
+    [record] = [record for record in caplog.records if record.name == "rafka.connect.herder"]
+    assert "'failing'" in record.getMessage() and record.exc_info[0] is RuntimeError
+
+
+def test_status_write_that_fails_is_logged(caplog):
+    from rafka.connect.herder import _Connector
+
+    class UnwritableStore:
+        def put_many(self, values):
+            raise ConnectionError("__connect_status has no leader")
+
+    herder = loading_herder()
+    herder.statuses = UnwritableStore()
+    with caplog.at_level("WARNING", logger="rafka.connect.herder"):
+        herder._write_status(_Connector("quiet", {}, "RUNNING"))
+    [record] = [record for record in caplog.records if record.name == "rafka.connect.herder"]
+    assert "'quiet'" in record.getMessage() and "has no leader" in record.getMessage()

@@ -184,7 +184,7 @@ def run(out_dir: str, *, seed: int | None = None, minutes: float | None = None, 
         if cluster is not None:
             try:
                 cluster.shutdown()
-            except Exception:  # noqa: BLE001
+            except Exception:  # noqa: BLE001 - the verdict is decided; Ray's shutdown below ends what is left
                 pass
         ray.shutdown()
         ray_cluster.shutdown()

@@ -191,8 +191,8 @@ class _ConsumerSlot:
         self.stall_until_s = 0.0
         self.rejoin_requested = threading.Event()
 
-    def close_intervals(self, partitions, how: str) -> None:
-        now = time.monotonic()
+    def close_intervals(self, partitions, how: str, at_s: float | None = None) -> None:
+        now = time.monotonic() if at_s is None else at_s
         for tp in list(partitions):
             key = (tp.topic, tp.partition) if not isinstance(tp, tuple) else tp
             interval = self.open_intervals.pop(key, None)
@@ -272,11 +272,15 @@ class GroupWorkload:
             slot.commit()
         except Exception as error:  # noqa: BLE001
             self.history.note(f"{slot.name}: final commit failed: {error!r}")
+        # The slot stops using its partitions when it starts closing (close() returns no
+        # records and commits nothing more), and the consumer's leave inside close() lets
+        # the coordinator hand them on before close() returns: so the interval ends here.
+        closing_s = time.monotonic()
         try:
             consumer.close()
         except Exception as error:  # noqa: BLE001
             self.history.note(f"{slot.name}: close failed: {error!r}")
-        slot.close_intervals(list(slot.open_intervals), "closed")
+        slot.close_intervals(list(slot.open_intervals), "closed", at_s=closing_s)
         slot.consumer = None
 
     def _run(self, slot: _ConsumerSlot) -> None:
@@ -347,7 +351,7 @@ class GroupWorkload:
         if observer is not None:
             try:
                 observer.close()
-            except Exception:  # noqa: BLE001
+            except Exception:  # noqa: BLE001 - the run is over and its history complete: nothing to record
                 pass
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 
 import pytest
 
@@ -91,6 +92,57 @@ def test_recovery_drops_everything_after_a_corrupt_batch_and_reports_it(open_log
     assert frames_per_segment >= 1
     assert log.log_end_offset == second_base
     assert offsets_of(log.read(0, max_bytes=10**9)) == list(range(second_base))
+
+
+def test_recovery_that_cuts_a_corrupt_tail_logs_the_directory_and_what_it_dropped(open_log, tmp_path, caplog):
+    log = open_log(segment_bytes=2048)
+    for start in range(0, 200, 10):
+        log.append(batch_of(10, start=start, value_bytes=30))
+    second_base = log.segments()[1].base_offset
+    later_segments = len(log.segments()) - 2
+    crash(log)
+    path = tmp_path / "log" / f"{second_base:020d}.log"
+    data = bytearray(path.read_bytes())
+    data[100] ^= 0x01
+    path.write_bytes(bytes(data))
+    with caplog.at_level("WARNING", logger="rafka.storage.log"):
+        log = open_log(segment_bytes=2048)
+    [warning] = [record for record in caplog.records if record.name == "rafka.storage.log"]
+    message = warning.getMessage()
+    assert str(tmp_path / "log") in message
+    assert f"at offset {second_base} in segment {second_base}" in message
+    assert f"{later_segments} later segments" in message
+    cut_bytes, cut_batches, later_bytes, later_batches = map(int, re.search(
+        r": (\d+) bytes \((\d+) batches\) of it, and \d+ later segments \((\d+) bytes, (\d+) batches\)",
+        message).groups())
+    assert cut_bytes + later_bytes == log.last_recovery.bytes_dropped
+    assert cut_batches + later_batches == log.last_recovery.batches_dropped
+
+
+def test_recovery_of_a_clean_log_logs_nothing(open_log, tmp_path, caplog):
+    log = open_log()
+    log.append(batch_of(10))
+    log.close()
+    with caplog.at_level("DEBUG", logger="rafka.storage.log"):
+        open_log()
+    assert [record for record in caplog.records if record.name == "rafka.storage.log"] == []
+
+
+def test_recovery_of_a_corrupt_fsynced_segment_logs_the_gap(open_log, tmp_path, caplog):
+    log = open_log(segment_bytes=2048)
+    for start in range(0, 200, 10):
+        log.append(batch_of(10, start=start, value_bytes=30))
+    last_frame = max(position for position, _ in log.segments()[0].headers())
+    log.close()
+    path = tmp_path / "log" / SEGMENT
+    data = bytearray(path.read_bytes())
+    data[last_frame + 8] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with caplog.at_level("WARNING", logger="rafka.storage.log"):
+        open_log(segment_bytes=2048)
+    [warning] = [record for record in caplog.records if record.name == "rafka.storage.log"]
+    assert str(tmp_path / "log") in warning.getMessage() and "(1 batches)" in warning.getMessage()
+    assert "gap" in warning.getMessage()
 
 
 def test_flushed_segments_are_not_revalidated_on_open(open_log, tmp_path):
