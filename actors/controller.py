@@ -824,6 +824,9 @@ CONTROLLER_METHODS = (
     "add_broker", "brokers", "broker_heartbeat", "alter_isr", "replica_failed", "replica_restarted",
     "start_brokers", "set_broker_per_node", "create_topic", "delete_topic", "list_topics", "describe_topic",
     "describe_configs", "alter_configs", "create_partitions", "metadata", "allocate_producer_id", "shutdown",
+    # SecurityMetadata's (actors/security_metadata.py): brokers and Admin reach them through the router too.
+    "security_state", "alter_scram_credentials", "describe_scram_credentials", "create_acls", "describe_acls",
+    "delete_acls",
 )
 for _name in CONTROLLER_METHODS:
     setattr(Controller, _name, _active_only(getattr(Controller, _name)))
