@@ -71,6 +71,7 @@ import warnings
 import ray
 
 from rafka.actors import broker_placement, names
+from rafka.actors.controller_methods import CONTROLLER_METHODS
 from rafka.actors.controller_quorum import QuorumStore, prepare_voter_directory
 from rafka.actors.process import tune_actor_process
 from rafka.actors.raft import LEADER
@@ -819,15 +820,6 @@ def _active_only(method):
     return active_only
 
 
-# Every method of the controller role (not the voter's: request, propose, status, ...).
-CONTROLLER_METHODS = (
-    "add_broker", "brokers", "broker_heartbeat", "alter_isr", "replica_failed", "replica_restarted",
-    "start_brokers", "set_broker_per_node", "create_topic", "delete_topic", "list_topics", "describe_topic",
-    "describe_configs", "alter_configs", "create_partitions", "metadata", "allocate_producer_id", "shutdown",
-    # SecurityMetadata's (actors/security_metadata.py): brokers and Admin reach them through the router too.
-    "security_state", "alter_scram_credentials", "describe_scram_credentials", "create_acls", "describe_acls",
-    "delete_acls",
-)
 for _name in CONTROLLER_METHODS:
     setattr(Controller, _name, _active_only(getattr(Controller, _name)))
 

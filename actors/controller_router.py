@@ -28,7 +28,7 @@ import ray
 from ray.exceptions import RayError, RayTaskError
 
 from rafka.actors import names
-from rafka.actors.controller import CONTROLLER_METHODS
+from rafka.actors.controller_methods import CONTROLLER_METHODS
 from rafka.errors import NotControllerError, RequestTimeoutError
 
 STATUS_TIMEOUT_S = 1.0
