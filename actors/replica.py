@@ -473,6 +473,8 @@ class PartitionReplica:
         if offset == -1:
             offset = self.log.high_watermark
         self.log.delete_records_before(offset)
+        if self.replication is not None:
+            self.replication.log_start_moved()
         deadline = time.monotonic() + timeout_ms / 1000
         while True:
             replication = self.replication
@@ -483,7 +485,6 @@ class PartitionReplica:
             if time.monotonic() > deadline:
                 raise RequestTimeoutError(f"{self.describe()}: the in-sync replicas did not delete the records "
                                           f"before {offset} within {timeout_ms} ms (low watermark {low})")
-            replication.log_start_moved()
             await asyncio.sleep(0.02)
 
     async def update_config(self, config: dict[str, str]) -> None:

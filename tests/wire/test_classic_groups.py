@@ -165,9 +165,11 @@ def produce_phase(bootstrap: str, topic: str, phase: int) -> set[tuple[int, int]
     return {(m.partition(), m.offset()) for m in delivered}
 
 
-def run_two_members_then_one_leaves(cluster, bootstrap: str, topic: str, make_member, assignor: str) -> str:
+def run_two_members_then_one_leaves(cluster, bootstrap: str, topic: str, make_member, assignor: str,
+                                    protocol: str = "classic") -> str:
     """Two members split the topic, one leaves, the survivor takes everything (module
-    docstring). Returns the group id."""
+    docstring); rafka describes the group with ``protocol`` and ``assignor``. Returns
+    the group id."""
     cluster.admin().create_topic(topic, partitions=PARTITIONS)
     group = group_name()
     first = produce_phase(bootstrap, topic, 0)
@@ -183,7 +185,7 @@ def run_two_members_then_one_leaves(cluster, bootstrap: str, topic: str, make_me
         poll_until([a, b], lambda: split() and first <= set(a.received) | set(b.received),
                    "both members assigned and the first records read")
         description = cluster.admin().describe_group(group)
-        assert description["protocol"] == "classic" and description["assignor"] == assignor
+        assert description["protocol"] == protocol and description["assignor"] == assignor
         assert sorted(tp for m in description["members"] for tp in m["assignment"]) == [
             (topic, p) for p in range(PARTITIONS)]
         assert all(m["topics"] == [topic] for m in description["members"])

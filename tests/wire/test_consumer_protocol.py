@@ -9,7 +9,7 @@ import time
 import uuid
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
-from test_classic_groups import DEADLINE_S, PARTITIONS, Tracker, poll_until, produce_phase
+from test_classic_groups import DEADLINE_S, Tracker, run_two_members_then_one_leaves
 
 
 def group_name() -> str:
@@ -53,41 +53,12 @@ class ConsumerProtocolMember:
 
 
 def test_consumer_protocol_members_split_partitions_and_the_survivor_takes_over(cluster, bootstrap, topic):
-    cluster.admin().create_topic(topic, partitions=PARTITIONS)
-    group = group_name()
-    first = produce_phase(bootstrap, topic, 0)
-    a = Tracker(ConsumerProtocolMember(bootstrap, group, topic))
-    b = Tracker(ConsumerProtocolMember(bootstrap, group, topic))
-    everything = set(range(PARTITIONS))
-    try:
-        def split() -> bool:
-            left, right = a.member.assignment(), b.member.assignment()
-            return bool(left) and bool(right) and not left & right and left | right == everything
-
-        poll_until([a, b], lambda: split() and first <= set(a.received) | set(b.received),
-                   "both members assigned and the first records read")
-        description = cluster.admin().describe_group(group)
-        assert description["protocol"] == "consumer" and description["assignor"] == "sticky"
-        assert len(description["members"]) == 2
-        assert sorted(tp for m in description["members"] for tp in m["assignment"]) == [
-            (topic, p) for p in range(PARTITIONS)]
-        second = produce_phase(bootstrap, topic, 1)
-        poll_until([a, b], lambda: second <= set(a.received) | set(b.received), "the second records read")
-        a.member.close()
-        third = produce_phase(bootstrap, topic, 2)
-        poll_until([b], lambda: b.member.assignment() == everything and third <= set(b.received),
-                   "the survivor owns every partition and read the third records")
-    finally:
-        for tracker in (a, b):
-            try:
-                tracker.member.close()
-            except Exception:  # noqa: BLE001 - already closed
-                pass
-    assert first | second | third <= set(a.received) | set(b.received)
-    re_read = [(p, o) for p, o in set(a.received) & set(b.received) if o < a.committed.get(p, 0)]
-    assert not re_read, f"records committed by the member that left were read again: {sorted(re_read)[:10]}"
-    committed = cluster.admin().describe_group(group)
-    assert committed["state"] == "Empty" or not committed["members"], committed
+    # KIP-848's default assignor, "uniform", is rafka's "sticky".
+    group = run_two_members_then_one_leaves(
+        cluster, bootstrap, topic, lambda b, g, t, _assignor: ConsumerProtocolMember(b, g, t), "sticky",
+        protocol="consumer")
+    described = cluster.admin().describe_group(group)
+    assert described["state"] == "Empty" or not described["members"], described
 
 
 def test_a_consumer_protocol_member_and_a_native_consumer_share_one_group(cluster, bootstrap, topic):

@@ -9,6 +9,7 @@ import ray
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 from test_confluent_kafka import consume, produce
+from test_idempotent_failover import wait_until
 
 import rafka
 from rafka.actors import names
@@ -18,14 +19,6 @@ DEADLINE_S = 60.0
 
 def replica_status(cluster, topic: str, broker_id: int) -> dict:
     return ray.get(ray.get_actor(names.replica(topic, 0, broker_id), namespace=cluster.namespace).status.remote())
-
-
-def wait_until(predicate, timeout_s: float = DEADLINE_S):
-    deadline = time.monotonic() + timeout_s
-    while not (value := predicate()):
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.2)
-    return value
 
 
 def test_delete_records_moves_the_start_on_leader_and_follower_and_survives_a_failover(cluster, bootstrap, topic):
