@@ -651,26 +651,39 @@ class Controller(SecurityMetadata, RaftVoter):
     # -- topics ----------------------------------------------------------------------
 
     async def create_topic(self, topic: str, partitions: int, replication_factor: int,
-                           config: dict[str, str] | None) -> dict:
+                           config: dict[str, str] | None, topic_id: str | None = None) -> dict:
+        """Create ``topic`` and start its replicas; returns its description.
+
+        ``topic_id`` (32 hex digits, default a new one) makes the call safe to retry: a
+        call whose first attempt committed before a failover (the router or a client
+        then sends it again, to the next active controller) finds its own topic id and
+        answers as the first attempt would have, instead of ``TopicExistsError``. The
+        router gives every create_topic call one (actors/controller_router.py)."""
         self._start_background_tasks()
         validate_topic_name(topic)
         validate_count("partitions", partitions)
         validate_count("replication_factor", replication_factor)
         config = validate_config(config)
+        if topic_id is not None and not (isinstance(topic_id, str) and len(topic_id) == 32
+                                         and all(c in "0123456789abcdef" for c in topic_id)):
+            raise ValueError(f"topic_id must be 32 lowercase hex digits, got {topic_id!r}")
         async with self._mutex():
-            if topic in self.state["topics"]:
+            existing = self.state["topics"].get(topic)
+            if existing is None:
+                broker_ids = self._alive()
+                if replication_factor > len(broker_ids):
+                    raise InvalidTopicError(
+                        f"replication_factor {replication_factor} is more than the {len(broker_ids)} live brokers"
+                    )
+                assignments = _assign(broker_ids, 0, partitions, replication_factor)
+                await self.store.apply({
+                    "type": "create_topic", "topic": topic, "topic_id": topic_id or uuid.uuid4().hex,
+                    "config": config, "assignments": assignments, "leaders": [replicas[0] for replicas in assignments],
+                    "leader_epochs": [0] * partitions, "isr": assignments,
+                })
+            elif topic_id is None or existing.get("topic_id") != topic_id:
                 raise TopicExistsError(f"topic {topic!r} already exists")
-            broker_ids = self._alive()
-            if replication_factor > len(broker_ids):
-                raise InvalidTopicError(
-                    f"replication_factor {replication_factor} is more than the {len(broker_ids)} live brokers"
-                )
-            assignments = _assign(broker_ids, 0, partitions, replication_factor)
-            await self.store.apply({
-                "type": "create_topic", "topic": topic, "topic_id": uuid.uuid4().hex, "config": config,
-                "assignments": assignments, "leaders": [replicas[0] for replicas in assignments],
-                "leader_epochs": [0] * partitions, "isr": assignments,
-            })
+            # else: this very call, committed by an earlier attempt; its replicas are ensured below.
         await self._ensure_topic(topic)
         return self.describe_topic(topic)
 

@@ -13,8 +13,10 @@ may be SIGSTOPped or cut off and never answer). Errors the controller raises on 
 exists, a bad config) pass through unchanged.
 
 Not promised: a call retried after the active controller died mid-call may have taken
-effect (create_topic then answers TopicExistsError, for instance); exactly-once admin
-operations are not. The router holds no state, so Ray restarting it (``max_restarts=-1``)
+effect (delete_topic then answers TopicNotFoundError, for instance); exactly-once admin
+operations are not. ``create_topic`` is the exception: every call gets one topic id for
+all its attempts, and a controller that finds the topic with that id answers as the
+first attempt would have. The router holds no state, so Ray restarting it (``max_restarts=-1``)
 loses nothing. It costs one actor hop per controller call.
 """
 
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from typing import Any
 
 import ray
@@ -96,6 +99,10 @@ class ControllerRouter:
 
     async def _forward(self, method: str, args: tuple, kwargs: dict) -> Any:
         deadline_s = time.monotonic() + ROUTE_TIMEOUT_S
+        if method == "create_topic" and len(args) < 5 and kwargs.get("topic_id") is None:
+            # One topic id for every attempt of this call: an attempt that committed before
+            # a failover is then recognised by the next controller (see Controller.create_topic).
+            kwargs = dict(kwargs, topic_id=uuid.uuid4().hex)
         while True:
             active = self._active
             if active is None:

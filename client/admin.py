@@ -8,6 +8,7 @@ value; the controller validates again (it is the authority) for other callers.
 
 from __future__ import annotations
 
+import uuid
 from typing import TYPE_CHECKING, Any
 
 from rafka.actors import names
@@ -47,7 +48,10 @@ class Admin:
         validate_count("partitions", partitions)
         validate_count("replication_factor", replication_factor)
         config = validate_config(config)
-        return self._call(self._controller.create_topic, topic, partitions, replication_factor, config)
+        # One topic id for every retry of this call: an attempt that committed before a
+        # controller failover is recognised instead of answering TopicExistsError.
+        return self._call(self._controller.create_topic, topic, partitions, replication_factor, config,
+                          uuid.uuid4().hex)
 
     def delete_topic(self, topic: str) -> None:
         validate_topic_name(topic)

@@ -11,6 +11,7 @@ import os
 import shutil
 import signal
 import time
+import uuid
 
 import pytest
 import ray
@@ -18,7 +19,8 @@ import ray
 import rafka
 from rafka.actors import names
 from rafka.actors.controller import Controller
-from rafka.errors import NotControllerError, StaleControllerEpochError
+from rafka.client import rpc
+from rafka.errors import NotControllerError, StaleControllerEpochError, TopicExistsError
 
 NAMESPACE = "rafka-test-quorum"
 VOTERS = ["0", "1", "2"]
@@ -240,3 +242,23 @@ def test_voter_that_stops_being_active_drops_its_undelivered_views(quorum_cluste
     wait_for(lambda: not ray.get(handle.status.remote(), timeout=10)["active"], 30, "the resumed voter to step down")
     pending = _senders(handle)
     assert pending == {"senders": [], "views": []}
+
+
+def test_create_topic_sent_again_with_its_topic_id_answers_as_the_first_attempt(quorum_cluster, topic):
+    """A create_topic attempt that committed before a failover is sent again to the next
+    active controller (by the router, or by a client retrying): with the same topic id it
+    gets the topic's description, not TopicExistsError; another id still gets that error."""
+    controller = ray.get_actor(names.CONTROLLER, namespace=NAMESPACE)
+    topic_id = uuid.uuid4().hex
+    first = rpc.get(controller.create_topic.remote(topic, 1, 1, {}, topic_id), timeout_s=60)
+    again = rpc.get(controller.create_topic.remote(topic, 1, 1, {}, topic_id), timeout_s=60)
+    assert first["topic_id"] == again["topic_id"] == topic_id
+    with pytest.raises(TopicExistsError):
+        rpc.get(controller.create_topic.remote(topic, 1, 1, {}, uuid.uuid4().hex), timeout_s=60)
+
+
+def test_create_topic_with_a_malformed_topic_id_raises_naming_it(quorum_cluster, topic):
+    controller = ray.get_actor(names.CONTROLLER, namespace=NAMESPACE)
+    with pytest.raises(ValueError, match="not-hex"):
+        rpc.get(controller.create_topic.remote(topic, 1, 1, {}, "not-hex"), timeout_s=60)
+    assert topic not in rpc.get(controller.list_topics.remote(), timeout_s=60)
