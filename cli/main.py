@@ -525,3 +525,8 @@ cli.add_command(connect)
 
 def main() -> None:
     cli()
+
+from rafka.cli.acls import acls, users  # noqa: E402
+
+cli.add_command(acls)
+cli.add_command(users)

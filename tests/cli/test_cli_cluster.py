@@ -279,3 +279,28 @@ def test_commands_without_a_cluster_say_so(tmp_path):
     completed = subprocess.run([RAFKA, "topics", "list"], capture_output=True, text=True, env=environment, timeout=60)
     assert completed.returncode == 1
     assert "no rafka cluster is running (start one with `rafka up`)" in completed.stderr
+
+
+def test_acls_add_list_and_remove(rafka_cli):
+    added = rafka_cli("acls", "add", "--principal", "User:alice", "--topic", "acl-orders", "--operation", "read",
+                      "--operation", "write")
+    assert added.stdout.count("added allow User:alice") == 2
+    listed = json.loads(rafka_cli("acls", "list", "--principal", "User:alice", "-o", "json").stdout)
+    assert sorted(b["operation"] for b in listed) == ["read", "write"]
+    removed = rafka_cli("acls", "remove", "--principal", "User:alice", "--topic", "acl-orders", "--operation", "write")
+    assert "removed allow User:alice write on topic 'acl-orders'" in removed.stdout
+    assert [b["operation"] for b in json.loads(rafka_cli("acls", "list", "-o", "json").stdout)] == ["read"]
+    refused = rafka_cli("acls", "remove", check=False)
+    assert refused.returncode == 2 and "would remove every ACL" in refused.stderr
+    bad = rafka_cli("acls", "add", "--principal", "alice", "--topic", "t", "--operation", "read", check=False)
+    assert bad.returncode == 1 and "'alice'" in bad.stderr
+
+
+def test_users_set_list_and_delete(rafka_cli, tmp_path):
+    password_file = tmp_path / "password"
+    password_file.write_text("s3cret\n")
+    rafka_cli("users", "set", "bob", "--password-file", str(password_file), "--mechanism", "SCRAM-SHA-512")
+    assert "SCRAM-SHA-512" in rafka_cli("users", "list").stdout
+    deleted = rafka_cli("users", "delete", "bob")
+    assert deleted.stdout.strip() == "deleted SCRAM-SHA-512 credential of bob"
+    assert "bob" not in rafka_cli("users", "list").stdout
