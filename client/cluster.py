@@ -140,12 +140,15 @@ class Cluster:
         try:
             # Per-node mode: the controller starts a broker on every node now and on every
             # node that joins later. Otherwise a fixed set, placed here.
+            # Both calls are idempotent (brokers by id: one already running on its node is
+            # left alone), so they are retried: on a new quorum, leadership may move while
+            # they are pending, and the router then answers NotControllerError.
             per_node = address is not None and brokers is None
-            rpc.get(controller.set_broker_per_node.remote(per_node))
+            rpc.call_with_retries(controller.set_broker_per_node, per_node)
             if not per_node:
                 nodes = [head_node] if address is None else broker_placement.alive_node_ids()
-                rpc.get(controller.start_brokers.remote(
-                    [(index, nodes[index % len(nodes)]) for index in range(brokers or 1)]))
+                rpc.call_with_retries(controller.start_brokers,
+                                      [(index, nodes[index % len(nodes)]) for index in range(brokers or 1)])
         except BaseException:
             cluster.shutdown()
             raise
