@@ -10,6 +10,7 @@ import asyncio
 import os
 import shutil
 import signal
+import sys
 import time
 import uuid
 
@@ -21,6 +22,9 @@ from rafka.actors import names
 from rafka.actors.controller import Controller
 from rafka.client import rpc
 from rafka.errors import NotControllerError, StaleControllerEpochError, TopicExistsError
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "faults"))
+import nemesis  # noqa: E402  (the fault harness's nemesis: its controller faults are run here)
 
 NAMESPACE = "rafka-test-quorum"
 VOTERS = ["0", "1", "2"]
@@ -262,3 +266,55 @@ def test_create_topic_with_a_malformed_topic_id_raises_naming_it(quorum_cluster,
     with pytest.raises(ValueError, match="not-hex"):
         rpc.get(controller.create_topic.remote(topic, 1, 1, {}, "not-hex"), timeout_s=60)
     assert topic not in rpc.get(controller.list_topics.remote(), timeout_s=60)
+
+
+# -- the randomized nemesis's controller faults (tests/faults/nemesis.py), on this quorum ----
+
+
+def _nemesis(cluster) -> tuple[nemesis.Nemesis, list[dict]]:
+    records: list[dict] = []
+    return nemesis.Nemesis(cluster, None, [], None, names.OFFSETS_TOPIC, records.append), records
+
+
+def test_nemesis_rebalance_runs_on_the_active_controller(quorum_cluster):
+    chaos, _ = _nemesis(quorum_cluster)
+    quorum = active_quorum(quorum_cluster)
+    # Every controller method starts the background loops; the rebalance runs on theirs.
+    quorum_cluster.admin().list_topics()
+    outcome = chaos._op_rebalance({"op": "rebalance"})
+    assert outcome["voter"] == quorum["leader"] and outcome["rebalance"] in (
+        "done", "the controller has not started its loop yet"), outcome
+
+
+def test_nemesis_wipe_voter_leaves_a_voter_that_rejoins_and_catches_up(quorum_cluster, topic):
+    chaos, _ = _nemesis(quorum_cluster)
+    active_quorum(quorum_cluster)
+    quorum_cluster.admin().create_topic(topic, partitions=1, replication_factor=1)
+    outcome = chaos._op_wipe_voter({"op": "wipe_voter", "role": "follower", "pick": 0})
+    wiped = outcome["voter"]
+    assert not outcome["was_leader"] and outcome["directory"].endswith(os.path.join("quorum", wiped))
+
+    def caught_up():
+        quorum = quorum_cluster.quorum()
+        status = next(s for s in quorum["voters"] if s["voter_id"] == wiped)
+        return status["reachable"] and status["recovering"] is False and quorum["lag"].get(wiped) == 0
+    wait_for(caught_up, 90, f"wiped voter {wiped} to restart, catch up and be re-admitted")
+    view = ray.get(voter(wiped).applied_metadata.remote(), timeout=10)
+    assert topic in view["state"]["topics"]
+    assert_voters_agree()
+
+
+def test_nemesis_refuses_to_wipe_a_voter_while_another_is_unreachable(quorum_cluster):
+    chaos, _ = _nemesis(quorum_cluster)
+    quorum = active_quorum(quorum_cluster)
+    follower = next(v for v in VOTERS if v != quorum["leader"])
+    pid = ray.get(voter(follower).pid.remote(), timeout=10)
+    os.kill(pid, signal.SIGSTOP)  # unreachable: a second wipe could leave one voter with data
+    try:
+        wait_for(lambda: not next(s for s in quorum_cluster.quorum()["voters"] if s["voter_id"] == follower)[
+            "reachable"], 30, f"voter {follower} to be unreachable")
+        with pytest.raises(LookupError, match=follower):
+            chaos._op_wipe_voter({"op": "wipe_voter", "role": "leader", "pick": 0})
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert_voters_agree()

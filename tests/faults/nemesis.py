@@ -25,17 +25,27 @@ Operations (``op``):
 ``consumer_rejoin`` a group consumer closes and a new one joins in its place.
 ``consumer_stall``  a group consumer stops polling for ``duration_s`` (past its
                     ``max_poll_interval_ms`` it leaves the group and rejoins).
+``wipe_voter``      a controller voter (``role`` leader, or follower with ``pick``) loses
+                    its disk: its process is stopped, its quorum directory removed, the
+                    process killed; Ray restarts it over the empty directory, where it
+                    rejoins recovering and catches up from the leader (issue 19). Done only
+                    when every voter is reachable and none is recovering, so a majority
+                    always keeps its data; skipped (and recorded) otherwise.
 
 Targets of kill/pause/slow: a ``replica`` (``topic``, ``partition``, ``role`` leader or
 follower, ``pick`` choosing among followers), a ``broker`` (``broker`` id, or the
-``leader_of`` [topic, partition]), the group ``coordinator``, the ``controller``, and the
-``stream_worker`` of the soak's stream job (when the schedule has ``stream_workers``).
+``leader_of`` [topic, partition]), the group ``coordinator``, the ``controller`` (the
+active one: the controller quorum's leader voter), a ``voter`` (a controller voter that
+is not the active one, ``pick`` choosing among them; when the schedule has
+``controller_voters`` of 3 or more), and the ``stream_worker`` of the soak's stream job
+(when the schedule has ``stream_workers``). ``rebalance`` runs on the active voter.
 Roles are resolved when the operation runs (the leader then), so a rerun of a schedule
 strikes the same roles at the same times; what they resolved to is in the record.
 
 Bounds: every operation starts inside ``fault_window_s`` (the schedule's first 75%) and
 heals by its end: a pause ends with SIGCONT, a removed node comes back, a kill heals
-itself through Ray's restart. At most one node is removed at a time (replication factor
+itself through Ray's restart, a wiped voter catches up. At most one node is removed or
+one voter wiped at a time, ``NODE_GAP_S`` apart (replication factor
 3 keeps a quorum of nodes; the harness never removes the head, where the driver and the
 controller run). ``heal()`` undoes whatever is still in effect, and the process
 identity of every signalled pid is checked first (pid and start time from /proc), so a
@@ -56,8 +66,12 @@ from typing import Any, Callable
 FAULT_WINDOW_FRACTION = 0.75
 OP_WEIGHTS = {
     "kill": 3, "pause": 4, "slow": 2, "remove_node": 1, "rebalance": 2, "consumer_rejoin": 1, "consumer_stall": 1,
-    "follower_pause_leader_kill": 2,
+    "follower_pause_leader_kill": 2, "wipe_voter": 1,
 }
+# Kinds only scheduled on a controller quorum of 3 or more voters (``controller_voters``):
+# left out otherwise, so a schedule without them is what it was before they existed.
+VOTER_OP_KINDS = ("wipe_voter",)
+VOTER_FAULTS_MIN_VOTERS = 3
 STREAM_WORKER = "stream-worker"  # the target name of the stream job's worker
 NODE_RETURN_MIN_S = 4.0
 NODE_GAP_S = 20.0  # between one node's return and the next removal: time for a broker to start
@@ -67,7 +81,7 @@ MAIN_THREAD_WAIT_S = 180.0
 
 def generate_schedule(seed: int, duration_s: float, *, topics: dict[str, int], brokers: int, worker_nodes: int,
                       consumers: int, mean_gap_s: float = 3.0, without: tuple[str, ...] = (),
-                      stream_workers: int = 0) -> dict:
+                      stream_workers: int = 0, controller_voters: int = 0) -> dict:
     """A reproducible schedule (see the module docstring) for a run of ``duration_s``.
 
     ``topics``: {topic: partition count} of the topics faults may target; ``brokers``:
@@ -75,7 +89,10 @@ def generate_schedule(seed: int, duration_s: float, *, topics: dict[str, int], b
     group consumers of the workload; ``mean_gap_s``: mean time between fault starts;
     ``without``: operation kinds (keys of OP_WEIGHTS) to leave out; ``stream_workers``:
     whether a stream job's worker is a target (0: never, and the schedule is what it was
-    before stream workers were targets)."""
+    before stream workers were targets); ``controller_voters``: the size of the
+    controller quorum: with 3 or more, voters are targets (a non-active voter killed or
+    paused, a voter's directory wiped); below, never, and the schedule is what it was
+    before voters were targets."""
     if duration_s <= 0:
         raise ValueError(f"duration_s must be positive, got {duration_s!r}")
     unknown = sorted(set(without) - set(OP_WEIGHTS))
@@ -83,7 +100,8 @@ def generate_schedule(seed: int, duration_s: float, *, topics: dict[str, int], b
         raise ValueError(f"unknown operation kinds {unknown}; known: {sorted(OP_WEIGHTS)}")
     rng = random.Random(seed)
     window_s = duration_s * FAULT_WINDOW_FRACTION
-    kinds = [kind for kind in OP_WEIGHTS if kind not in without]
+    voter_faults = controller_voters >= VOTER_FAULTS_MIN_VOTERS
+    kinds = [kind for kind in OP_WEIGHTS if kind not in without and (voter_faults or kind not in VOTER_OP_KINDS)]
     if not kinds:
         raise ValueError("every operation kind was left out")
     weights = [OP_WEIGHTS[kind] for kind in kinds]
@@ -101,12 +119,23 @@ def generate_schedule(seed: int, duration_s: float, *, topics: dict[str, int], b
                 ops.append({"at_s": round(at_s, 2), "op": "remove_node", "node": rng.randrange(worker_nodes),
                             "duration_s": duration})
                 node_free_at_s = at_s + duration + NODE_GAP_S
+        if kind == "wipe_voter":
+            # One voter wiped or one node removed at a time: two voters without their data
+            # at once would be a lost majority, which no quorum survives (docs/controller-quorum.md).
+            if at_s < node_free_at_s:
+                kind = "pause"
+            else:
+                ops.append({"at_s": round(at_s, 2), "op": "wipe_voter", "role": rng.choice(["leader", "follower"]),
+                            "pick": rng.randrange(2)})
+                node_free_at_s = at_s + NODE_GAP_S
         if kind in ("consumer_rejoin", "consumer_stall") and consumers < 1:
             kind = "kill"
         if kind == "kill":
-            ops.append({"at_s": round(at_s, 2), "op": "kill", "target": _target(rng, topics, brokers, stream_workers)})
+            ops.append({"at_s": round(at_s, 2), "op": "kill",
+                        "target": _target(rng, topics, brokers, stream_workers, voter_faults)})
         elif kind == "pause":
-            ops.append({"at_s": round(at_s, 2), "op": "pause", "target": _target(rng, topics, brokers, stream_workers),
+            ops.append({"at_s": round(at_s, 2), "op": "pause",
+                        "target": _target(rng, topics, brokers, stream_workers, voter_faults),
                         "duration_s": round(rng.uniform(0.3, min(10.0, room_s)), 2)})
         elif kind == "slow":
             ops.append({"at_s": round(at_s, 2), "op": "slow",
@@ -136,7 +165,8 @@ def generate_schedule(seed: int, duration_s: float, *, topics: dict[str, int], b
     ops.sort(key=lambda op: op["at_s"])
     return {"seed": seed, "duration_s": duration_s, "fault_window_s": round(window_s, 2), "topics": topics,
             "brokers": brokers, "worker_nodes": worker_nodes, "consumers": consumers, "mean_gap_s": mean_gap_s,
-            "without": sorted(without), "stream_workers": stream_workers, "ops": ops}
+            "without": sorted(without), "stream_workers": stream_workers, "controller_voters": controller_voters,
+            "ops": ops}
 
 
 def _replica(rng: random.Random, topics: dict[str, int], role: str) -> dict:
@@ -145,11 +175,16 @@ def _replica(rng: random.Random, topics: dict[str, int], role: str) -> dict:
             "pick": rng.randrange(2)}
 
 
-def _target(rng: random.Random, topics: dict[str, int], brokers: int, stream_workers: int = 0) -> dict:
+def _target(rng: random.Random, topics: dict[str, int], brokers: int, stream_workers: int = 0,
+            voter_faults: bool = False) -> dict:
     kinds, weights = ["replica", "broker", "coordinator", "controller"], [6, 3, 2, 1]
     if stream_workers:
         kinds, weights = kinds + ["stream_worker"], weights + [2]
+    if voter_faults:
+        kinds, weights = kinds + ["voter"], weights + [1]
     kind = rng.choices(kinds, weights)[0]
+    if kind == "voter":
+        return {"kind": "voter", "pick": rng.randrange(2)}
     if kind == "replica":
         return _replica(rng, topics, rng.choice(["leader", "leader", "follower"]))
     if kind == "broker":
@@ -305,6 +340,13 @@ class Nemesis:
             if leader is None:
                 return names.CONTROLLER, {}
             return names.raft_voter(leader), {"voter": leader}
+        if kind == "voter":
+            quorum = self.cluster.quorum()
+            others = sorted(s["voter_id"] for s in quorum["voters"] if s["voter_id"] != quorum["leader"])
+            if not others:
+                raise LookupError("the controller quorum has no voter besides the active one")
+            chosen = others[target.get("pick", 0) % len(others)]
+            return names.raft_voter(chosen), {"voter": chosen, "leader": quorum["leader"]}
         if kind == "coordinator":
             return names.group_coordinator(0), {}
         if kind == "stream_worker":
@@ -421,8 +463,49 @@ class Nemesis:
             future.result(timeout=20)
             return "done"
 
-        outcome = ray.get(self.cluster.controller.__ray_call__.remote(trigger), timeout=30)
-        return {"rebalance": outcome}
+        # On the active controller itself: the actor named names.CONTROLLER is its router,
+        # which holds no controller state.
+        name, resolved = self._resolve({"kind": "controller"})
+        outcome = ray.get(self._actor(name).__ray_call__.remote(trigger), timeout=30)
+        return {"rebalance": outcome, **resolved}
+
+    def _op_wipe_voter(self, op: dict) -> dict:
+        import shutil
+
+        import ray
+
+        from rafka.actors import names
+
+        quorum = self.cluster.quorum()
+        if quorum["leader"] is None:
+            raise LookupError("no active controller now")
+        unavailable = [s["voter_id"] for s in quorum["voters"] if not s["reachable"] or s.get("recovering")]
+        if unavailable:
+            # Wiping another voter could leave fewer than a majority with their data.
+            raise LookupError(f"voters {unavailable} are unreachable or recovering")
+        if op["role"] == "leader":
+            chosen = quorum["leader"]
+        else:
+            others = sorted(s["voter_id"] for s in quorum["voters"] if s["voter_id"] != quorum["leader"])
+            chosen = others[op.get("pick", 0) % len(others)]
+        actor = ray.get_actor(names.raft_voter(chosen), namespace=self.cluster.namespace)
+
+        def where(voter):
+            from rafka.actors.controller_quorum import quorum_directory
+
+            return os.getpid(), quorum_directory(voter.data_dir, voter.voter_id)
+
+        pid, directory = ray.get(actor.__ray_call__.remote(where), timeout=RESOLVE_TIMEOUT_S)
+        started = _process_start_time(pid)
+        if started is None:
+            raise LookupError(f"voter {chosen}'s process {pid} is gone")
+        # Stopped while its directory goes, so it writes nothing more; then killed, and
+        # Ray restarts it over the empty directory.
+        if not self._signal(pid, started, signal.SIGSTOP):
+            raise LookupError(f"voter {chosen}'s process {pid} is gone")
+        shutil.rmtree(directory, ignore_errors=True)
+        self._signal(pid, started, signal.SIGKILL)
+        return {"voter": chosen, "was_leader": chosen == quorum["leader"], "pid": pid, "directory": directory}
 
     def _op_consumer_rejoin(self, op: dict) -> dict:
         if self.consumers is None:

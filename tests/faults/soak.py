@@ -21,7 +21,9 @@ three, health checks every 100 ms, as scenario.py) and a per-node rafka cluster 
    ``--consumers`` (default three) committing consumers on ``soak-log`` and an observer
    of its committed offsets and grants, and a stream job (one worker actor, itself a
    nemesis target) copying ``soak-log`` to ``soak-stream-out``, while the nemesis
-   carries out the schedule;
+   carries out the schedule (with 3 or more nodes the controller quorum has 3 voters,
+   and the schedule kills and pauses voters, active or not, and wipes a voter's
+   directory: issue 19's controller faults);
 4. heals every fault, stops the workloads, waits (bounded) until every partition has a
    leader and a full ISR, reads every topic twice from the start;
 5. writes ``history.json`` and ``verdict.json`` (history_checker.check_history plus the
@@ -80,6 +82,13 @@ def healthy(admin, topics: list[str]) -> bool:
     return True
 
 
+def controller_voters(nodes: int) -> int:
+    """The controller quorum's size rafka picks on ``nodes`` Ray nodes (see plan_quorum)."""
+    from rafka.actors.controller_quorum import QUORUM_SIZE_MULTI_NODE
+
+    return QUORUM_SIZE_MULTI_NODE if nodes >= QUORUM_SIZE_MULTI_NODE else 1
+
+
 def run(out_dir: str, *, seed: int | None = None, minutes: float | None = None, schedule_path: str | None = None,
         records_per_s: float = 100.0, keep_data: bool = False, worker_nodes: int = 3, mean_gap_s: float = 3.0,
         without: tuple[str, ...] = (), consumers: int = 3) -> dict:
@@ -96,7 +105,7 @@ def run(out_dir: str, *, seed: int | None = None, minutes: float | None = None, 
         schedule = nemesis_module.generate_schedule(
             seed, minutes * 60, topics={LOG_TOPIC: 2, COMPACT_TOPIC: 1}, brokers=worker_nodes + 1,
             worker_nodes=worker_nodes, consumers=consumers, mean_gap_s=mean_gap_s, without=without,
-            stream_workers=1)
+            stream_workers=1, controller_voters=controller_voters(worker_nodes + 1))
     with open(os.path.join(out_dir, "schedule.json"), "w") as handle:
         json.dump(schedule, handle, indent=1)
     seed = schedule["seed"]

@@ -68,3 +68,30 @@ def test_generate_schedule_overlaps_faults_and_uses_every_kind():
 def test_generate_schedule_refuses_a_non_positive_duration():
     with pytest.raises(ValueError, match="-1"):
         schedule(1, -1)
+
+
+def voter_schedule(seed: int, controller_voters: int = 3, duration_s: float = 1800.0) -> dict:
+    return nemesis.generate_schedule(seed, duration_s, topics=TOPICS, brokers=4, worker_nodes=3, consumers=2,
+                                     controller_voters=controller_voters)
+
+
+def test_generate_schedule_strikes_controller_voters_on_a_quorum_of_three():
+    ops = voter_schedule(11)["ops"]
+    assert any(op["op"] == "wipe_voter" for op in ops)
+    assert {op["target"]["kind"] for op in ops if "target" in op} >= {"controller", "voter"}
+
+
+@pytest.mark.parametrize("controller_voters", [0, 1])
+def test_generate_schedule_leaves_voters_alone_below_three_voters(controller_voters):
+    made = voter_schedule(11, controller_voters)
+    assert made["ops"] == schedule(11, 1800.0)["ops"]  # the same as before voters were targets
+    assert not any(op["op"] == "wipe_voter" or op.get("target", {}).get("kind") == "voter" for op in made["ops"])
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_generate_schedule_wipes_one_voter_or_removes_one_node_at_a_time(seed):
+    # Two voters without their data at once would be a lost majority of a 3-voter quorum.
+    spans = sorted((op["at_s"], _end_s(op)) for op in voter_schedule(seed)["ops"]
+                   if op["op"] in ("wipe_voter", "remove_node"))
+    for (_, first_end), (second_start, _) in zip(spans, spans[1:]):
+        assert second_start >= first_end + nemesis.NODE_GAP_S, spans
