@@ -32,6 +32,9 @@ from rafka.errors import ClusterError, RafkaError
 from rafka.wire import config as wire_config
 
 DEFAULT_DATA_DIR = os.path.join(os.path.expanduser("~"), ".rafka", "data")
+# How long Cluster.start waits for the controller quorum to elect an active controller
+# and take its first calls (voters are processes Ray starts; slow on a loaded machine).
+START_TIMEOUT_S = 300.0
 
 
 class Cluster:
@@ -142,13 +145,16 @@ class Cluster:
             # node that joins later. Otherwise a fixed set, placed here.
             # Both calls are idempotent (brokers by id: one already running on its node is
             # left alone), so they are retried: on a new quorum, leadership may move while
-            # they are pending, and the router then answers NotControllerError.
+            # they are pending, and the router then answers NotControllerError; and the
+            # router gives up a call after 30 s without an active voter, which a loaded
+            # machine can take to start the voters' processes and elect one.
             per_node = address is not None and brokers is None
-            rpc.call_with_retries(controller.set_broker_per_node, per_node)
+            rpc.call_with_retries(controller.set_broker_per_node, per_node, timeout_s=START_TIMEOUT_S)
             if not per_node:
                 nodes = [head_node] if address is None else broker_placement.alive_node_ids()
                 rpc.call_with_retries(controller.start_brokers,
-                                      [(index, nodes[index % len(nodes)]) for index in range(brokers or 1)])
+                                      [(index, nodes[index % len(nodes)]) for index in range(brokers or 1)],
+                                      timeout_s=START_TIMEOUT_S)
         except BaseException:
             cluster.shutdown()
             raise
