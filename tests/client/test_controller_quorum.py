@@ -304,7 +304,8 @@ def test_nemesis_wipe_voter_leaves_a_voter_that_rejoins_and_catches_up(quorum_cl
     assert_voters_agree()
 
 
-def test_nemesis_refuses_to_wipe_a_voter_while_another_is_unreachable(quorum_cluster):
+def test_nemesis_refuses_to_wipe_a_voter_while_another_is_unreachable(quorum_cluster, monkeypatch):
+    monkeypatch.setattr(nemesis, "WIPE_WAIT_S", 2.0)
     chaos, _ = _nemesis(quorum_cluster)
     quorum = active_quorum(quorum_cluster)
     follower = next(v for v in VOTERS if v != quorum["leader"])

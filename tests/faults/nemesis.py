@@ -29,8 +29,9 @@ Operations (``op``):
                     its disk: its process is stopped, its quorum directory removed, the
                     process killed; Ray restarts it over the empty directory, where it
                     rejoins recovering and catches up from the leader (issue 19). Done only
-                    when every voter is reachable and none is recovering, so a majority
-                    always keeps its data; skipped (and recorded) otherwise.
+                    when every voter is reachable and none is recovering (waited for up
+                    to ``WIPE_WAIT_S``), so a majority always keeps its data; skipped
+                    (and recorded) otherwise.
 
 Targets of kill/pause/slow: a ``replica`` (``topic``, ``partition``, ``role`` leader or
 follower, ``pick`` choosing among followers), a ``broker`` (``broker`` id, or the
@@ -76,6 +77,7 @@ STREAM_WORKER = "stream-worker"  # the target name of the stream job's worker
 NODE_RETURN_MIN_S = 4.0
 NODE_GAP_S = 20.0  # between one node's return and the next removal: time for a broker to start
 RESOLVE_TIMEOUT_S = 5.0
+WIPE_WAIT_S = 20.0  # how long a wipe_voter waits for every voter to be up and caught up
 MAIN_THREAD_WAIT_S = 180.0
 
 
@@ -476,13 +478,17 @@ class Nemesis:
 
         from rafka.actors import names
 
-        quorum = self.cluster.quorum()
-        if quorum["leader"] is None:
-            raise LookupError("no active controller now")
-        unavailable = [s["voter_id"] for s in quorum["voters"] if not s["reachable"] or s.get("recovering")]
-        if unavailable:
-            # Wiping another voter could leave fewer than a majority with their data.
-            raise LookupError(f"voters {unavailable} are unreachable or recovering")
+        # Wiping a voter while another is down or recovering could leave fewer than a
+        # majority with their data: wait (bounded) for the quorum to be whole, else skip.
+        deadline_s = time.monotonic() + WIPE_WAIT_S
+        while True:
+            quorum = self.cluster.quorum()
+            unavailable = [s["voter_id"] for s in quorum["voters"] if not s["reachable"] or s.get("recovering")]
+            if quorum["leader"] is not None and not unavailable:
+                break
+            if time.monotonic() > deadline_s or self._stop.is_set():
+                raise LookupError(f"voters {unavailable} are unreachable or recovering (leader: {quorum['leader']})")
+            time.sleep(0.5)
         if op["role"] == "leader":
             chosen = quorum["leader"]
         else:
