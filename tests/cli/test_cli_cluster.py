@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -78,6 +79,20 @@ def test_second_up_changes_nothing(rafka_cli):
     assert "already running" in again.stdout and f"(namespace {NAMESPACE})" in again.stdout
     assert rafka_cli.state_path.read_text() == state_before
     assert _brokers_section(rafka_cli("status").stdout) == brokers_before
+
+
+def test_status_shows_the_controller_quorum_with_leader_epoch_and_lag(rafka_cli):
+    status = rafka_cli("status").stdout
+    # One Ray node: one voter, "0", which leads its quorum of one (docs/controller-quorum.md).
+    assert re.search(r"controller quorum \(leader: voter 0, epoch \d+\)", status), status
+    # rich draws the header row with "┃" and the body rows with "│".
+    rows = [[cell.strip() for cell in re.split("[│┃]", line.strip())[1:-1]] for line in status.splitlines()
+            if len(re.findall("[│┃]", line)) >= 7]
+    start = next(index for index, row in enumerate(rows) if row[0] == "voter")
+    assert rows[start] == ["voter", "role", "term", "commit index", "lag", "reachable"], rows[start]
+    voter = rows[start + 1]
+    assert voter[0] == "0", voter
+    assert voter[1] == "leader" and voter[4] == "0" and voter[5] == "yes", voter
 
 
 def test_up_and_status_print_the_kafka_bootstrap_servers(rafka_cli):
