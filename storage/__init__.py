@@ -7,7 +7,8 @@ from rafka.storage.batch import PRODUCE_SCHEMA, RECORD_SCHEMA, BatchHeader, make
 from rafka.storage.clock import Clock, ManualClock, SystemClock
 from rafka.storage.cleaner import CompactionResult
 from rafka.storage.config import LogConfig
-from rafka.storage.log import AppendInfo, Log, ReadResult, RecoveryResult, RetentionResult
+from rafka.storage.log import AppendInfo, Log, ReadResult, RetentionResult
+from rafka.storage.log_loader import RecoveryResult
 
 __all__ = [
     "AppendInfo",
