@@ -53,13 +53,14 @@ import logging
 import os
 
 import numpy as np
+
 # pyarrow imports numpy.ma on the first pa.array(ndarray): about 0.1 s of CPU that would
 # otherwise fall on a replica's first append. Pay it when the module loads.
 import numpy.ma  # noqa: F401
 import pyarrow as pa
 
 from rafka.errors import InvalidRecordError, OffsetOutOfRangeError, RecordTooLargeError, StorageError
-from rafka.storage import checkpoint
+from rafka.storage import checkpoint, cleaner
 from rafka.storage.batch import (
     ATTRIBUTE_LOG_APPEND_TIME,
     CODECS,
@@ -72,13 +73,11 @@ from rafka.storage.batch import (
     encode_frame,
     producer_columns,
 )
-from rafka.storage import cleaner
 from rafka.storage.checkpoint import NO_DELETE_HORIZON, LeaderEpochCache
 from rafka.storage.cleaner import DEFAULT_OFFSET_MAP_BYTES, CleaningPlan, CleaningWork, CompactionResult
 from rafka.storage.clock import Clock, SystemClock
 from rafka.storage.config import NEVER, LogConfig
-from rafka.storage.segment import LOG_SUFFIX, MAX_RELATIVE_OFFSET, Segment
-from rafka.storage.segment import _body_matches, _count_frames
+from rafka.storage.segment import LOG_SUFFIX, MAX_RELATIVE_OFFSET, Segment, _body_matches, _count_frames
 
 LEFTOVER_SUFFIXES = (".tmp", ".cleaned", ".truncating", ".swap")
 DEFAULT_READ_MAX_BYTES = 1024 * 1024
@@ -206,7 +205,8 @@ class Log:
         for name in names:
             if name.endswith(LEFTOVER_SUFFIXES):
                 os.unlink(self._path(name))
-        bases = sorted(int(name[: -len(LOG_SUFFIX)]) for name in names if name.endswith(LOG_SUFFIX) and name[:-len(LOG_SUFFIX)].isdigit())
+        bases = sorted(int(name[: -len(LOG_SUFFIX)]) for name in names
+                       if name.endswith(LOG_SUFFIX) and name[:-len(LOG_SUFFIX)].isdigit())
         clean_shutdown = checkpoint.CLEAN_SHUTDOWN_FILE in names or not bases
         if checkpoint.CLEAN_SHUTDOWN_FILE in names:
             # Gone for good before anything is appended: a crash from here on must read
@@ -285,7 +285,8 @@ class Log:
 
         end = self.log_end_offset
         self._log_start_offset = min(max(log_start or 0, self._base_offsets[0]), end)
-        self._high_watermark = min(max(checkpoint.read_offset(self._path(checkpoint.HIGH_WATERMARK_FILE)) or 0, self._log_start_offset), end)
+        saved_high_watermark = checkpoint.read_offset(self._path(checkpoint.HIGH_WATERMARK_FILE)) or 0
+        self._high_watermark = min(max(saved_high_watermark, self._log_start_offset), end)
         epochs = LeaderEpochCache.load(self._path(checkpoint.LEADER_EPOCH_FILE))
         if epochs is None:
             epochs = self._rebuild_epochs()
@@ -332,9 +333,9 @@ class Log:
                base_sequence: int = -1, producer_codec: str = "uncompressed") -> AppendInfo:
         """Append ``batch`` as the leader: assign it offsets from the LEO and write it as
         one frame, compressed per ``compression.type`` (``producer`` keeps
-        ``producer_codec``, the codec the batch arrived with). Raises ``InvalidRecordError`` (schema, empty, null key on a compacted
-        log, Arrow buffers that fail full validation) or ``RecordTooLargeError`` before
-        anything is written."""
+        ``producer_codec``, the codec the batch arrived with). Raises
+        ``InvalidRecordError`` (schema, empty, null key on a compacted log, Arrow buffers
+        that fail full validation) or ``RecordTooLargeError`` before anything is written."""
         return self.append_many([batch], leader_epoch=leader_epoch, producer_id=producer_id,
                                 producer_epoch=producer_epoch, base_sequence=base_sequence,
                                 producer_codec=producer_codec)[0]
