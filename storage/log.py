@@ -144,6 +144,9 @@ class Log:
         # Bumped by every truncation: a compaction pass built across one is discarded.
         self._structure_generation = 0
         self._cleaning: CleaningPlan | None = None
+        # Offsets this Log last wrote to each checkpoint file (see checkpoint()); empty at
+        # open, so the first checkpoint writes all three.
+        self._checkpointed: dict[str, int] = {}
         self.last_recovery = self._open()
 
     # -- properties ------------------------------------------------------------------
@@ -803,10 +806,15 @@ class Log:
         return True
 
     def checkpoint(self) -> None:
-        """Write the recovery point, high watermark and log start offset checkpoints."""
-        checkpoint.write_offset(self._path(checkpoint.RECOVERY_POINT_FILE), self._recovery_point)
-        checkpoint.write_offset(self._path(checkpoint.HIGH_WATERMARK_FILE), self._high_watermark)
-        checkpoint.write_offset(self._path(checkpoint.LOG_START_OFFSET_FILE), self._log_start_offset)
+        """Write the recovery point, high watermark and log start offset checkpoints,
+        each only if it changed since this Log last wrote it: a replica checkpoints
+        every few seconds, and on an idle log each rewrite was two fsyncs for nothing."""
+        for name, offset in ((checkpoint.RECOVERY_POINT_FILE, self._recovery_point),
+                             (checkpoint.HIGH_WATERMARK_FILE, self._high_watermark),
+                             (checkpoint.LOG_START_OFFSET_FILE, self._log_start_offset)):
+            if self._checkpointed.get(name) != offset:
+                checkpoint.write_offset(self._path(name), offset)
+                self._checkpointed[name] = offset
 
     def update_config(self, config: LogConfig) -> None:
         self.config = config
