@@ -40,16 +40,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import time
 import random
+import time
 import uuid
 
 import ray
 
 from rafka.actors import broker_placement, names
 from rafka.actors.metadata_store import MetadataStore
-from rafka.actors.security_metadata import SecurityMetadata
 from rafka.actors.process import tune_actor_process
+from rafka.actors.security_metadata import SecurityMetadata
 from rafka.errors import (
     ClusterError,
     InvalidConfigError,

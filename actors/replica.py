@@ -61,9 +61,16 @@ from rafka.actors.metrics import PartitionMetrics
 from rafka.actors.process import tune_actor_process
 from rafka.actors.producer_state import ProducerStates
 from rafka.actors.replication import FollowerEpochError, LeaderReplication, truncation_offset
-from rafka.errors import (InvalidConfigError, LeaderNotAvailableError, NotEnoughReplicasAfterAppendError,
-                          NotEnoughReplicasError, NotLeaderError, OffsetOutOfRangeError, RequestTimeoutError,
-                          TopicAuthorizationError)
+from rafka.errors import (
+    InvalidConfigError,
+    LeaderNotAvailableError,
+    NotEnoughReplicasAfterAppendError,
+    NotEnoughReplicasError,
+    NotLeaderError,
+    OffsetOutOfRangeError,
+    RequestTimeoutError,
+    TopicAuthorizationError,
+)
 from rafka.storage import Log, LogConfig
 from rafka.storage.batch import NO_PRODUCER_ID, check_frame, decode_stream, encode_stream
 from rafka.storage.checkpoint import write_atomically

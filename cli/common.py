@@ -69,3 +69,16 @@ def parse_configs(pairs: tuple[str, ...]) -> dict[str, str]:
             raise ValueError(f"--config takes key=value, got {pair!r}")
         configs[key.strip()] = value.strip()
     return configs
+
+
+def table(title: str, columns: tuple[str, ...], rows: list[tuple]) -> None:
+    """Print ``rows`` as a table on stdout (None shows as an empty cell)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    shown = Table(title=title)
+    for column in columns:
+        shown.add_column(column)
+    for row in rows:
+        shown.add_row(*("" if value is None else str(value) for value in row))
+    Console().print(shown)

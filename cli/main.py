@@ -18,10 +18,12 @@ import click
 
 import rafka
 from rafka.cli import connection
+from rafka.cli.acls import acls, users
 from rafka.cli.bench import bench
-from rafka.cli.common import CONTEXT, address_options, fails_cleanly, one_line, parse_configs
+from rafka.cli.common import CONTEXT, address_options, fails_cleanly, one_line, parse_configs, table
 from rafka.cli.connect import connect
 from rafka.errors import ClusterError, RafkaError
+from rafka.wire import config as wire_config
 
 __all__ = ["CONTEXT", "address_options", "cli", "fails_cleanly", "main", "parse_configs"]
 
@@ -42,16 +44,43 @@ def cli() -> None:
 @click.option("--wire-port", type=click.IntRange(0, 65535), default=9092, show_default=True,
               help="Kafka listener port of broker 0; broker i takes the next free port from this + i (0: any free port).")
 @click.option("--wire-host", default=None,
-              help="Address the Kafka listeners bind (default 127.0.0.1; the listener has no authentication "
-                   "yet, so bind 0.0.0.0 only where every client on the network is trusted).")
+              help="Address the Kafka listener binds (default 127.0.0.1; it is PLAINTEXT, without "
+                   "authentication: bind 0.0.0.0 only where every client on the network is trusted, or use "
+                   "--listener SASL_SSL://...).")
 @click.option("--advertised-host", default=None, help="Host Kafka clients are told to connect to (default: the bind "
                                                       "address, or the node's IP when binding 0.0.0.0).")
 @click.option("--no-wire", is_flag=True, help="Start no Kafka listener.")
+@click.option("--listener", "listeners", multiple=True, metavar="PROTOCOL://HOST:PORT",
+              help="A Kafka listener instead of --wire-host/--wire-port (repeatable, one per protocol): "
+                   "PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL, e.g. SASL_SSL://0.0.0.0:9093 (docs/security.md).")
+@click.option("--ssl-certfile", type=click.Path(exists=True, dir_okay=False, resolve_path=True), default=None,
+              help="PEM certificate (chain) of the SSL and SASL_SSL listeners; the same path on every node.")
+@click.option("--ssl-keyfile", type=click.Path(exists=True, dir_okay=False, resolve_path=True), default=None,
+              help="PEM private key of --ssl-certfile.")
+@click.option("--sasl-mechanism", "sasl_mechanisms", multiple=True,
+              type=click.Choice(["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]),
+              help="What SASL listeners offer (repeatable; default: all three).")
+@click.option("--super-user", "super_users", multiple=True, metavar="User:NAME",
+              help="A principal that bypasses ACLs (repeatable).")
+@click.option("--authorizer/--no-authorizer", default=None,
+              help="Check requests against ACLs (default: on when a listener is SASL_*).")
 @address_options
 @fails_cleanly
 def up(brokers: int | None, data_dir: str | None, num_cpus: int | None, wire_port: int, wire_host: str | None,
-       advertised_host: str | None, no_wire: bool, address: str | None, namespace: str) -> None:
+       advertised_host: str | None, no_wire: bool, listeners: tuple[str, ...], ssl_certfile: str | None,
+       ssl_keyfile: str | None, sasl_mechanisms: tuple[str, ...], super_users: tuple[str, ...],
+       authorizer: bool | None, address: str | None, namespace: str) -> None:
     """Start a persistent rafka cluster (and a local Ray head, unless --address is given)."""
+    if no_wire and listeners:
+        raise click.UsageError("--no-wire and --listener contradict each other")
+    security: dict = {"ssl_certfile": ssl_certfile, "ssl_keyfile": ssl_keyfile, "super_users": super_users,
+                      "authorizer": authorizer}
+    if sasl_mechanisms:
+        security["sasl_mechanisms"] = sasl_mechanisms
+    security = {key: value for key, value in security.items() if value not in (None, ())}
+    # Checked before any Ray head starts: a bad listener or a missing key file fails here.
+    wire_config.ListenerConfig(enabled=not no_wire, port=wire_port, host=wire_host or "127.0.0.1",
+                               advertised_host=advertised_host, listeners=listeners, **security)
     address = address or os.environ.get("RAY_ADDRESS")
     namespace = namespace or connection.DEFAULT_NAMESPACE
     state = connection.read_state()
@@ -95,7 +124,8 @@ def up(brokers: int | None, data_dir: str | None, num_cpus: int | None, wire_por
             brokers = brokers or 1  # a one-node Ray of our own: a fixed count, no node watch
         cluster = rafka.Cluster.start(data_dir=data_dir, brokers=brokers, address=started["address"], namespace=namespace,
                                       wire_port=None if no_wire else wire_port, wire_host=wire_host,
-                                      wire_advertised_host=advertised_host)
+                                      wire_advertised_host=advertised_host, wire_listeners=list(listeners) or None,
+                                      wire_security=security or None)
         connection.write_state({**started, "namespace": namespace, "data_dir": data_dir})
         click.echo(f"rafka is up: {len(cluster.brokers())} broker(s), Ray at {started['address']}, data in {data_dir}")
         click.echo(f"Kafka bootstrap servers: {cluster.bootstrap_servers or '(no listener)'}")
@@ -267,18 +297,6 @@ def groups() -> None:
     """List, describe (with lag), delete consumer groups and reset their offsets."""
 
 
-def _table(title: str, columns: tuple[str, ...], rows: list[tuple]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=title)
-    for column in columns:
-        table.add_column(column)
-    for row in rows:
-        table.add_row(*("" if value is None else str(value) for value in row))
-    Console().print(table)
-
-
 @groups.command("list")
 @click.option("--format", "output", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @address_options
@@ -288,7 +306,7 @@ def groups_list(output: str, address: str | None, namespace: str) -> None:
     if output == "json":
         click.echo(json.dumps(listed))
         return
-    _table("consumer groups", ("group", "state", "members", "assignor"),
+    table("consumer groups", ("group", "state", "members", "assignor"),
            [(g["group_id"], g["state"], g["members"], g["assignor"] or "") for g in listed])
 
 
@@ -306,10 +324,10 @@ def groups_describe(group: str, output: str, address: str | None, namespace: str
     click.echo(f"group {group}  state {description['state']}  assignor {description['assignor'] or '-'}  "
                f"epoch {description['epoch']}  total lag {description['total_lag']}")
     clients = {m["member_id"]: m["instance_id"] or m["client_id"] or m["member_id"][:12] for m in description["members"]}
-    _table("members", ("member", "instance id", "client id", "partitions"),
+    table("members", ("member", "instance id", "client id", "partitions"),
            [(m["member_id"][:12], m["instance_id"], m["client_id"],
              " ".join(f"{t}-{p}" for t, p in m["assignment"])) for m in description["members"]])
-    _table("partitions", ("topic", "partition", "owner", "committed", "log end", "lag"),
+    table("partitions", ("topic", "partition", "owner", "committed", "log end", "lag"),
            [(e["topic"], e["partition"], clients.get(e["member_id"], "-") if e["member_id"] else "-",
              "-" if e["committed_offset"] is None else e["committed_offset"], e["log_end_offset"],
              "-" if e["lag"] is None else e["lag"]) for e in description["partitions"]])
@@ -363,7 +381,8 @@ def groups_reset_offsets(group: str, topic: str, partitions: tuple[int, ...], to
 @click.argument("topic")
 @click.option("--file", "source", type=click.File("rb"), default="-", help="Read lines from this file (default stdin).")
 @click.option("--key-separator", default=None, help="Split each line into KEY<sep>VALUE.")
-@click.option("--json", "json_lines", is_flag=True, help="Lines are JSON objects: {\"key\", \"value\", \"partition\", \"headers\"}.")
+@click.option("--json", "json_lines", is_flag=True,
+              help="Lines are JSON objects: {\"key\", \"value\", \"partition\", \"headers\"}.")
 @click.option("--acks", type=click.Choice(["0", "1", "all"]), default="all", show_default=True)
 @click.option("--partition", type=int, default=None, help="Send every record to this partition.")
 @address_options
@@ -471,8 +490,10 @@ def _decode(data: bytes | None) -> str | None:
     return data.decode("utf-8", errors="backslashreplace")
 
 
+cli.add_command(acls)
 cli.add_command(bench)
 cli.add_command(connect)
+cli.add_command(users)
 
 
 def main() -> None:

@@ -39,8 +39,8 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from rafka import __version__
 from rafka.connect.config import ConfigDef
-
 
 # -- records -------------------------------------------------------------------------
 
@@ -87,7 +87,8 @@ class SinkRecord:
 class ConnectorContext:
     """What the runtime offers a connector."""
 
-    def __init__(self, name: str, request_reconfiguration: Callable[[], None], raise_error: Callable[[BaseException], None]) -> None:
+    def __init__(self, name: str, request_reconfiguration: Callable[[], None],
+                 raise_error: Callable[[BaseException], None]) -> None:
         self.name = name
         self._request_reconfiguration = request_reconfiguration
         self._raise_error = raise_error
@@ -162,7 +163,7 @@ class Connector(ABC):
     # Config the runtime merges *under* the user's config (user keys win), e.g. the
     # converter that matches the values this plugin emits or expects.
     default_config: dict = {}
-    version: str = "0.1.0"
+    version: str = __version__  # a plugin outside rafka gives its own
 
     def __init__(self) -> None:
         self.context: ConnectorContext | None = None

@@ -43,10 +43,10 @@ from typing import Any, Callable
 
 from aiohttp import web
 
+from rafka import __version__
 from rafka.connect.errors import ConnectError
 from rafka.connect.rest_security import guard
 
-VERSION = "0.1.0"
 MAX_BODY_BYTES = 1024 * 1024  # a connector config is a few KiB
 
 
@@ -142,7 +142,7 @@ class RestServer:
         return await asyncio.get_running_loop().run_in_executor(None, method, *args)
 
     async def root(self, request: web.Request) -> web.Response:
-        return web.json_response({"version": VERSION, "commit": "", "kafka_cluster_id": self.herder.namespace})
+        return web.json_response({"version": __version__, "commit": "", "kafka_cluster_id": self.herder.namespace})
 
     async def list_connectors(self, request: web.Request) -> web.Response:
         names = await self._call(self.herder.list_connectors)

@@ -49,6 +49,10 @@ the owner appends, reads and truncates. ``finish_cleaning`` swaps the new segmen
 if the log was not truncated meanwhile and each segment is still in the log; otherwise it
 discards them and the next pass starts over. Not promised: that a process dying
 mid-pass leaves no ``.cleaned`` file (the next open deletes it).
+
+Imports: ``pyarrow.compute`` is imported inside the functions that use it, not here. It
+takes about 100 ms and several MiB to load, and every replica process imports this module
+(through ``Log``) while only replicas of compacted topics ever clean.
 """
 
 from __future__ import annotations
@@ -61,7 +65,6 @@ from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from rafka.errors import CorruptRecordError
 from rafka.storage.batch import BatchHeader, check_frame, decode_body, encode_body, encode_frame
@@ -165,6 +168,7 @@ class OffsetMap:
         row_count = len(keys)
         if row_count == 0:
             return 0
+        import pyarrow.compute as pc  # lazy: see the module docstring
         valid = pc.is_valid(keys).to_numpy(zero_copy_only=False)
         key_bytes = pc.binary_length(keys).fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
         # A key costs room where it first appears in these rows, unless the map has it.
@@ -195,6 +199,7 @@ class OffsetMap:
         """The map's offset for each key, -1 where the map does not hold it."""
         if not len(self._keys) or len(keys) == 0:
             return np.full(len(keys), -1, dtype=np.int64)
+        import pyarrow.compute as pc  # lazy: see the module docstring
         positions = pc.index_in(keys, value_set=self._keys).fill_null(-1).to_numpy(zero_copy_only=False)
         if isinstance(positions, list):  # a chunked result comes back chunk by chunk
             positions = np.concatenate(positions)
@@ -259,7 +264,8 @@ def build_cleaned_segments(plan: CleaningPlan) -> CleaningWork:
             bytes_read += snapshot.size_bytes
             result, horizon_ms = _clean_segment(plan, snapshot, offset_map, clean_end)
             if horizon_ms != NO_DELETE_HORIZON:
-                earliest_horizon_ms = horizon_ms if earliest_horizon_ms == NO_DELETE_HORIZON else min(earliest_horizon_ms, horizon_ms)
+                earliest_horizon_ms = (horizon_ms if earliest_horizon_ms == NO_DELETE_HORIZON
+                                       else min(earliest_horizon_ms, horizon_ms))
             if result is not None:
                 cleaned.append(result)
                 records_removed += result.records_removed
@@ -397,6 +403,7 @@ def _clean_segment(plan: CleaningPlan, snapshot: SegmentSnapshot, offset_map: Of
     """Write the cleaned copy of one segment if anything in it changes. Returns it (None
     when nothing changes) and the earliest delete horizon of a tombstone kept below
     ``clean_end`` (``NO_DELETE_HORIZON`` if none)."""
+    import pyarrow.compute as pc  # lazy: see the module docstring
     frames = list(_frames(snapshot))
     batches = [decode_body(snapshot.buffer, position, header) for position, header in frames]
     if batches:

@@ -105,7 +105,8 @@ def load_log(directory: str, config: LogConfig, clock: Clock) -> LoadedLog:
     for name in names:
         if name.endswith(LEFTOVER_SUFFIXES):
             os.unlink(path(name))
-    bases = sorted(int(name[: -len(LOG_SUFFIX)]) for name in names if name.endswith(LOG_SUFFIX) and name[:-len(LOG_SUFFIX)].isdigit())
+    bases = sorted(int(name[: -len(LOG_SUFFIX)]) for name in names
+                   if name.endswith(LOG_SUFFIX) and name[:-len(LOG_SUFFIX)].isdigit())
     clean_shutdown = checkpoint.CLEAN_SHUTDOWN_FILE in names or not bases
     if checkpoint.CLEAN_SHUTDOWN_FILE in names:
         # Gone for good before anything is appended: a crash from here on must read

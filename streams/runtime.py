@@ -60,8 +60,8 @@ import ray
 from rafka.actors.process import tune_actor_process
 from rafka.client import rpc
 from rafka.client.delivery import CheckedProducer
-from rafka.client.producer import internal_producer
 from rafka.client.group import ConsumerRebalanceListener
+from rafka.client.producer import internal_producer
 from rafka.client.records import TopicPartition
 from rafka.errors import CommitFailedError, RafkaError, TopicExistsError, UnknownMemberIdError
 from rafka.streams.dsl import StreamsApp

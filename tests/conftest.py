@@ -44,6 +44,9 @@ SLOW_FIRST = [
 ]
 
 
+METRICS_REPORT_INTERVAL_MS = 5000
+
+
 def _unit_of(nodeid: str) -> str:
     path = nodeid.split("::", 1)[0]
     return MULTI_NODE_UNIT if path in MULTI_NODE_FILES else path
@@ -79,10 +82,12 @@ def ray_instance():
     started = not ray.is_initialized()
     if started:
         # address="local": a fresh instance even if another Ray runs on this machine.
-        # Metrics reach the Prometheus endpoint every second instead of every 10 s, so
-        # tests/client/test_metrics.py waits less.
+        # Metrics reach the Prometheus endpoint every 5 s instead of every 10 s, so
+        # tests/client/test_metrics.py waits less. Not every second: every worker
+        # process reports and the metrics agent aggregates at that interval, and at 1 s
+        # the agent alone used ~60 mCPU of the two cores all session long.
         ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING", namespace="rafka-tests",
-                 _system_config={"metrics_report_interval_ms": 1000})
+                 _system_config={"metrics_report_interval_ms": METRICS_REPORT_INTERVAL_MS})
     yield
     if started:
         ray.shutdown()

@@ -28,8 +28,6 @@ import dataclasses
 import json
 import os
 
-from ray.experimental import internal_kv
-
 from rafka.wire.server import DEFAULT_IDLE_TIMEOUT_S, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_FRAME_BYTES
 
 DEFAULT_PORT = 9092
@@ -149,10 +147,17 @@ class ListenerConfig:
         return 0 if self.port == 0 else min(self.port + broker_id, 65535)
 
 
+# Ray is imported where the store is used, not with this module: `rafka up` checks a
+# ListenerConfig before it knows which Ray (and Ray auth mode) it will connect to.
+
 def store(namespace: str, config: ListenerConfig) -> None:
+    from ray.experimental import internal_kv
+
     internal_kv._internal_kv_put(KV_KEY, json.dumps(dataclasses.asdict(config)), overwrite=True, namespace=namespace)
 
 
 def load(namespace: str) -> ListenerConfig:
+    from ray.experimental import internal_kv
+
     raw = internal_kv._internal_kv_get(KV_KEY, namespace=namespace)
     return ListenerConfig(**json.loads(raw)) if raw else ListenerConfig()

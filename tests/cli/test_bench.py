@@ -1,5 +1,7 @@
-"""`rafka bench` driven as a user would: small runs on throwaway embedded clusters
-(each start costs a few seconds), the JSON and PNG they write, and bad input."""
+"""`rafka bench` driven as a user would: small runs, the JSON and PNG they write, and
+bad input. One test runs on a throwaway embedded cluster (``--embedded``); the others
+share one ``rafka up`` cluster for the module, since every cluster start costs a Ray
+start (tens of seconds on a loaded 2-core machine)."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -17,20 +20,42 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 RECORDS = 6_000
 
 
-@pytest.fixture
-def bench(tmp_path):
-    # No RAY_ADDRESS and an empty RAFKA_HOME: without --embedded there is no cluster.
+def runner(home: Path, cwd: Path):
+    """``rafka ARGS`` in a subprocess with its own RAFKA_HOME (its own ``rafka up`` state)."""
+    # No RAY_ADDRESS: without --embedded or a `rafka up` in this home there is no cluster.
     environment = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_AUTH_MODE")}
-    environment["RAFKA_HOME"] = str(tmp_path / "rafka-home")
+    environment["RAFKA_HOME"] = str(home)
 
     def run(*args: str, check: bool = True) -> subprocess.CompletedProcess:
         completed = subprocess.run([RAFKA, *args], capture_output=True, text=True, env=environment, timeout=300,
-                                   cwd=tmp_path)
+                                   cwd=cwd)
         if check and completed.returncode != 0:
             raise AssertionError(f"rafka {' '.join(args)} failed: {completed.stderr}")
         return completed
 
     return run
+
+
+@pytest.fixture
+def bench(tmp_path):
+    """`rafka` with an empty RAFKA_HOME: no cluster unless the command embeds one."""
+    return runner(tmp_path / "rafka-home", tmp_path)
+
+
+@pytest.fixture(scope="module")
+def running_home(tmp_path_factory):
+    """A RAFKA_HOME whose `rafka up` cluster the module's tests share."""
+    home = tmp_path_factory.mktemp("bench-running")
+    up = runner(home / "rafka-home", home)
+    up("up", "--data-dir", str(home / "data"))
+    yield home / "rafka-home"
+    up("down", check=False)
+
+
+@pytest.fixture
+def on_cluster(running_home, tmp_path):
+    """`rafka` talking to the module's running cluster, writing files under tmp_path."""
+    return runner(running_home, tmp_path)
 
 
 def assert_sensible(result: dict, command: str, records: int) -> None:
@@ -71,8 +96,8 @@ def test_produce_send_writes_json_and_png(bench, tmp_path):
     assert (tmp_path / "produce.png").read_bytes()[:8] == PNG_SIGNATURE
 
 
-def test_produce_batch_prints_json_on_stdout_and_the_table_on_stderr(bench):
-    completed = bench("bench", "produce", "--embedded", "--records", str(RECORDS), "--mode", "batch",
+def test_produce_batch_prints_json_on_stdout_and_the_table_on_stderr(on_cluster):
+    completed = on_cluster("bench", "produce", "--records", str(RECORDS), "--mode", "batch",
                       "--batch-size", "200000", "--partitions", "2", "--json", "-", "--quiet")
     result = json.loads(completed.stdout)
     assert_sensible(result, "produce", RECORDS)
@@ -82,17 +107,17 @@ def test_produce_batch_prints_json_on_stdout_and_the_table_on_stderr(bench):
     assert "records/s" in completed.stderr and "latency p99" in completed.stderr
 
 
-def test_consume_reads_back_a_filled_topic(bench, tmp_path):
-    completed = bench("bench", "consume", "--embedded", "--records", str(RECORDS), "--mode", "batch",
+def test_consume_reads_back_a_filled_topic(on_cluster, tmp_path):
+    completed = on_cluster("bench", "consume", "--records", str(RECORDS), "--mode", "batch",
                       "--json", "consume.json")
     assert_sensible(json.loads((tmp_path / "consume.json").read_text()), "consume", RECORDS)
     assert "records/s" in completed.stdout
 
 
-def test_e2e_times_every_record_and_reports_consistent_figures(bench, tmp_path):
+def test_e2e_times_every_record_and_reports_consistent_figures(on_cluster, tmp_path):
     # Behaviour only: how fast a loaded machine holds the rate is for `rafka bench` to
     # measure, not for a test to assert.
-    bench("bench", "e2e", "--embedded", "--records", "3000", "--rate", "4000", "--json", "e2e.json",
+    on_cluster("bench", "e2e", "--records", "3000", "--rate", "4000", "--json", "e2e.json",
           "--plot", "e2e.png")
     result = json.loads((tmp_path / "e2e.json").read_text())
     assert_sensible(result, "e2e", 3000)
@@ -107,26 +132,26 @@ def test_e2e_times_every_record_and_reports_consistent_figures(bench, tmp_path):
     assert (tmp_path / "e2e.png").read_bytes()[:8] == PNG_SIGNATURE
 
 
-def test_on_a_running_cluster_a_temporary_topic_goes_and_a_named_one_stays(bench, tmp_path):
-    bench("up", "--data-dir", str(tmp_path / "data"))
+def test_on_a_running_cluster_a_temporary_topic_goes_and_a_named_one_stays(on_cluster):
+    result = json.loads(on_cluster("bench", "produce", "--records", "5000", "--json", "-", "-q").stdout)
+    assert_sensible(result, "produce", 5000)
+    assert result["cluster"]["embedded"] is False and result["config"]["temporary_topic"] is True
+    on_cluster("topics", "create", "bench-target", "--partitions", "2")
     try:
-        result = json.loads(bench("bench", "produce", "--records", "5000", "--json", "-", "-q").stdout)
-        assert_sensible(result, "produce", 5000)
-        assert result["cluster"]["embedded"] is False and result["config"]["temporary_topic"] is True
-        bench("topics", "create", "bench-target", "--partitions", "2")
-        named = json.loads(bench("bench", "produce", "--topic", "bench-target", "--records", "3000",
-                                 "--json", "-").stdout)
+        named = json.loads(on_cluster("bench", "produce", "--topic", "bench-target", "--records", "3000",
+                                      "--json", "-").stdout)
         assert named["config"]["topic"] == "bench-target" and named["config"]["temporary_topic"] is False
-        assert bench("topics", "list").stdout.split() == ["bench-target"]
+        # Every bench run of the module (this one's and the others') removed its temporary topic.
+        assert on_cluster("topics", "list").stdout.split() == ["bench-target"]
         # Asked for more than the topic holds, consume reads what there is.
-        consumed = json.loads(bench("bench", "consume", "--topic", "bench-target", "--json", "-").stdout)
+        consumed = json.loads(on_cluster("bench", "consume", "--topic", "bench-target", "--json", "-").stdout)
         assert consumed["records"] == 3000 and consumed["records_requested"] == 1_000_000
     finally:
-        bench("down", check=False)
+        on_cluster("topics", "delete", "bench-target", check=False)
 
 
-def test_consume_of_an_unknown_topic_fails_in_one_line(bench):
-    completed = bench("bench", "consume", "--embedded", "--topic", "missing", check=False)
+def test_consume_of_an_unknown_topic_fails_in_one_line(on_cluster):
+    completed = on_cluster("bench", "consume", "--topic", "missing", check=False)
     assert completed.returncode == 1
     assert completed.stderr.strip().splitlines()[-1] == "rafka: error: unknown topic 'missing' (TopicNotFoundError)"
     assert "Traceback" not in completed.stderr

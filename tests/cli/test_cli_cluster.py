@@ -1,4 +1,7 @@
-"""The `rafka` command driven as a user would: up, topics, produce, consume, down."""
+"""The `rafka` command driven as a user would: up, topics, produce, consume, users,
+ACLs, down. The module's cluster has one Kafka listener, SASL_PLAINTEXT (so the
+authorizer is on), which a real client (confluent-kafka) uses with the users and ACLs
+the commands made."""
 
 from __future__ import annotations
 
@@ -31,7 +34,8 @@ def rafka_cli(tmp_path_factory):
         return completed
 
     run.state_path = home / "cli.json"
-    up = run("up", "--brokers", "2", "--data-dir", str(home / "data"), "--namespace", NAMESPACE)
+    up = run("up", "--brokers", "2", "--data-dir", str(home / "data"), "--namespace", NAMESPACE,
+             "--listener", "SASL_PLAINTEXT://127.0.0.1:0", "--super-user", "User:admin")
     assert "rafka is up: 2 broker(s)" in up.stdout
     run.up_stdout = up.stdout
     state = json.loads(run.state_path.read_text())
@@ -279,3 +283,58 @@ def test_commands_without_a_cluster_say_so(tmp_path):
     completed = subprocess.run([RAFKA, "topics", "list"], capture_output=True, text=True, env=environment, timeout=60)
     assert completed.returncode == 1
     assert "no rafka cluster is running (start one with `rafka up`)" in completed.stderr
+
+
+def test_acls_add_list_and_remove(rafka_cli):
+    added = rafka_cli("acls", "add", "--principal", "User:alice", "--topic", "acl-orders", "--operation", "read",
+                      "--operation", "write")
+    assert added.stdout.count("added allow User:alice") == 2
+    listed = json.loads(rafka_cli("acls", "list", "--principal", "User:alice", "-o", "json").stdout)
+    assert sorted(b["operation"] for b in listed) == ["read", "write"]
+    removed = rafka_cli("acls", "remove", "--principal", "User:alice", "--topic", "acl-orders", "--operation", "write")
+    assert "removed allow User:alice write on topic 'acl-orders'" in removed.stdout
+    assert [b["operation"] for b in json.loads(rafka_cli("acls", "list", "-o", "json").stdout)] == ["read"]
+    refused = rafka_cli("acls", "remove", check=False)
+    assert refused.returncode == 2 and "would remove every ACL" in refused.stderr
+    bad = rafka_cli("acls", "add", "--principal", "alice", "--topic", "t", "--operation", "read", check=False)
+    assert bad.returncode == 1 and "'alice'" in bad.stderr
+
+
+def test_users_set_list_and_delete(rafka_cli, tmp_path):
+    password_file = tmp_path / "password"
+    password_file.write_text("s3cret\n")
+    rafka_cli("users", "set", "bob", "--password-file", str(password_file), "--mechanism", "SCRAM-SHA-512")
+    assert "SCRAM-SHA-512" in rafka_cli("users", "list").stdout
+    deleted = rafka_cli("users", "delete", "bob")
+    assert deleted.stdout.strip() == "deleted SCRAM-SHA-512 credential of bob"
+    assert "bob" not in rafka_cli("users", "list").stdout
+
+
+def test_a_kafka_client_gets_what_the_users_and_acls_commands_allow(rafka_cli, tmp_path):
+    from confluent_kafka import KafkaError, Producer
+
+    bootstrap = [line for line in rafka_cli.up_stdout.splitlines()
+                 if line.startswith("Kafka bootstrap servers: ")][0].split(": ", 1)[1]
+    password_file = tmp_path / "carol-password"
+    password_file.write_text("carol-secret\n")
+    rafka_cli("users", "set", "carol", "--password-file", str(password_file), "--mechanism", "SCRAM-SHA-256")
+    rafka_cli("topics", "create", "acl-allowed")
+    rafka_cli("topics", "create", "acl-refused")
+    rafka_cli("acls", "add", "--principal", "User:carol", "--topic", "acl-allowed", "--operation", "write")
+
+    def produce_as(password: str, topic: str):
+        reports: list = []
+        producer = Producer({"bootstrap.servers": bootstrap, "security.protocol": "SASL_PLAINTEXT",
+                             "sasl.mechanisms": "SCRAM-SHA-256", "sasl.username": "carol", "sasl.password": password,
+                             "message.timeout.ms": 20000, "retries": 0})
+        producer.produce(topic, value=b"from carol", partition=0, on_delivery=lambda error, _m: reports.append(error))
+        producer.flush(60)
+        return reports
+
+    assert produce_as("carol-secret", "acl-allowed") == [None]
+    [refused] = produce_as("carol-secret", "acl-refused")
+    assert refused.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED, refused
+    [wrong] = produce_as("not-her-password", "acl-allowed")
+    assert wrong.code() in (KafkaError._AUTHENTICATION, KafkaError._MSG_TIMED_OUT), wrong
+    consumed = rafka_cli("consume", "acl-allowed", "--from-beginning", "--max-messages", "1")
+    assert consumed.stdout.strip() == "from carol"

@@ -2,7 +2,7 @@
 shared cluster, then scrape every node's metrics agent until the numbers show up.
 
 Ray's exporter prefixes every application metric with ``ray_``. Workers report every
-second in this test session (see conftest.py); each check polls up to
+five seconds in this test session (see conftest.py); each check polls up to
 ``EXPORT_TIMEOUT_S`` because reports, the replica's metric flush (1 s) and the
 coordinator's lag round (5 s) are all periodic."""
 
@@ -85,11 +85,11 @@ def test_produce_and_fetch_counts_reach_the_prometheus_export(cluster, topic):
     produce(cluster, topic, RECORDS)
     consumer = cluster.consumer(auto_offset_reset="earliest")
     consumer.assign([rafka.TopicPartition(topic, p) for p in range(2)])
-    received, deadline = 0, time.monotonic() + 30
+    received, deadline = 0, time.monotonic() + EXPORT_TIMEOUT_S
     while received < RECORDS and time.monotonic() < deadline:
         received += len(consumer.poll(timeout_s=0.5))
     consumer.close()
-    assert received == RECORDS
+    assert received == RECORDS, f"read {received} of {RECORDS} records in {EXPORT_TIMEOUT_S} s"
 
     text = scrape_until(lambda text: total(text, "ray_rafka_records_in_total", topic=topic) >= RECORDS
                         and total(text, "ray_rafka_records_out_total", topic=topic) >= RECORDS)
@@ -129,10 +129,10 @@ def test_group_lag_members_and_rebalances_reach_the_prometheus_export(cluster, t
     consumer = cluster.consumer(group_id=group, auto_offset_reset="earliest", enable_auto_commit=False)
     try:
         consumer.subscribe([topic])
-        received, deadline = 0, time.monotonic() + 30
+        received, deadline = 0, time.monotonic() + EXPORT_TIMEOUT_S
         while received < 100 and time.monotonic() < deadline:
             received += len(consumer.poll(timeout_s=0.5))
-        assert received == 100
+        assert received == 100, f"the group's consumer read {received} of 100 records in {EXPORT_TIMEOUT_S} s"
         consumer.commit()
         produce(cluster, topic, 30, first=100)  # committed 100 of 130: lag 30
         text = scrape_until(lambda text: samples(text, "ray_rafka_group_lag_records", group=group, topic=topic) == [30.0]

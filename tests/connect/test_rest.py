@@ -9,6 +9,7 @@ import urllib.request
 
 import pytest
 
+import rafka
 
 TOKEN: list[str] = []  # the session's Connect token, set by the base fixture
 
@@ -51,7 +52,7 @@ def test_connector_lifecycle_through_rest(cluster, base, topic, tmp_path):
     source.write_text("a\nb\n")
     name = f"rest-{topic}"
     config = {"connector.class": "FileSource", "file": str(source), "topic": topic}
-    assert call(base, "GET", "/")[1]["version"]
+    assert call(base, "GET", "/")[1]["version"] == rafka.__version__
     status, info = call(base, "POST", "/connectors", {"name": name, "config": config})
     assert status == 201 and info["name"] == name and info["type"] == "source"
     assert info["tasks"] == [{"connector": name, "task": 0}]

@@ -5,11 +5,10 @@ test_recovery.py."""
 from __future__ import annotations
 
 import pytest
-
-from rafka.storage import LogConfig, ManualClock
-from rafka.storage import checkpoint
-from rafka.storage.log_loader import load_log
 from storage_helpers import batch_of, crash, offsets_of
+
+from rafka.storage import LogConfig, ManualClock, checkpoint
+from rafka.storage.log_loader import load_log
 
 
 @pytest.mark.parametrize("suffix", [".tmp", ".truncating", ".swap"])
