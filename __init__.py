@@ -6,8 +6,8 @@ The public API is exactly what ``__all__`` lists; everything else is internal.
 from rafka.errors import (
     ActorUnavailableError,
     ClusterError,
-    CorruptIndexError,
     CommitFailedError,
+    CorruptIndexError,
     CorruptRecordError,
     DuplicateSequenceError,
     FencedInstanceIdError,

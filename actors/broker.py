@@ -46,8 +46,7 @@ from rafka.actors.process import tune_actor_process
 from rafka.actors.replica import STRAY_SUFFIX, PartitionReplica, read_topic_id
 from rafka.errors import StaleControllerEpochError
 from rafka.storage.checkpoint import write_atomically
-from rafka.wire import config as wire_config
-from rafka.wire import tls as wire_tls
+from rafka.wire import config as wire_config, tls as wire_tls
 from rafka.wire.handlers import KafkaApis
 from rafka.wire.server import WireServer
 
@@ -363,7 +362,9 @@ class Broker:
                 topic, _, partition = stem.rpartition("-")
                 try:
                     handle = ray.get_actor(names.replica(topic, int(partition), self.broker_id), namespace=self.namespace)
-                    if ray.get(handle.__ray_call__.remote(lambda replica: replica.topic_id), timeout=READY_TIMEOUT_S) in topic_ids:
+                    held_by_actor = ray.get(handle.__ray_call__.remote(lambda replica: replica.topic_id),
+                                            timeout=READY_TIMEOUT_S)
+                    if held_by_actor in topic_ids:
                         ray.kill(handle, no_restart=True)
                 except (ValueError, ray.exceptions.RayError):
                     pass  # no such actor (or it is dead): only the directory is left

@@ -63,8 +63,8 @@ import functools
 import inspect
 import logging
 import os
-import time
 import random
+import time
 import uuid
 import warnings
 

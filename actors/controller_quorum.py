@@ -40,8 +40,7 @@ import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from rafka.actors.framing import frames
-from rafka.actors.metadata_store import LOG_FILE as STORE_LOG_FILE, SNAPSHOT_FILE as STORE_SNAPSHOT_FILE
-from rafka.actors.metadata_store import MetadataStore
+from rafka.actors.metadata_store import LOG_FILE as STORE_LOG_FILE, SNAPSHOT_FILE as STORE_SNAPSHOT_FILE, MetadataStore
 from rafka.errors import ClusterError, NotControllerError
 
 QUORUM_DIR = "quorum"

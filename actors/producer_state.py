@@ -46,8 +46,7 @@ import dataclasses
 import time
 
 from rafka.errors import DuplicateSequenceError, InvalidProducerEpochError, OutOfOrderSequenceError
-from rafka.storage import Log
-from rafka.storage import producer_snapshot
+from rafka.storage import Log, producer_snapshot
 from rafka.storage.batch import ATTRIBUTE_LOG_APPEND_TIME, NO_PRODUCER_ID
 from rafka.storage.clock import Clock, SystemClock
 
@@ -253,7 +252,6 @@ class ProducerStates:
     def _load_snapshot(self, log: Log, offset: int) -> tuple[dict[int, _Producer], int]:
         """The newest valid snapshot at or below ``offset`` and its offset ({} and 0 if none)."""
         producers: dict[int, _Producer] = {}
-        start = 0
         for at, path in reversed(producer_snapshot.list_snapshots(log.directory)):
             if at > offset:
                 continue

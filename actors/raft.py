@@ -377,7 +377,7 @@ class RaftCore:
         elif self.log.term_at(prev_index) != prev_term:
             return None
         new: list[tuple[int, Any]] = []
-        for offset, (term, data) in enumerate(entries):
+        for offset, (term, _data) in enumerate(entries):
             index = prev_index + 1 + offset
             existing = self.log.term_at(index)
             if existing == term:

@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import os
 
-import crc32c
 import msgpack
 
 from rafka.actors.framing import FRAME, frame as _frame, frames as _frames

@@ -61,9 +61,17 @@ from rafka.actors.metrics import PartitionMetrics
 from rafka.actors.process import tune_actor_process
 from rafka.actors.producer_state import ProducerStates
 from rafka.actors.replication import FollowerEpochError, LeaderReplication, truncation_offset
-from rafka.errors import (LeaderNotAvailableError, NotEnoughReplicasAfterAppendError, NotEnoughReplicasError,
-                          NotLeaderError, OffsetOutOfRangeError, RequestTimeoutError, StaleControllerEpochError,
-                          TopicAuthorizationError)
+from rafka.errors import (
+    InvalidConfigError,
+    LeaderNotAvailableError,
+    NotEnoughReplicasAfterAppendError,
+    NotEnoughReplicasError,
+    NotLeaderError,
+    OffsetOutOfRangeError,
+    RequestTimeoutError,
+    StaleControllerEpochError,
+    TopicAuthorizationError,
+)
 from rafka.storage import Log, LogConfig
 from rafka.storage.batch import NO_PRODUCER_ID, check_frame, decode_stream, encode_stream
 from rafka.storage.checkpoint import write_atomically
@@ -76,6 +84,7 @@ METRICS_FLUSH_INTERVAL_S = 1.0
 EARLIEST = -2
 LATEST = -1
 LEADER, FOLLOWER, UNKNOWN = "leader", "follower", "unknown"
+ACKS = (0, 1, -1)  # a produce's acks: after the leader's append (0, 1) or the ISR's (-1)
 logger = logging.getLogger(__name__)
 
 
@@ -301,13 +310,18 @@ class PartitionReplica:
                       acks: int = 1, timeout_ms: int = 30_000, internal: bool = False) -> tuple[int, int]:
         """Append the batch in ``payload`` (an IPC stream from the producer); return
         (base offset, log append time or -1) once ``acks`` are satisfied: 0 or 1 after
-        the leader's append, -1 ("all") once every in-sync replica has it. Every batch
-        of the payload is validated before any is appended (all or nothing).
+        the leader's append, -1 ("all") once every in-sync replica has it; any other
+        ``acks`` is refused (``InvalidConfigError``). Every batch of the payload is
+        validated before any is appended (all or nothing).
 
         An internal topic (``__...`` or ``rafka.internal=true``) takes a produce only
         with ``internal=True``, which rafka's own writers pass and no client API does
         (a flag, not a secret: members of the Ray cluster are trusted; docs/security.md)."""
         started_s = time.perf_counter()
+        if acks not in ACKS or isinstance(acks, bool):
+            # Before anything is appended: any other value (2, "all") was taken as acks=1,
+            # answering before the followers had the records a caller meant to wait for.
+            raise InvalidConfigError(f"{self.describe()}: acks must be 0, 1 or -1 (all), got {acks!r}")
         if internal is not True and (self.topic.startswith("__") or self.log.config.internal):
             raise TopicAuthorizationError(
                 f"topic {self.topic!r} is internal: only rafka's own actors write to it, a client produce is refused")

@@ -177,15 +177,18 @@ def main() -> int:
         for name in ("send", "send-batch", "latency"):
             admin.create_topic(name, partitions=PARTITIONS)
         if args.only_latency:
-            results["latency"] = bench_latency(cluster, "latency", args.latency_rate, args.latency_seconds, args.latency_linger_ms)
+            results["latency"] = bench_latency(cluster, "latency", args.latency_rate, args.latency_seconds,
+                                               args.latency_linger_ms)
             print(results["latency"])
             return 0
         results["send"] = bench_send(cluster, "send", args.records)
         print(f"send():        {results['send']['records_per_s']:>12,.0f} records/s  {results['send']['mb_per_s']:7.1f} MB/s")
         results["send_batch"] = bench_send_batch(cluster, "send-batch", args.records * 4)
-        print(f"send_batch():  {results['send_batch']['records_per_s']:>12,.0f} records/s  {results['send_batch']['mb_per_s']:7.1f} MB/s")
+        sent = results["send_batch"]
+        print(f"send_batch():  {sent['records_per_s']:>12,.0f} records/s  {sent['mb_per_s']:7.1f} MB/s")
         results["poll_batches"] = bench_consume(cluster, "send-batch", results["send_batch"]["records"], as_records=False)
-        print(f"poll_batches():{results['poll_batches']['records_per_s']:>12,.0f} records/s  {results['poll_batches']['mb_per_s']:7.1f} MB/s")
+        polled = results["poll_batches"]
+        print(f"poll_batches():{polled['records_per_s']:>12,.0f} records/s  {polled['mb_per_s']:7.1f} MB/s")
         results["poll"] = bench_consume(cluster, "send", args.records, as_records=True)
         print(f"poll():        {results['poll']['records_per_s']:>12,.0f} records/s  {results['poll']['mb_per_s']:7.1f} MB/s")
         results["latency"] = bench_latency(cluster, "latency", args.latency_rate, args.latency_seconds, args.latency_linger_ms)

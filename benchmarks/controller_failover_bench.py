@@ -75,8 +75,8 @@ def main() -> None:
             handle = ray.get_actor(names.raft_voter(leader), namespace=namespace)
             killed_s = time.monotonic()
             ray.kill(handle, no_restart=False)
-            wait_for(lambda: (found := active(namespace)) and found[0] != leader and found[1] > epoch,
-                     "another active controller")
+            wait_for(lambda leader=leader, epoch=epoch: (found := active(namespace)) and found[0] != leader
+                     and found[1] > epoch, "another active controller")
             timings.append(time.monotonic() - killed_s)
             wait_for(lambda: all(s["reachable"] for s in cluster.quorum()["voters"]), "the killed voter back")
             cluster.admin().list_topics()  # the router reaches the new one

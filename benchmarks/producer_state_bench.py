@@ -26,8 +26,7 @@ import tempfile
 import time
 
 from rafka.actors.producer_state import ProducerStates
-from rafka.storage import Log, LogConfig, make_batch
-from rafka.storage import producer_snapshot
+from rafka.storage import Log, LogConfig, make_batch, producer_snapshot
 
 
 def main() -> None:
@@ -42,7 +41,7 @@ def main() -> None:
         log = Log(os.path.join(directory, "log"), LogConfig.from_dict({"segment.bytes": str(2**30)}))
         batch = make_batch([b"v" * 100])
         sequences = [0] * args.producers
-        for segment in range(args.segments):
+        for _segment in range(args.segments):
             for index in range(args.batches_per_segment):
                 producer_id = index % args.producers
                 log.append(batch, producer_id=producer_id, producer_epoch=0, base_sequence=sequences[producer_id])

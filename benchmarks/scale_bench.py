@@ -81,8 +81,8 @@ def percentile(values: list[float], fraction: float) -> float:
 def measure_latency(rate_per_s: float, records: int) -> dict:
     with tempfile.TemporaryDirectory() as directory:
         path = os.path.join(directory, "e2e.json")
-        command = [sys.executable, "-c", "from rafka.cli.main import main; main()", "bench", "e2e", "--embedded", "--rate", str(rate_per_s),
-                   "--records", str(records), "--partitions", "3", "--acks", "1", "--json", path]
+        command = [sys.executable, "-c", "from rafka.cli.main import main; main()", "bench", "e2e", "--embedded",
+                   "--rate", str(rate_per_s), "--records", str(records), "--partitions", "3", "--acks", "1", "--json", path]
         completed = subprocess.run(command, capture_output=True, text=True, timeout=900)
         if completed.returncode != 0:
             return {"error": completed.stderr[-2000:]}

@@ -49,7 +49,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 import rafka
-import rafka.cli.main  # noqa: F401 - first: main.py imports rafka.cli.bench at its end, not the reverse
 from rafka.cli.bench import SEND_TIME_BYTES, Progress, Workload
 from rafka.errors import RafkaError, RequestTimeoutError
 

@@ -391,7 +391,8 @@ def groups_reset_offsets(group: str, topic: str, partitions: tuple[int, ...], to
 @click.argument("topic")
 @click.option("--file", "source", type=click.File("rb"), default="-", help="Read lines from this file (default stdin).")
 @click.option("--key-separator", default=None, help="Split each line into KEY<sep>VALUE.")
-@click.option("--json", "json_lines", is_flag=True, help="Lines are JSON objects: {\"key\", \"value\", \"partition\", \"headers\"}.")
+@click.option("--json", "json_lines", is_flag=True,
+              help="Lines are JSON objects: {\"key\", \"value\", \"partition\", \"headers\"}.")
 @click.option("--acks", type=click.Choice(["0", "1", "all"]), default="all", show_default=True)
 @click.option("--partition", type=int, default=None, help="Send every record to this partition.")
 @address_options

@@ -12,12 +12,12 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 from rafka.actors import names
-from rafka.validation import validate_config, validate_count, validate_topic_name
 from rafka.actors.coordinator import coordinator_handle, coordinator_index
 from rafka.client import rpc
 from rafka.errors import GroupNotFoundError, RafkaError
 from rafka.security import scram
 from rafka.security.acl import AclBinding, AclFilter
+from rafka.validation import validate_config, validate_count, validate_topic_name
 
 if TYPE_CHECKING:
     from rafka.client.cluster import Cluster

@@ -55,10 +55,10 @@ import numpy as np
 import pyarrow as pa
 import ray
 
+from rafka.actors.producer_state import RECENT_BATCHES_PER_PRODUCER, add_sequence
 from rafka.client import rpc
 from rafka.client.partitioner import Partitioner
 from rafka.client.records import RecordMetadata
-from rafka.actors.producer_state import RECENT_BATCHES_PER_PRODUCER, add_sequence
 from rafka.errors import (
     DuplicateSequenceError,
     InvalidConfigError,
@@ -353,7 +353,8 @@ class Producer:
         one sticky partition. No per-record Python work unless keys must be hashed."""
         table = _produce_table(table)
         count = self._partition_counts.get(topic) or self._load_topic(topic)
-        if partition is not None and (isinstance(partition, bool) or not isinstance(partition, int) or not 0 <= partition < count):
+        if partition is not None and (isinstance(partition, bool) or not isinstance(partition, int)
+                                      or not 0 <= partition < count):
             raise TopicNotFoundError(f"topic {topic!r} has no partition {partition!r} (it has {count})")
         if partition is not None or count == 1:
             parts = [(partition or 0, table)]

@@ -42,7 +42,6 @@ from typing import Any, Callable
 from rafka import __version__
 from rafka.connect.config import ConfigDef
 
-
 # -- records -------------------------------------------------------------------------
 
 
@@ -88,7 +87,8 @@ class SinkRecord:
 class ConnectorContext:
     """What the runtime offers a connector."""
 
-    def __init__(self, name: str, request_reconfiguration: Callable[[], None], raise_error: Callable[[BaseException], None]) -> None:
+    def __init__(self, name: str, request_reconfiguration: Callable[[], None],
+                 raise_error: Callable[[BaseException], None]) -> None:
         self.name = name
         self._request_reconfiguration = request_reconfiguration
         self._raise_error = raise_error

@@ -149,7 +149,8 @@ class Connect:
 
         name = name or connector_class.__name__
         module = sys.modules.get(connector_class.__module__)
-        if module is not None and connector_class.__module__ != "__main__" and not connector_class.__module__.startswith("rafka."):
+        defined_in = connector_class.__module__
+        if module is not None and defined_in != "__main__" and not defined_in.startswith("rafka."):
             ray.cloudpickle.register_pickle_by_value(module)
         self._call("register_plugin", name, ray.cloudpickle.dumps(connector_class))
         return name

@@ -18,7 +18,6 @@ from typing import Any, Callable, Iterable
 from rafka.connect.errors import ConnectorConfigError
 
 
-
 class _Required:
     """The default of a key that must be given. One instance, kept one across pickling
     (connector classes travel to actors by value), so ``default is REQUIRED`` holds."""

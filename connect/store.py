@@ -9,7 +9,8 @@
   after the records before that offset were acknowledged.
 
 Each is internal (docs/security.md): only the herder and the tasks write to it, through
-``internal_producer``; a client's produce is refused. Each is created on first use, compacted, replicated to min(3, live brokers) brokers.
+``internal_producer``; a client's produce is refused. Each is created on first use,
+compacted, replicated to min(3, live brokers) brokers.
 Writes are ``acks=all``; ``read_all`` returns the latest value per key (tombstones
 removed), reading every partition from its start to the end offset it saw first.
 """
@@ -88,7 +89,7 @@ class TopicStore:
             deadline_polls = int(READ_TIMEOUT_S / 0.5)
             while waiting and deadline_polls > 0:
                 deadline_polls -= 1
-                for tp, batches in consumer.poll_batches(timeout_s=0.5).items():
+                for batches in consumer.poll_batches(timeout_s=0.5).values():
                     for batch in batches:
                         keys = batch.column("key").to_pylist()
                         values = batch.column("value").to_pylist()

@@ -120,8 +120,8 @@ class _TaskActor:
     def _run(self) -> None:
         from rafka.client.cluster import Cluster
         from rafka.connect.converters import converter_from_config
-        from rafka.connect.source_loop import run_source
         from rafka.connect.sink_loop import run_sink
+        from rafka.connect.source_loop import run_source
         from rafka.connect.transforms import build_transforms
 
         try:

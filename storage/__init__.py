@@ -4,10 +4,11 @@
 """
 
 from rafka.storage.batch import PRODUCE_SCHEMA, RECORD_SCHEMA, BatchHeader, make_batch
-from rafka.storage.clock import Clock, ManualClock, SystemClock
 from rafka.storage.cleaner import CompactionResult
+from rafka.storage.clock import Clock, ManualClock, SystemClock
 from rafka.storage.config import LogConfig
-from rafka.storage.log import AppendInfo, Log, ReadResult, RecoveryResult, RetentionResult
+from rafka.storage.log import AppendInfo, Log, ReadResult, RetentionResult
+from rafka.storage.log_loader import RecoveryResult
 
 __all__ = [
     "AppendInfo",

@@ -114,7 +114,8 @@ def make_batch(
     """Build a batch of ``RECORD_SCHEMA`` from Python sequences, column by column.
 
     ``offsets`` default to 0..n-1 (the log reassigns them on append); ``timestamps_ms``
-    defaults to the current wall-clock time and may be one int for every record; ``headers`` holds one list of (str, bytes) per record.
+    defaults to the current wall-clock time and may be one int for every record; ``headers``
+    holds one list of (str, bytes) per record.
     Raises ``InvalidRecordError`` naming the argument whose values have the wrong type.
     """
     count = len(values)
@@ -231,7 +232,8 @@ def _header_fields(header: BatchHeader) -> tuple:
 def parse_header(buffer: Any, position: int) -> BatchHeader:
     """Read the frame header at ``position`` of ``buffer`` (no CRC check)."""
     (length, crc, _magic, attributes, base_offset, last_offset_delta, record_count, max_timestamp_ms,
-     producer_id, producer_epoch, base_sequence, leader_epoch, delete_horizon_ms, _reserved) = FRAME_HEADER.unpack_from(buffer, position)
+     producer_id, producer_epoch, base_sequence, leader_epoch, delete_horizon_ms,
+     _reserved) = FRAME_HEADER.unpack_from(buffer, position)
     return BatchHeader(
         base_offset=base_offset,
         last_offset_delta=last_offset_delta,

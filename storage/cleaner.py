@@ -264,7 +264,8 @@ def build_cleaned_segments(plan: CleaningPlan) -> CleaningWork:
             bytes_read += snapshot.size_bytes
             result, horizon_ms = _clean_segment(plan, snapshot, offset_map, clean_end)
             if horizon_ms != NO_DELETE_HORIZON:
-                earliest_horizon_ms = horizon_ms if earliest_horizon_ms == NO_DELETE_HORIZON else min(earliest_horizon_ms, horizon_ms)
+                earliest_horizon_ms = (horizon_ms if earliest_horizon_ms == NO_DELETE_HORIZON
+                                       else min(earliest_horizon_ms, horizon_ms))
             if result is not None:
                 cleaned.append(result)
                 records_removed += result.records_removed

@@ -110,7 +110,8 @@ class OffsetIndex(_IndexFile):
             if positions and (relative_offset <= relative_offsets[-1] or position <= positions[-1]):
                 raise CorruptIndexError(f"index {self.path} entries do not increase at relative offset {relative_offset}")
             if position >= segment_bytes:
-                raise CorruptIndexError(f"index {self.path} points at position {position} past the segment's {segment_bytes} bytes")
+                raise CorruptIndexError(
+                    f"index {self.path} points at position {position} past the segment's {segment_bytes} bytes")
             relative_offsets.append(relative_offset)
             positions.append(position)
         self._relative_offsets, self._positions = relative_offsets, positions

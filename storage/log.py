@@ -17,7 +17,8 @@ and fsynced per ``flush.messages`` / ``flush.ms``. ``recovery_point`` is the off
 which everything is fsynced; on open every segment from the one holding the recovery point
 onward is validated frame by frame, and a torn or corrupt tail is cut off and reported in
 ``Log.last_recovery`` and as a warning of the ``rafka.storage.log`` logger that names the
-partition directory and what was dropped.
+partition directory and what was dropped (the whole of opening, Kafka's LogLoader, is
+``rafka.storage.log_loader``: what it trusts, validates, cuts and returns).
 
 Clean shutdown (Kafka's clean-shutdown marker, the input of KIP-966's unclean-shutdown
 detection): ``close`` leaves a ``clean-shutdown`` file, ``open`` removes it (durably,
@@ -49,17 +50,17 @@ from __future__ import annotations
 import asyncio
 import bisect
 import dataclasses
-import logging
 import os
 
 import numpy as np
+
 # pyarrow imports numpy.ma on the first pa.array(ndarray): about 0.1 s of CPU that would
 # otherwise fall on a replica's first append. Pay it when the module loads.
 import numpy.ma  # noqa: F401
 import pyarrow as pa
 
 from rafka.errors import InvalidRecordError, OffsetOutOfRangeError, RecordTooLargeError, StorageError
-from rafka.storage import checkpoint
+from rafka.storage import checkpoint, cleaner
 from rafka.storage.batch import (
     ATTRIBUTE_LOG_APPEND_TIME,
     CODECS,
@@ -72,17 +73,14 @@ from rafka.storage.batch import (
     encode_frame,
     producer_columns,
 )
-from rafka.storage import cleaner
 from rafka.storage.checkpoint import NO_DELETE_HORIZON, LeaderEpochCache
 from rafka.storage.cleaner import DEFAULT_OFFSET_MAP_BYTES, CleaningPlan, CleaningWork, CompactionResult
 from rafka.storage.clock import Clock, SystemClock
 from rafka.storage.config import NEVER, LogConfig
-from rafka.storage.segment import LOG_SUFFIX, MAX_RELATIVE_OFFSET, Segment
-from rafka.storage.segment import _body_matches, _count_frames
+from rafka.storage.log_loader import RecoveryResult, load_log
+from rafka.storage.segment import MAX_RELATIVE_OFFSET, Segment, _body_matches
 
-LEFTOVER_SUFFIXES = (".tmp", ".cleaned", ".truncating", ".swap")
 DEFAULT_READ_MAX_BYTES = 1024 * 1024
-logger = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,19 +111,6 @@ class ReadResult:
 
 
 @dataclasses.dataclass(frozen=True)
-class RecoveryResult:
-    """What opening the log found and dropped."""
-
-    bytes_dropped: int = 0
-    batches_dropped: int = 0
-    segments_recovered: int = 0
-    segments_deleted: int = 0
-    indexes_rebuilt: int = 0
-    # False: the log was not closed cleanly last time (see the module docstring).
-    clean_shutdown: bool = True
-
-
-@dataclasses.dataclass(frozen=True)
 class RetentionResult:
     segments_deleted: int = 0
     bytes_deleted: int = 0
@@ -145,6 +130,9 @@ class Log:
         # Bumped by every truncation: a compaction pass built across one is discarded.
         self._structure_generation = 0
         self._cleaning: CleaningPlan | None = None
+        # Offsets this Log last wrote to each checkpoint file (see checkpoint()); empty at
+        # open, so the first checkpoint writes all three.
+        self._checkpointed: dict[str, int] = {}
         self.last_recovery = self._open()
 
     # -- properties ------------------------------------------------------------------
@@ -202,124 +190,17 @@ class Log:
     # -- open and recovery -----------------------------------------------------------
 
     def _open(self) -> RecoveryResult:
-        names = os.listdir(self.directory)
-        for name in names:
-            if name.endswith(LEFTOVER_SUFFIXES):
-                os.unlink(self._path(name))
-        bases = sorted(int(name[: -len(LOG_SUFFIX)]) for name in names if name.endswith(LOG_SUFFIX) and name[:-len(LOG_SUFFIX)].isdigit())
-        clean_shutdown = checkpoint.CLEAN_SHUTDOWN_FILE in names or not bases
-        if checkpoint.CLEAN_SHUTDOWN_FILE in names:
-            # Gone for good before anything is appended: a crash from here on must read
-            # as unclean.
-            os.unlink(self._path(checkpoint.CLEAN_SHUTDOWN_FILE))
-            checkpoint.fsync_directory(self.directory)
-        for name in names:  # indexes whose segment is gone
-            stem, _, suffix = name.partition(".")
-            if suffix in ("index", "timeindex") and stem.isdigit() and int(stem) not in bases:
-                os.unlink(self._path(name))
-        log_start = checkpoint.read_offset(self._path(checkpoint.LOG_START_OFFSET_FILE))
-        recovery_point = checkpoint.read_offset(self._path(checkpoint.RECOVERY_POINT_FILE)) or 0
-        if not bases:
-            bases = [log_start or 0]
-        now_ms = self.clock.now_ms()
-        self._segments = [self._new_segment(base, now_ms) for base in bases]
-        self._base_offsets = list(bases)
-
-        # A segment that ends at or below the recovery point was fsynced and validated
-        # before: load its indexes only. Every segment from the first that holds an offset
-        # at or above the recovery point (or fails to load) is validated frame by frame.
-        indexes_rebuilt = 0
-        bytes_dropped = batches_dropped = segments_deleted = 0
-        first_to_recover = len(self._segments)
-        for index, segment in enumerate(self._segments):
-            if segment.base_offset > recovery_point:
-                first_to_recover = index
-                break
-            wholly_trusted = index + 1 < len(self._segments) and self._segments[index + 1].base_offset <= recovery_point
-            try:
-                indexes_rebuilt += segment.load()
-            except StorageError:
-                if not wholly_trusted:
-                    first_to_recover = index
-                    break
-                # Corruption in data fsynced and validated before (a disk fault): cut
-                # this segment at the bad frame and report it, but keep the segments after
-                # it, which hold good records of their own (the log gets a gap).
-                dropped, frames = segment.recover(self._segments[index - 1].next_offset if index else 0)
-                logger.warning("%s: segment %d, fsynced before, is corrupt: recovery cut %d bytes (%d batches) "
-                               "from it and kept the segments after it, so the log has a gap from offset %d",
-                               self.directory, segment.base_offset, dropped, frames, segment.next_offset)
-                bytes_dropped += dropped
-                batches_dropped += frames
-                indexes_rebuilt += 1
-                continue
-            if segment.next_offset > recovery_point:
-                first_to_recover = index
-                break
-        expected_offset = self._segments[first_to_recover - 1].next_offset if first_to_recover else 0
-        recovered = 0
-        for index in range(first_to_recover, len(self._segments)):
-            segment = self._segments[index]
-            dropped, frames = segment.recover(expected_offset)
-            recovered += 1
-            indexes_rebuilt += 1
-            bytes_dropped += dropped
-            batches_dropped += frames
-            expected_offset = segment.next_offset
-            if dropped:
-                # Nothing after a corrupt frame can be trusted to be in order.
-                later_bytes = later_batches = 0
-                for later in self._segments[index + 1 :]:
-                    later_bytes += later.size_bytes
-                    later_batches += _count_frames(later.buffer(), 0, later.size_bytes)
-                    later.delete()
-                    segments_deleted += 1
-                bytes_dropped += later_bytes
-                batches_dropped += later_batches
-                logger.warning("%s: recovery cut a torn or corrupt tail at offset %d in segment %d: %d bytes "
-                               "(%d batches) of it, and %d later segments (%d bytes, %d batches) deleted",
-                               self.directory, segment.next_offset, segment.base_offset, dropped, frames,
-                               len(self._segments) - index - 1, later_bytes, later_batches)
-                del self._segments[index + 1 :], self._base_offsets[index + 1 :]
-                break
-
-        end = self.log_end_offset
-        self._log_start_offset = min(max(log_start or 0, self._base_offsets[0]), end)
-        self._high_watermark = min(max(checkpoint.read_offset(self._path(checkpoint.HIGH_WATERMARK_FILE)) or 0, self._log_start_offset), end)
-        epochs = LeaderEpochCache.load(self._path(checkpoint.LEADER_EPOCH_FILE))
-        if epochs is None:
-            epochs = self._rebuild_epochs()
-        else:
-            # Batches validated just now may carry epochs the checkpoint never saw (a crash
-            # between writing a batch and saving the history).
-            for segment in self._segments[first_to_recover:]:
-                for _position, header in segment.headers():
-                    if header.leader_epoch > epochs.latest_epoch:
-                        epochs.assign(header.leader_epoch, header.base_offset)
-        self._epochs = epochs
-        self._epochs.truncate_from_end(end)
-        self._epochs.truncate_from_start(self._log_start_offset)
-        # Without a cleaner checkpoint the whole log counts as dirty (the safe choice: a
-        # full pass, as after Kafka loses its cleaner-offset-checkpoint).
-        cleaned = checkpoint.read_cleaner_offset(self._path(checkpoint.CLEANER_OFFSET_FILE))
-        self._cleaner_offset, self._cleaner_horizon_ms = cleaned or (self._log_start_offset, NO_DELETE_HORIZON)
-        if self._cleaner_offset > end:
-            self._save_cleaner_offset(end, self._cleaner_horizon_ms)
-        for segment in self._segments:
-            segment.flush()
-        self._recovery_point = end
+        """Recover the directory (``rafka.storage.log_loader``) and take its state."""
+        loaded = load_log(self.directory, self.config, self.clock)
+        self._segments = loaded.segments
+        self._base_offsets = [segment.base_offset for segment in loaded.segments]
+        self._log_start_offset = loaded.log_start_offset
+        self._high_watermark = loaded.high_watermark
+        self._recovery_point = loaded.recovery_point
+        self._epochs = loaded.epochs
+        self._cleaner_offset, self._cleaner_horizon_ms = loaded.cleaner_offset, loaded.cleaner_delete_horizon_ms
         self.checkpoint()
-        return RecoveryResult(bytes_dropped, batches_dropped, recovered, segments_deleted, indexes_rebuilt,
-                              clean_shutdown)
-
-    def _rebuild_epochs(self) -> LeaderEpochCache:
-        cache = LeaderEpochCache(self._path(checkpoint.LEADER_EPOCH_FILE))
-        for segment in self._segments:
-            for _position, header in segment.headers():
-                if header.leader_epoch > cache.latest_epoch:
-                    cache.assign(header.leader_epoch, header.base_offset)
-        cache.save()
-        return cache
+        return loaded.recovery
 
     def _new_segment(self, base_offset: int, now_ms: int) -> Segment:
         return Segment(self.directory, base_offset, self.config.index_interval_bytes,
@@ -332,9 +213,9 @@ class Log:
                base_sequence: int = -1, producer_codec: str = "uncompressed") -> AppendInfo:
         """Append ``batch`` as the leader: assign it offsets from the LEO and write it as
         one frame, compressed per ``compression.type`` (``producer`` keeps
-        ``producer_codec``, the codec the batch arrived with). Raises ``InvalidRecordError`` (schema, empty, null key on a compacted
-        log, Arrow buffers that fail full validation) or ``RecordTooLargeError`` before
-        anything is written."""
+        ``producer_codec``, the codec the batch arrived with). Raises
+        ``InvalidRecordError`` (schema, empty, null key on a compacted log, Arrow buffers
+        that fail full validation) or ``RecordTooLargeError`` before anything is written."""
         return self.append_many([batch], leader_epoch=leader_epoch, producer_id=producer_id,
                                 producer_epoch=producer_epoch, base_sequence=base_sequence,
                                 producer_codec=producer_codec)[0]
@@ -802,10 +683,15 @@ class Log:
         return True
 
     def checkpoint(self) -> None:
-        """Write the recovery point, high watermark and log start offset checkpoints."""
-        checkpoint.write_offset(self._path(checkpoint.RECOVERY_POINT_FILE), self._recovery_point)
-        checkpoint.write_offset(self._path(checkpoint.HIGH_WATERMARK_FILE), self._high_watermark)
-        checkpoint.write_offset(self._path(checkpoint.LOG_START_OFFSET_FILE), self._log_start_offset)
+        """Write the recovery point, high watermark and log start offset checkpoints,
+        each only if it changed since this Log last wrote it: a replica checkpoints
+        every few seconds, and on an idle log each rewrite was two fsyncs for nothing."""
+        for name, offset in ((checkpoint.RECOVERY_POINT_FILE, self._recovery_point),
+                             (checkpoint.HIGH_WATERMARK_FILE, self._high_watermark),
+                             (checkpoint.LOG_START_OFFSET_FILE, self._log_start_offset)):
+            if self._checkpointed.get(name) != offset:
+                checkpoint.write_offset(self._path(name), offset)
+                self._checkpointed[name] = offset
 
     def update_config(self, config: LogConfig) -> None:
         self.config = config

@@ -25,6 +25,7 @@ from typing import Any
 
 import msgpack
 import numpy as np
+
 # Imported here, not on first use: Table.group_by loads pyarrow.acero and pa.array(ndarray)
 # loads numpy.ma, together about 0.15 s of CPU on a task's first batch otherwise.
 import numpy.ma  # noqa: F401
@@ -308,7 +309,7 @@ class Aggregate(Processor):
             columns["v"] = values
             aggregations.append(("v", how))
         grouped = pa.table(columns).group_by(["k", "w"], use_threads=False).aggregate(aggregations)
-        partials = grouped.column(f"k_count" if how == "count" else f"v_{how}").to_pylist()
+        partials = grouped.column("k_count" if how == "count" else f"v_{how}").to_pylist()
         groups = list(zip(grouped.column("k").to_pylist(), grouped.column("w").to_pylist()))
         newest_ts = grouped.column("t_max").to_pylist()
         state, changed, latest = self.state, self.changed, self.latest_ts

@@ -45,13 +45,14 @@ which rafka does not have yet.
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import logging
 import os
 import threading
 import time
 import traceback
-from typing import Any
+from typing import Any, Callable
 
 import pyarrow as pa
 import ray
@@ -59,8 +60,8 @@ import ray
 from rafka.actors.process import tune_actor_process
 from rafka.client import rpc
 from rafka.client.delivery import CheckedProducer
-from rafka.client.producer import internal_producer
 from rafka.client.group import ConsumerRebalanceListener
+from rafka.client.producer import internal_producer
 from rafka.client.records import TopicPartition
 from rafka.errors import CommitFailedError, RafkaError, TopicExistsError, UnknownMemberIdError
 from rafka.streams.dsl import StreamsApp
@@ -99,14 +100,10 @@ class _StreamWorker(ConsumerRebalanceListener):
         self.fatal: dict | None = None
         self.restored_records = 0
         self.records = 0  # input records processed by this worker, over every task it ran
-        # Where the worker's loop spends its time (wall seconds, and CPU seconds of its
-        # thread), and how many polls brought records: what limits a job's throughput.
-        self.loop_s = {"poll": 0.0, "process": 0.0, "commit": 0.0}
-        self.loop_cpu_s = {"poll": 0.0, "process": 0.0, "commit": 0.0}
-        self.polls_with_records = 0
+        self.loop_times = _LoopTimes()
         self.first_assigned_unix_s: float | None = None  # when this worker first got partitions
         self.last_commit_unix_s: float | None = None  # when its latest offset commit returned
-        self._commit_started_s = float("-inf")  # perf_counter s of the latest _start_commit
+        self._commit_schedule = _CommitSchedule(app.commit_interval_ms / 1000)
         # The commit in flight (see the module docstring): input positions to commit once
         # every send of the producer checkpoint is acknowledged. None when there is none.
         self._pending_positions: dict[TopicPartition, int] | None = None
@@ -119,9 +116,10 @@ class _StreamWorker(ConsumerRebalanceListener):
     def stats(self) -> dict:
         return {"pid": os.getpid(), "tasks": sorted(self.tasks), "records": self.records,
                 "late_records": sum(t.late_records for t in self.tasks.values()),
-                "loop_s": {phase: round(seconds, 3) for phase, seconds in self.loop_s.items()},
-                "loop_cpu_s": {phase: round(seconds, 3) for phase, seconds in self.loop_cpu_s.items()},
-                "polls_with_records": self.polls_with_records, "process_cpu_s": round(time.process_time(), 3),
+                "loop_s": {phase: round(seconds, 3) for phase, seconds in self.loop_times.wall_s.items()},
+                "loop_cpu_s": {phase: round(seconds, 3) for phase, seconds in self.loop_times.cpu_s.items()},
+                "polls_with_records": self.loop_times.polls_with_records,
+                "process_cpu_s": round(time.process_time(), 3),
                 "first_assigned_unix_s": self.first_assigned_unix_s, "last_commit_unix_s": self.last_commit_unix_s,
                 "restored_records": self.restored_records, "fatal": self.fatal, "stopped": self._stopped.is_set()}
 
@@ -152,54 +150,25 @@ class _StreamWorker(ConsumerRebalanceListener):
             # changes nothing outside it.
             gc.freeze()
             gc.set_threshold(GC_GEN0_THRESHOLD, *gc.get_threshold()[1:])
-            next_commit_s = time.monotonic() + app.commit_interval_ms / 1000
-            loop_s, loop_cpu_s, clock, cpu_clock = self.loop_s, self.loop_cpu_s, time.perf_counter, time.thread_time
-            uncommitted = False  # records processed since the last commit
+            times, schedule = self.loop_times, self._commit_schedule
+            schedule.start()
             while not self._stopping.is_set():
-                started_s, started_cpu_s = clock(), cpu_clock()
-                try:
-                    polled = self.consumer.poll_batches(timeout_s=0.1, max_records=app.max_poll_records)
-                except RafkaError as error:
-                    # Nothing was returned, so nothing is skipped: a coordinator or leader
-                    # that is restarting is waited out, as Kafka Streams retries a timeout.
-                    if not error.retriable:
-                        raise
-                    logger.warning("streams %r: poll failed, retrying: %s", app.application_id, error)
-                    time.sleep(RETRY_BACKOFF_S)
+                times.start_turn()
+                polled = self._poll()
+                if polled is None:
                     continue
-                polled_s, polled_cpu_s = clock(), cpu_clock()
-                loop_s["poll"] += polled_s - started_s
-                loop_cpu_s["poll"] += polled_cpu_s - started_cpu_s
-                self.polls_with_records += bool(polled)
-                # Caught up: this poll took every record the leaders had (as of their last
-                # fetch answers). The job commits then rather than one empty poll later
-                # (the poll timeout), at most every CAUGHT_UP_COMMIT_SPACING_S, so a
-                # stream that trickles in is not committed at every poll.
-                caught_up = (bool(polled) and clock() - self._commit_started_s >= CAUGHT_UP_COMMIT_SPACING_S
-                             and self._caught_up())
-                drained, uncommitted = (not polled and uncommitted) or caught_up, uncommitted or bool(polled)
-                for tp, batches in polled.items():
-                    for sub in self.compiled.subtopology_of(tp.topic):
-                        task = self.tasks[(sub.index, tp.partition)]
-                        before = task.records
-                        task.process(tp.topic, batches)
-                        self.records += task.records - before
-                processed_s, processed_cpu_s = clock(), cpu_clock()
-                loop_s["process"] += processed_s - polled_s
-                loop_cpu_s["process"] += processed_cpu_s - polled_cpu_s
-                if time.monotonic() >= next_commit_s:
-                    self._start_commit()
-                    next_commit_s = time.monotonic() + app.commit_interval_ms / 1000
-                    uncommitted = False
-                elif drained:
+                times.end_poll(brought_records=bool(polled))
+                turn = schedule.after_poll(bool(polled), self._caught_up)
+                self._process(polled)
+                times.end_phase("process")
+                reason = schedule.commit_due(turn)
+                if reason is not None:
                     # Idle marks keep to the interval: "no input since the last commit"
                     # must not shrink to one empty poll.
-                    self._start_commit(idle_check=False)
-                    uncommitted = False
+                    schedule.commit_started(reason, self._start_commit(idle_check=reason == COMMIT_INTERVAL))
                 # With no input to process, waiting for the commit in flight costs nothing.
-                self._finish_commit(wait=not polled or caught_up)
-                loop_s["commit"] += clock() - processed_s
-                loop_cpu_s["commit"] += cpu_clock() - processed_cpu_s
+                self._finish_commit(wait=not polled or turn.caught_up)
+                times.end_phase("commit")
             self._commit()
         except BaseException as error:  # noqa: BLE001 - reported through stats()
             logger.exception("stream worker failed")
@@ -212,22 +181,48 @@ class _StreamWorker(ConsumerRebalanceListener):
             finally:
                 self._stopped.set()
 
+    def _poll(self) -> dict | None:
+        """The next batches of the assigned partitions, or None after a retriable failure
+        (waited out here); any other failure raises."""
+        try:
+            return self.consumer.poll_batches(timeout_s=0.1, max_records=self.app.max_poll_records)
+        except RafkaError as error:
+            # Nothing was returned, so nothing is skipped: a coordinator or leader
+            # that is restarting is waited out, as Kafka Streams retries a timeout.
+            if not error.retriable:
+                raise
+            logger.warning("streams %r: poll failed, retrying: %s", self.app.application_id, error)
+            time.sleep(RETRY_BACKOFF_S)
+            return None
+
+    def _process(self, polled: dict) -> None:
+        """Run each polled partition's batches through every task that reads them."""
+        for tp, batches in polled.items():
+            for sub in self.compiled.subtopology_of(tp.topic):
+                task = self.tasks[(sub.index, tp.partition)]
+                before = task.records
+                task.process(tp.topic, batches)
+                self.records += task.records - before
+
     def _caught_up(self) -> bool:
         consumer = self.consumer
         return all(consumer.current_lag(tp) == 0 for tp in consumer.assignment())
 
-    def _start_commit(self, idle_check: bool = True) -> None:
+    def _start_commit(self, idle_check: bool = True) -> float:
         """The pipelined commit's step (1): changelogs sent, positions and pending sends
         noted; ``_finish_commit`` commits them once the sends are acknowledged. A
-        commit still in flight is finished first (waiting for its sends)."""
+        commit still in flight is finished first (waiting for its sends). Returns when
+        the new commit began (time.monotonic s, after that wait: the commit schedule's
+        clock)."""
         self._finish_commit(wait=True)
-        self._commit_started_s = time.perf_counter()
+        began_s = time.monotonic()
         if idle_check:
             self._mark_idle_tasks()
         for task in self.tasks.values():
             task.write_changelogs()
         self._pending_positions = {tp: self.consumer.position(tp) for tp in self.consumer.assignment()}
         self._pending_checkpoint = self.producer.checkpoint()
+        return began_s
 
     def _finish_commit(self, wait: bool) -> None:
         """Commit the positions of the commit in flight if its sends are all acknowledged
@@ -347,6 +342,101 @@ class _StreamWorker(ConsumerRebalanceListener):
                             store.values[key] = value
                     self.restored_records += table.num_rows
                 self.consumer.seek(tp, end)
+
+
+COMMIT_INTERVAL = "interval"  # commit_interval_ms passed since the last periodic commit
+COMMIT_DRAINED = "drained"  # the input is drained after records were processed
+
+
+@dataclasses.dataclass(frozen=True)
+class _Turn:
+    """What one poll of the worker's loop found, for its commit decision."""
+
+    drained: bool  # no input after records since the last commit, or caught up
+    caught_up: bool  # the poll took every record the leaders had
+
+
+class _CommitSchedule:
+    """When the worker's loop starts a commit (the rules are the module docstring's):
+    every ``interval_s`` (``commit_interval_ms``), counted from when the loop starts and
+    then from the end of each periodic commit's step (1); or as soon as the input is
+    drained after records were processed since the last commit — a poll found no input,
+    or took every record the leaders had (as of their last fetch answers: the job commits
+    then rather than one empty poll, the poll timeout, later), the latter at most every
+    CAUGHT_UP_COMMIT_SPACING_S after the latest commit began, so a stream that trickles
+    in is not committed at every poll. Only a periodic commit marks idle tasks (see
+    ``_StreamWorker._mark_idle_tasks``): "no input since the last commit" must not shrink
+    to one empty poll. ``clock_s`` gives monotonic seconds (a fake one in tests). Only
+    the worker thread uses it."""
+
+    def __init__(self, interval_s: float, clock_s: Callable[[], float] = time.monotonic) -> None:
+        self.interval_s = interval_s
+        self.clock_s = clock_s
+        self._next_periodic_s = float("inf")  # clock_s seconds; set by start()
+        self._uncommitted = False  # records processed since the last commit
+        self._latest_began_s = float("-inf")  # clock_s seconds when the latest commit began
+
+    def start(self) -> None:
+        """The loop starts: the first periodic commit is due ``interval_s`` from now."""
+        self._next_periodic_s = self.clock_s() + self.interval_s
+
+    def after_poll(self, polled: bool, caught_up: Callable[[], bool]) -> _Turn:
+        """Note a poll (``polled``: it brought records); ``caught_up`` asks the consumer
+        whether no lag is left, and is asked only when the answer could start a commit."""
+        is_caught_up = (polled and self.clock_s() - self._latest_began_s >= CAUGHT_UP_COMMIT_SPACING_S
+                        and caught_up())
+        turn = _Turn(drained=(not polled and self._uncommitted) or is_caught_up, caught_up=is_caught_up)
+        self._uncommitted = self._uncommitted or polled
+        return turn
+
+    def commit_due(self, turn: _Turn) -> str | None:
+        """COMMIT_INTERVAL, COMMIT_DRAINED, or None: no commit starts this turn. The
+        interval wins when both are due."""
+        if self.clock_s() >= self._next_periodic_s:
+            return COMMIT_INTERVAL
+        return COMMIT_DRAINED if turn.drained else None
+
+    def commit_started(self, reason: str, began_s: float) -> None:
+        """A commit for ``reason`` began at ``began_s`` (``clock_s`` seconds, once the one
+        in flight before it was finished) and its step (1) is done now."""
+        self._latest_began_s = began_s
+        if reason == COMMIT_INTERVAL:
+            self._next_periodic_s = self.clock_s() + self.interval_s
+        self._uncommitted = False
+
+
+class _LoopTimes:
+    """Where a stream worker's loop spends its time, per phase of a turn (poll, process,
+    commit): wall seconds (``wall_clock_s``) and CPU seconds of the worker's thread
+    (``cpu_clock_s``), summed over the turns, and how many polls brought records — what
+    limits a job's throughput (``stats()``, benchmarks/streams_bench.py). A turn whose
+    poll failed counts in none of them. Only the worker thread writes it; ``stats()``
+    reads it from another thread (a value it reads may be one turn old)."""
+
+    PHASES = ("poll", "process", "commit")
+
+    def __init__(self, wall_clock_s: Callable[[], float] = time.perf_counter,
+                 cpu_clock_s: Callable[[], float] = time.thread_time) -> None:
+        self.wall_clock_s, self.cpu_clock_s = wall_clock_s, cpu_clock_s
+        self.wall_s = dict.fromkeys(self.PHASES, 0.0)
+        self.cpu_s = dict.fromkeys(self.PHASES, 0.0)
+        self.polls_with_records = 0
+        self._mark_wall_s = self._mark_cpu_s = 0.0
+
+    def start_turn(self) -> None:
+        """A turn starts: mark now (a failed poll's turn is dropped by the next mark)."""
+        self._mark_wall_s, self._mark_cpu_s = self.wall_clock_s(), self.cpu_clock_s()
+
+    def end_poll(self, brought_records: bool) -> None:
+        self.end_phase("poll")
+        self.polls_with_records += brought_records
+
+    def end_phase(self, phase: str) -> None:
+        """Charge the time since the previous mark to ``phase`` and mark now."""
+        wall_s, cpu_s = self.wall_clock_s(), self.cpu_clock_s()
+        self.wall_s[phase] += wall_s - self._mark_wall_s
+        self.cpu_s[phase] += cpu_s - self._mark_cpu_s
+        self._mark_wall_s, self._mark_cpu_s = wall_s, cpu_s
 
 
 def _decoded_pairs(source, table: pa.Table):

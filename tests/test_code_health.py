@@ -85,3 +85,13 @@ def test_actors_import_no_client_module():
             if client_imports:
                 offenders[os.path.relpath(path, ROOT)] = client_imports
     assert offenders == {}
+
+
+def test_cli_modules_do_not_import_the_cli_entry_point():
+    """cli/main.py assembles the commands from the other cli modules; a module that
+    imported it back would make an import cycle (issue 23 item 5)."""
+    offenders = sorted(
+        os.path.relpath(path, ROOT) for path in _python_files()
+        if os.path.relpath(path, ROOT).startswith("cli" + os.sep) and not path.endswith(os.sep + "main.py")
+        and "rafka.cli.main" in _imported_modules(path))
+    assert offenders == []

@@ -12,6 +12,7 @@ import os
 import re
 import subprocess
 import sys
+
 import tomllib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

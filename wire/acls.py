@@ -15,8 +15,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from rafka.security.acl import CLUSTER_NAME, OPERATIONS, PATTERN_TYPES, PERMISSIONS, RESOURCE_TYPES, AclBinding, \
-    AclFilter
+from rafka.security.acl import CLUSTER_NAME, OPERATIONS, PATTERN_TYPES, PERMISSIONS, RESOURCE_TYPES, AclBinding, AclFilter
 from rafka.wire import protocol
 from rafka.wire.errors import error_code_of, message_of
 

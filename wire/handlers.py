@@ -38,6 +38,7 @@ import time
 from typing import Any
 
 import ray
+
 from rafka import errors
 from rafka.actors import names
 from rafka.storage.batch import decode_stream, encode_stream
@@ -45,12 +46,12 @@ from rafka.wire import protocol
 from rafka.wire.acls import AclApis
 from rafka.wire.admin import AdminApis
 from rafka.wire.consumer_groups import ConsumerGroupApis
-from rafka.wire.security import WireSecurity, current_session
-from rafka.wire.users import UserApis
+from rafka.wire.errors import RETRY_WITH_NEW_METADATA, error_code_of, message_of
 from rafka.wire.groups import GroupApis
 from rafka.wire.membership import MembershipApis
-from rafka.wire.errors import RETRY_WITH_NEW_METADATA, error_code_of, message_of
 from rafka.wire.records import decode_produce, encode_fetch
+from rafka.wire.security import WireSecurity, current_session
+from rafka.wire.users import UserApis
 
 logger = logging.getLogger(__name__)
 

@@ -170,7 +170,7 @@ def _convert(hint: Any, kafka_type: str | None, value: Any) -> Any:
 
 def _strip_optional(hint: Any) -> Any:
     args = typing.get_args(hint)
-    if args and type(None) in args and typing.get_origin(hint) in (typing.Union, getattr(__import__("types"), "UnionType")):
+    if args and type(None) in args and typing.get_origin(hint) in (typing.Union, __import__("types").UnionType):
         remaining = [arg for arg in args if arg is not type(None)]
         return remaining[0] if len(remaining) == 1 else hint
     return hint

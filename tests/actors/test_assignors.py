@@ -2,8 +2,7 @@
 little the sticky one moves."""
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 from rafka.actors.assignors import assign, range_assign, sticky_assign
 

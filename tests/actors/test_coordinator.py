@@ -21,7 +21,7 @@ from rafka.errors import (
     StaleMemberEpochError,
     UnknownMemberIdError,
 )
-from rafka.storage.batch import decode_stream, make_batch, encode_stream
+from rafka.storage.batch import decode_stream, make_batch
 from rafka.storage.config import LogConfig
 from rafka.storage.log import Log
 

@@ -10,8 +10,7 @@ import pytest
 
 from rafka.actors.producer_state import SEQUENCE_MODULUS, ProducerStates, add_sequence
 from rafka.errors import DuplicateSequenceError, InvalidProducerEpochError, OutOfOrderSequenceError
-from rafka.storage import Log, LogConfig, ManualClock, make_batch
-from rafka.storage import producer_snapshot
+from rafka.storage import Log, LogConfig, ManualClock, make_batch, producer_snapshot
 
 ONE_DAY_MS = 24 * 3600 * 1000
 WAIT_S = 0.2

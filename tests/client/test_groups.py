@@ -290,7 +290,8 @@ def test_admin_lists_describes_resets_and_deletes_groups(cluster, topic, group):
     assert {"group_id": group, "state": "Stable", "members": 1, "assignor": "sticky", "protocol": "consumer"} \
         in admin.list_groups()
     description = admin.describe_group(group)
-    lag = {(p["topic"], p["partition"]): (p["committed_offset"], p["log_end_offset"], p["lag"]) for p in description["partitions"]}
+    lag = {(p["topic"], p["partition"]): (p["committed_offset"], p["log_end_offset"], p["lag"])
+           for p in description["partitions"]}
     assert lag == {(topic, 0): (10, 50, 40), (topic, 1): (45, 50, 5)}
     assert description["total_lag"] == 45
     assert description["members"][0]["assignment"] == [[topic, 0], [topic, 1]] or \

@@ -33,7 +33,8 @@ def test_records_round_trip_with_keys_headers_and_timestamps(cluster, topic):
     consumer = cluster.consumer(auto_offset_reset="earliest")
     consumer.assign([TP(topic, 0)])
     records = consume_all(consumer, 2)
-    assert [(r.offset, r.key, r.value, r.timestamp) for r in records] == [(0, b"k0", b"v0", 1234), (1, b"k1", None, records[1].timestamp)]
+    assert [(r.offset, r.key, r.value, r.timestamp) for r in records] == [
+        (0, b"k0", b"v0", 1234), (1, b"k1", None, records[1].timestamp)]
     assert records[0].headers == [("trace", b"abc")] and records[1].headers is None
     assert consumer.position(TP(topic, 0)) == 2
 

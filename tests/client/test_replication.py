@@ -112,7 +112,8 @@ def test_killed_leader_loses_no_acknowledged_record_and_duplicates_none(replicat
             index = 0
             while not stop.is_set() and index < 20_000:
                 value = b"seq-%06d" % index
-                producer.send(topic, value, callback=lambda m, e, v=value: acknowledged.append(v) if e is None else failures.append(e))
+                producer.send(topic, value,
+                              callback=lambda m, e, v=value: acknowledged.append(v) if e is None else failures.append(e))
                 index += 1
                 if index % 200 == 0:
                     time.sleep(0.01)

@@ -4,8 +4,7 @@ connector config."""
 import json
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 from rafka.connect.converters import (
     BytesConverter,

@@ -11,7 +11,6 @@ import pytest
 
 import rafka
 
-
 TOKEN: list[str] = []  # the session's Connect token, set by the base fixture
 
 

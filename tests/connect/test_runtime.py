@@ -8,10 +8,10 @@ import os
 import time
 import urllib.request
 
+import connect_plugins
 import pytest
 import ray
 
-import connect_plugins
 from rafka import TopicPartition
 from rafka.connect import ConnectorConfigError, ConnectorExistsError, ConnectorNotFoundError
 from rafka.connect.herder import HERDER_NAME

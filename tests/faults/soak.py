@@ -182,7 +182,7 @@ def run(out_dir: str, *, seed: int | None = None, minutes: float | None = None, 
             except Exception as error:  # noqa: BLE001 - an unreadable topic is a finding, not a crash
                 history.note(f"{reader} failed: {error!r}")
                 history.data["final_reads"][reader] = []
-    except BaseException as error:
+    except BaseException as error:  # noqa: BLE001 - the verdict records it; a non-Exception is re-raised below
         facts["run_error"] = repr(error)[:1000]
         raise_later = error
     else:

@@ -75,7 +75,8 @@ def _fails_only(history: dict, name: str) -> dict:
 
 def test_acknowledged_present_fails_when_a_reader_lacks_an_acknowledged_record():
     history = clean_history()
-    history["final_reads"]["reader-b"] = [row for row in history["final_reads"]["reader-b"] if row[4] != "p1-1" or row[0] != "log"]
+    history["final_reads"]["reader-b"] = [row for row in history["final_reads"]["reader-b"]
+                                          if row[4] != "p1-1" or row[0] != "log"]
     error = _fails_only(history, "acknowledged_present")
     assert error["lost"] == "p1-1" and error["reader"] == "reader-b"
 

@@ -56,5 +56,5 @@ def test_fixed_seed_soak_verdict_is_clean(tmp_path):
     applied = [op["op"] for op in history["nemesis"] if op["outcome"] == "done"]
     assert len(applied) >= 6 and {"kill", "pause"} <= set(applied), (summary, applied)
     assert summary["sends"].get("ok", 0) > 1000 and summary["records_read"] > 1000, summary
-    assert all(verdict["checks"][name]["checked"] > 0 for name in ("acknowledged_present", "no_duplicates", "stream_at_least_once",
-                                                                   "readers_agree", "compacted_latest")), verdict
+    checks = ("acknowledged_present", "no_duplicates", "stream_at_least_once", "readers_agree", "compacted_latest")
+    assert all(verdict["checks"][name]["checked"] > 0 for name in checks), verdict

@@ -25,3 +25,9 @@ def contents(log) -> list[tuple[int, bytes, bytes | None]]:
         for batch in result.batches
         for offset, key, value in zip(*(batch.column(name).to_pylist() for name in ("offset", "key", "value")))
     ]
+
+
+def crash(log) -> None:
+    """Drop a log without flushing or checkpointing, as a killed process would."""
+    for segment in log.segments():
+        segment.close()

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import os
+
+from storage_helpers import batch_of
+
 from rafka.storage.checkpoint import (
+    HIGH_WATERMARK_FILE,
+    LOG_START_OFFSET_FILE,
+    RECOVERY_POINT_FILE,
     UNDEFINED_EPOCH,
     UNDEFINED_OFFSET,
     LeaderEpochCache,
@@ -59,3 +66,23 @@ def test_load_rejects_an_inconsistent_history(tmp_path):
     path = tmp_path / "epochs"
     path.write_text("0\n2\n3 10\n2 20\n")
     assert LeaderEpochCache.load(str(path)) is None
+
+
+def test_log_checkpoint_rewrites_only_the_files_whose_offset_changed(open_log, tmp_path):
+    """An idle replica checkpoints every few seconds: unchanged offsets must not be
+    written (and fsynced) again, changed ones must."""
+    log = open_log()
+    log.append(batch_of(5))
+    log.flush()
+    log.set_high_watermark(5)
+    log.checkpoint()
+    files = (RECOVERY_POINT_FILE, HIGH_WATERMARK_FILE, LOG_START_OFFSET_FILE)
+    inodes = {name: os.stat(tmp_path / "log" / name).st_ino for name in files}
+    log.checkpoint()
+    assert {name: os.stat(tmp_path / "log" / name).st_ino for name in files} == inodes
+    log.append(batch_of(2, start=5))
+    log.set_high_watermark(7)
+    log.checkpoint()
+    assert os.stat(tmp_path / "log" / HIGH_WATERMARK_FILE).st_ino != inodes[HIGH_WATERMARK_FILE]
+    assert os.stat(tmp_path / "log" / LOG_START_OFFSET_FILE).st_ino == inodes[LOG_START_OFFSET_FILE]
+    assert read_offset(str(tmp_path / "log" / HIGH_WATERMARK_FILE)) == 7

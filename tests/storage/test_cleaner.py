@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import tempfile
 
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
+from storage_helpers import contents
 
 from rafka.storage import Log, LogConfig, ManualClock, make_batch
-from storage_helpers import contents
 
 DELETE_RETENTION_MS = 1000
 

@@ -9,8 +9,9 @@ min(high watermark, active segment base), are cleaned (as Kafka's last stable of
 
 from __future__ import annotations
 
-from rafka.storage import Log, LogConfig, ManualClock, make_batch
 from storage_helpers import contents
+
+from rafka.storage import Log, LogConfig, ManualClock, make_batch
 
 
 def open_compacted(directory, clock: ManualClock) -> Log:

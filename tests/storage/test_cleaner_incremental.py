@@ -9,8 +9,7 @@ import os
 import numpy as np
 import pyarrow as pa
 
-from rafka.storage import Log, LogConfig, ManualClock, make_batch
-from rafka.storage import cleaner
+from rafka.storage import Log, LogConfig, ManualClock, cleaner, make_batch
 from rafka.storage.checkpoint import CLEANER_OFFSET_FILE, NO_DELETE_HORIZON
 
 DELETE_RETENTION_MS = 1000

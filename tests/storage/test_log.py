@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 import pytest
+from storage_helpers import batch_of, offsets_of, values_of
 
 from rafka.errors import InvalidRecordError, OffsetOutOfRangeError, RecordTooLargeError, StorageError
 from rafka.storage import PRODUCE_SCHEMA, RECORD_SCHEMA, make_batch
-from storage_helpers import batch_of, offsets_of, values_of
 
 
 def test_append_assigns_consecutive_offsets_from_log_end(open_log):

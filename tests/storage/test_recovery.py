@@ -6,9 +6,9 @@ import os
 import re
 
 import pytest
+from storage_helpers import batch_of, offsets_of
 
 from rafka.storage.checkpoint import LEADER_EPOCH_FILE, RECOVERY_POINT_FILE
-from storage_helpers import batch_of, offsets_of
 
 SEGMENT = "00000000000000000000.log"
 

@@ -5,7 +5,6 @@ out-of-order and late events."""
 from collections import Counter, defaultdict
 
 import msgpack
-import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 

@@ -137,7 +137,7 @@ def test_stop_leaves_no_worker_alive_after_a_failed_kill_and_a_stop_that_never_r
                 job.stop()
                 assert job.size == 0 and not job._started, "every worker the job started was killed"
                 for pid in pids:
-                    wait_for(lambda: is_gone(pid), 30, f"worker process {pid} to be gone")
+                    wait_for(lambda: is_gone(pid), 30, f"worker process {pid} to be gone")  # noqa: B023 - called now
         job._check_workers()  # a supervision round after stop() starts nothing
         assert job.size == 0 and not job._started
         assert second not in job._workers

@@ -10,13 +10,11 @@ import uuid
 
 import pytest
 from aiokafka import AIOKafkaConsumer
-from aiokafka.structs import OffsetAndMetadata as AioOffsetAndMetadata
-from aiokafka.structs import TopicPartition as AioTopicPartition
+from aiokafka.structs import OffsetAndMetadata as AioOffsetAndMetadata, TopicPartition as AioTopicPartition
 from confluent_kafka import Consumer, ConsumerGroupState, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 from kafka import KafkaConsumer
-from kafka.structs import OffsetAndMetadata
-from kafka.structs import TopicPartition as KafkaTopicPartition
+from kafka.structs import OffsetAndMetadata, TopicPartition as KafkaTopicPartition
 from test_confluent_kafka import produce
 
 import rafka

@@ -9,14 +9,14 @@ from rafka.wire.config import ListenerConfig
 def test_listeners_parse_protocol_host_and_port():
     config = ListenerConfig(listeners=["sasl_ssl://0.0.0.0:9093", "PLAINTEXT://127.0.0.1:9092"],
                             ssl_certfile="/c.pem", ssl_keyfile="/k.pem")
-    assert [(l.protocol, l.host, l.port) for l in config.parsed_listeners()] == \
+    assert [(listener.protocol, listener.host, listener.port) for listener in config.parsed_listeners()] == \
         [("SASL_SSL", "0.0.0.0", 9093), ("PLAINTEXT", "127.0.0.1", 9092)]
     assert config.authorizer_enabled
 
 
 def test_no_listeners_means_one_plaintext_listener_without_authorizer():
     config = ListenerConfig(host="127.0.0.1", port=9092)
-    assert [(l.protocol, l.port) for l in config.parsed_listeners()] == [("PLAINTEXT", 9092)]
+    assert [(listener.protocol, listener.port) for listener in config.parsed_listeners()] == [("PLAINTEXT", 9092)]
     assert not config.authorizer_enabled
 
 

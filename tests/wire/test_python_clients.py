@@ -7,8 +7,7 @@ import time
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import TopicPartition as AioTopicPartition
 from kafka import KafkaConsumer, KafkaProducer
-from kafka.structs import OffsetAndMetadata
-from kafka.structs import TopicPartition as KafkaTopicPartition
+from kafka.structs import OffsetAndMetadata, TopicPartition as KafkaTopicPartition
 
 TIMEOUT_S = 60
 

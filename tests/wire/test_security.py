@@ -12,15 +12,21 @@ import subprocess
 import time
 import uuid
 
-import pytest
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
-from confluent_kafka.admin import AclBinding as KafkaAclBinding
-from confluent_kafka.admin import AclBindingFilter, AclOperation, AclPermissionType, AdminClient, \
-    ResourcePatternType, ResourceType
-
 import certs
-import rafka
+import pytest
 import wire_client
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import (
+    AclBinding as KafkaAclBinding,
+    AclBindingFilter,
+    AclOperation,
+    AclPermissionType,
+    AdminClient,
+    ResourcePatternType,
+    ResourceType,
+)
+
+import rafka
 
 DEADLINE_S = 60.0
 ADMIN_PASSWORD = "admin-secret"
@@ -366,6 +372,7 @@ def test_create_topic_needs_create_on_the_cluster_or_topic(secure, tls_files, to
 
 def test_acls_survive_a_controller_restart(secure, topic):
     import ray
+
     from rafka.actors import names
 
     grant(secure, rafka.AclBinding("group", topic, "User:alice", "read"))
@@ -376,9 +383,9 @@ def test_acls_survive_a_controller_restart(secure, topic):
         try:
             found = secure.admin().describe_acls(name=topic)
             break
-        except Exception:  # noqa: BLE001 - the controller is coming back
+        except Exception as error:  # noqa: BLE001 - the controller is coming back
             if time.monotonic() > deadline:
-                raise TimeoutError("the controller did not come back")
+                raise TimeoutError("the controller did not come back") from error
             time.sleep(0.5)
     assert found == [rafka.AclBinding("group", topic, "User:alice", "read")]
     assert "alice" in secure.admin().describe_scram_credentials()

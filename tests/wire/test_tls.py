@@ -7,11 +7,11 @@ import ssl
 import threading
 import types
 
+import certs
 import pytest
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
-import certs
 from rafka.wire import tls
 from rafka.wire.security import WireSecurity
 from rafka.wire.server import WireServer
