@@ -115,7 +115,7 @@ def test_create_produce_consume_describe(rafka_cli):
     assert "lines" in rafka_cli("topics", "list").stdout.split()
     status = rafka_cli("status").stdout
     assert "lines" in status and "brokers" in status
-    header = next(line for line in status.splitlines() if "leader" in line)
+    header = next(line for line in status.splitlines() if "partition" in line and "leader" in line)
     assert ["topic", "partition", "leader", "epoch", "replicas", "isr", "under-replicated"] == \
         [cell.strip() for cell in header.strip("┃ ").split("┃")]
     rows = [line for line in status.splitlines() if line.lstrip("│ ").startswith("lines ")]
