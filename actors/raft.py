@@ -25,6 +25,13 @@ Rules kept (Raft, Ongaro's thesis chapter 3, with its sections 4.2.3 and 6.2):
   (``RaftLog`` fsyncs before returning).
 - Elections: randomized timeouts in ``election_timeout_s``; a vote goes to a candidate
   whose log is at least as up to date; one vote per term.
+- Pre-vote (the thesis's section 9.6): a voter whose election timeout passes first asks
+  its peers whether they would vote for it at the next term, without changing any term;
+  a peer says yes only if its log is no newer and it has not heard from a leader within
+  ``election_timeout_s[0]``. Only with a majority of yeses does it raise its term and
+  stand. A voter that was paused, starved of CPU or cut off therefore cannot depose a
+  healthy leader by coming back with a higher term (without pre-vote it did: its higher
+  term in an append reply made the leader step down, a churn seen on loaded machines).
 - A leader appends a no-op entry at the start of its term and commits an entry only when
   a majority holds it and it is of the leader's term (earlier entries commit with it).
 - Only committed entries reach ``state_machine.apply``, in index order, once each.
@@ -48,7 +55,7 @@ Rules kept (Raft, Ongaro's thesis chapter 3, with its sections 4.2.3 and 6.2):
   Not covered: a majority of disks lost at once (two of 3, or the one of a quorum of one),
   which no quorum survives: those voters stay recovering and nobody is elected.
 
-Not promised: membership changes (the voter set is fixed at construction), pre-vote,
+Not promised: membership changes (the voter set is fixed at construction),
 reads (the controller reads its own applied state after a commit), fairness between
 candidates. Not thread-safe: the caller serializes calls (one event loop).
 """
@@ -135,6 +142,7 @@ class RaftCore:
         self._election_deadline_s = now if not self.peers else now + self._random_timeout_s()
         self._last_leader_contact_s: float | None = None
         self._votes: set[str] = set()
+        self._pre_votes: set[str] | None = None  # while asking for pre-votes for term + 1
         # Leader state.
         self._next_index: dict[str, int] = {}
         self._match_index: dict[str, int] = {}
@@ -188,7 +196,7 @@ class RaftCore:
                 for peer in self.peers:
                     self._send_append(peer, now)
         elif now >= self._election_deadline_s and not self.recovering:
-            self._start_election(now)
+            self._start_pre_vote(now)
         elif now >= self._election_deadline_s:
             self._election_deadline_s = now + self._random_timeout_s()
         self._apply_committed()
@@ -202,7 +210,20 @@ class RaftCore:
 
     # -- elections ---------------------------------------------------------------------
 
+    def _start_pre_vote(self, now: float) -> None:
+        """Ask the peers whether they would elect us at term + 1 (see the module
+        docstring); the election starts once a majority says yes."""
+        self._election_deadline_s = now + self._random_timeout_s()
+        self._pre_votes = {self.node_id}
+        if len(self._pre_votes) >= self.majority:
+            self._start_election(now)
+            return
+        for peer in self.peers:
+            self._outbox.append({"type": "pre_vote", "term": self.term + 1, "from": self.node_id, "to": peer,
+                                 "last_log_index": self.log.last_index, "last_log_term": self.log.last_term})
+
     def _start_election(self, now: float) -> None:
+        self._pre_votes = None
         self.log.set_term(self.term + 1, self.node_id)
         self.role = CANDIDATE
         self.leader_id = None
@@ -222,12 +243,15 @@ class RaftCore:
             self._election_deadline_s = self.clock() + self._random_timeout_s()
         self.role = FOLLOWER
         self.leader_id = leader_id
+        if leader_id is not None:
+            self._pre_votes = None
         self._pending_since_s.clear()
         self._promote.clear()
         self._recovering_since_round.clear()
 
     def _become_leader(self, now: float) -> None:
         self.role = LEADER
+        self._pre_votes = None
         self.leader_id = self.node_id
         self._next_index = {peer: self.log.last_index + 1 for peer in self.peers}
         self._match_index = {peer: 0 for peer in self.peers}
@@ -315,6 +339,8 @@ class RaftCore:
     def handle(self, request: dict) -> dict:
         """Answer a peer's request; everything the answer depends on is durable first."""
         kind = request["type"]
+        if kind == "pre_vote":
+            return self._handle_pre_vote(request)  # changes nothing
         if kind == "vote":
             reply = self._handle_vote(request)
         elif kind in ("append", "snapshot"):
@@ -324,12 +350,26 @@ class RaftCore:
         self._apply_committed()
         return reply
 
+    def _heard_from_leader(self, now: float) -> bool:
+        """Whether a leader is known to be alive: we lead, or one reached us within
+        ``election_timeout_s[0]``."""
+        return self.role == LEADER or (
+            self._last_leader_contact_s is not None and self.leader_id is not None
+            and now - self._last_leader_contact_s < self.election_timeout_s[0])
+
+    def _handle_pre_vote(self, request: dict) -> dict:
+        """Would we vote for the sender at ``request["term"]``? Nothing is changed or
+        written: a pre-vote is a question."""
+        up_to_date = (request["last_log_term"], request["last_log_index"]) >= (self.log.last_term, self.log.last_index)
+        granted = (request["term"] > self.term and not self.recovering and up_to_date
+                   and not self._heard_from_leader(self.clock()))
+        return {"type": "pre_vote_reply", "from": self.node_id, "to": request["from"], "term": self.term,
+                "pre_term": request["term"], "granted": granted}
+
     def _handle_vote(self, request: dict) -> dict:
         now = self.clock()
         reply = {"type": "vote_reply", "from": self.node_id, "to": request["from"], "granted": False}
-        heard_from_leader = self.role == LEADER or (
-            self._last_leader_contact_s is not None and self.leader_id is not None
-            and now - self._last_leader_contact_s < self.election_timeout_s[0])
+        heard_from_leader = self._heard_from_leader(now)
         if heard_from_leader and request["term"] > self.term:
             return dict(reply, term=self.term)  # leader stickiness: no term change, no vote
         if request["term"] > self.term:
@@ -352,6 +392,7 @@ class RaftCore:
         if request["term"] > self.term or self.role != FOLLOWER:
             self._become_follower(request["term"], leader_id=request["from"])
         self.leader_id = request["from"]
+        self._pre_votes = None
         self._last_leader_contact_s = now
         self._election_deadline_s = now + self._random_timeout_s()
         if request["type"] == "snapshot":
@@ -418,6 +459,8 @@ class RaftCore:
     def handle_reply(self, reply: dict) -> list[dict]:
         if reply["term"] > self.term:
             self._become_follower(reply["term"], leader_id=None)
+        elif reply["type"] == "pre_vote_reply":
+            self._handle_pre_vote_reply(reply)  # from a peer at our term or an older one
         elif reply["term"] == self.term:
             if reply["type"] == "vote_reply":
                 self._handle_vote_reply(reply)
@@ -432,6 +475,14 @@ class RaftCore:
         self._votes.add(reply["from"])
         if len(self._votes) >= self.majority:
             self._become_leader(self.clock())
+
+    def _handle_pre_vote_reply(self, reply: dict) -> None:
+        if self._pre_votes is None or self.role == LEADER or reply["pre_term"] != self.term + 1 \
+                or not reply["granted"]:
+            return
+        self._pre_votes.add(reply["from"])
+        if len(self._pre_votes) >= self.majority:
+            self._start_election(self.clock())
 
     def _handle_append_reply(self, reply: dict) -> None:
         now = self.clock()

@@ -319,6 +319,43 @@ def test_cut_off_leader_steps_down_and_its_proposal_is_never_applied(tmp_path):
         assert "stale" not in simulation.applied_state(node) and "fresh" in simulation.applied_state(node)
 
 
+def test_cut_off_follower_that_returns_does_not_depose_a_healthy_leader(tmp_path):
+    # A follower that is paused, starved of CPU or partitioned passes its election timeout
+    # many times; with pre-vote it never raises its term alone, so when it hears the
+    # leader again the leader keeps leading (before pre-vote: its higher term in an
+    # append reply made the leader step down and forced an election).
+    simulation = Simulation(str(tmp_path), seed=5, loss=0.0)
+    simulation.run(2.0)
+    leader = simulation.leader()
+    term = simulation.cores[leader].term
+    follower = next(node for node in simulation.ids if node != leader)
+    simulation.groups = [{follower}, set(simulation.ids) - {follower}]
+    simulation.run(3.0, propose_rate=0.0)  # five election timeouts and more
+    assert simulation.cores[follower].term == term
+    simulation.groups = None
+    simulation.propose("after")
+    run_until(simulation, lambda: simulation.quiet("after"), 3.0, "converged")
+    assert simulation.leader() == leader and simulation.cores[leader].term == term
+
+
+def test_pre_vote_changes_nothing_and_is_refused_while_a_leader_is_heard(tmp_path):
+    simulation = Simulation(str(tmp_path), seed=6, loss=0.0)
+    simulation.run(2.0)
+    leader = simulation.leader()
+    follower = next(node for node in simulation.ids if node != leader)
+    core = simulation.cores[follower]
+    term, voted_for = core.term, core.log.voted_for
+    question = {"type": "pre_vote", "term": term + 1, "from": "v9", "to": follower,
+                "last_log_index": 10**6, "last_log_term": 10**6}
+    assert not core.handle(question)["granted"]  # it heard the leader within election_timeout_s[0]
+    simulation.groups = [{follower}, set(simulation.ids) - {follower}]
+    simulation.run(1.0, propose_rate=0.0)
+    assert core.handle(question)["granted"]
+    assert (core.term, core.log.voted_for) == (term, voted_for)  # a question, not a vote
+    stale = dict(question, last_log_term=0, last_log_index=0)
+    assert not core.handle(stale)["granted"]  # an older log gets no pre-vote either
+
+
 def test_wiped_voter_refuses_votes_until_the_leader_readmits_it(tmp_path):
     simulation = Simulation(str(tmp_path), seed=3, loss=0.0)
     simulation.run(2.0)
