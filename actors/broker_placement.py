@@ -18,7 +18,14 @@ shared storage); otherwise it gets a new id. It never takes an old id without th
 an empty broker under an id an ISR still names could be elected leader and lose
 acknowledged records.
 
-Nothing here holds state; the controller serializes calls (one placement at a time).
+Nothing here holds state; the controller serializes its own calls (one placement at a
+time). Two controllers may still place at once: a deposed one whose placement was in
+flight when it lost the quorum, or the same voter across a lost and regained leadership.
+``start`` therefore takes a ``fence`` that the controller raises from once it is no longer
+the active controller of the epoch the placement began in (checked before each broker is
+killed or created), and an actor of a broker's name that appears between freeing the
+name and creating the broker fails the call with a retriable ``ActorUnavailableError``
+(the caller's retry finds the brokers as they are then; every placement is idempotent).
 """
 
 from __future__ import annotations
@@ -27,12 +34,14 @@ import asyncio
 import json
 import os
 import time
+from collections.abc import Callable
 
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from rafka.actors import names
 from rafka.actors.broker import META_FILE, Broker
+from rafka.errors import ActorUnavailableError
 
 BROKER_DIRECTORY_PREFIX = "broker-"
 # Bounds on starting brokers: a node may first have to start a worker process, which
@@ -149,18 +158,31 @@ async def plan_per_node(registered: dict[int, str], data_dir: str, namespace: st
     return restarts + choose_broker_ids(missing, orphaned, stored_ids_by_node, next_id)
 
 
-async def start(placements: list[tuple[int, str]], data_dir: str, namespace: str) -> list[tuple[dict, str]]:
+async def start(placements: list[tuple[int, str]], data_dir: str, namespace: str,
+                fence: Callable[[], None] = lambda: None) -> list[tuple[dict, str]]:
     """Start the brokers at ``placements`` and wait until each answers; return each one's
     ``(info, incarnation)`` for the controller to register. An actor already holding a
     broker's name (a leftover of an attempt that failed, or one pinned to a node that is
     gone) is killed first. If any broker fails to come up, the ones started here are
-    killed and the error raised: nothing half-started is left running."""
+    killed and the error raised: nothing half-started is left running.
+
+    ``fence()`` is called before each kill and each creation and raises when the caller
+    may no longer place brokers; a broker's name taken by another actor between freeing
+    it and creating the broker (another placement racing this one) raises a retriable
+    ``ActorUnavailableError`` naming the broker."""
     for broker_id, _ in placements:
+        fence()
         await _release_name(names.broker(broker_id), namespace)
     handles = []
     try:
         for broker_id, node_id in placements:
-            handles.append(launch(broker_id, node_id, data_dir, namespace))
+            fence()
+            try:
+                handles.append(launch(broker_id, node_id, data_dir, namespace))
+            except ValueError as error:  # ray.exceptions.ActorAlreadyExistsError
+                raise ActorUnavailableError(
+                    f"{names.broker(broker_id)} was created by another placement while this one started it "
+                    f"(two controllers placing brokers at once); retry: placement is idempotent") from error
         infos = await asyncio.gather(*(_wait(handle.info.remote(), BROKER_START_TIMEOUT_S) for handle in handles))
         incarnations = await asyncio.gather(*(_wait(handle.heartbeat.remote(), BROKER_START_TIMEOUT_S)
                                               for handle in handles))

@@ -632,7 +632,16 @@ class Controller(SecurityMetadata, RaftVoter):
             raise ClusterError(f"the rafka controller of namespace {self.namespace!r} is shut down")
         if not placements:
             return
-        started = await broker_placement.start(placements, self.data_dir, self.namespace)
+        epoch = self.epoch
+
+        def fence() -> None:
+            # A placement of an epoch that is over must not kill or create brokers: the
+            # active controller of the new epoch places its own (broker_placement.start).
+            if self.epoch is None or self.epoch != epoch:
+                raise NotControllerError(f"controller voter {self.voter_id}: epoch {epoch} ended while placing "
+                                         f"brokers {placements}")
+
+        started = await broker_placement.start(placements, self.data_dir, self.namespace, fence)
         await asyncio.gather(*(self.add_broker(info["broker_id"], info, incarnation) for info, incarnation in started))
 
     async def _node_watch_loop(self) -> None:

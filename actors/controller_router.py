@@ -32,6 +32,7 @@ from ray.exceptions import RayError, RayTaskError
 
 from rafka.actors import names
 from rafka.actors.controller_methods import CONTROLLER_METHODS
+from rafka.actors.process import tune_actor_process
 from rafka.errors import NotControllerError, RequestTimeoutError
 
 STATUS_TIMEOUT_S = 1.0
@@ -42,6 +43,7 @@ SUPERSEDED_CHECK_S = 0.5
 
 class ControllerRouter:
     def __init__(self, namespace: str, voters: list[str]) -> None:
+        tune_actor_process()
         self.namespace = namespace
         self.voters = list(voters)
         self._active: Any = None
