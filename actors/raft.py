@@ -36,10 +36,20 @@ Rules kept (Raft, Ongaro's thesis chapter 3, with its sections 4.2.3 and 6.2):
   a majority holds it and it is of the leader's term (earlier entries commit with it).
 - Only committed entries reach ``state_machine.apply``, in index order, once each.
 - Check-quorum: a leader that has not heard from a majority for ``election_timeout_s[1]``
-  steps down, so a paused (SIGSTOPped) or partitioned leader stops acting as one; a
+  steps down, so a paused (SIGSTOPped) or partitioned leader stops acting as one. A
   follower that heard from a leader within ``election_timeout_s[0]`` ignores vote requests
   (leader stickiness), so a voter coming back from a partition cannot depose a healthy
   leader.
+- Time a voter did not run is not its peers' silence: after a gap between two ticks
+  longer than ``election_timeout_s[0]`` (its process was stopped or starved of CPU, so it
+  could read no message) a leader gives its peers ``election_timeout_s[0]`` more to
+  answer the heartbeats it sends at once, and a follower that knew a leader waits a new
+  election timeout and refuses pre-votes and votes for ``election_timeout_s[0]``, as if
+  it had just heard from it. Without this, a machine that stalled every voter at once (CI
+  on two loaded cores) woke to a leader stepping down and followers standing, an
+  election each time. A leader deposed meanwhile steps down on the first reply (it
+  carries the newer term); leading a little longer is safe, since Raft's safety never
+  depends on check-quorum and a deposed leader can commit nothing.
 - Snapshots: after ``snapshot_every`` applied entries the state machine's snapshot
   replaces them; a follower that needs a compacted entry gets the snapshot instead
   (InstallSnapshot, one message: metadata snapshots are small).
@@ -150,6 +160,7 @@ class RaftCore:
         self._last_ack_s: dict[str, float] = {}
         self._acked_round: dict[str, int] = {}
         self._round = 0
+        self._last_tick_s = now
         self._next_heartbeat_s = now
         self._recovering_since_round: dict[str, int] = {}
         self._promote: set[str] = set()
@@ -185,6 +196,9 @@ class RaftCore:
 
     def tick(self) -> list[dict]:
         now = self.clock()
+        if now - self._last_tick_s > self.election_timeout_s[0]:
+            self._forgive_stall(now)
+        self._last_tick_s = now
         if self.role == LEADER:
             acked = 1 + sum(1 for peer in self.peers
                             if now - self._last_ack_s[peer] < self.election_timeout_s[1])
@@ -201,6 +215,17 @@ class RaftCore:
             self._election_deadline_s = now + self._random_timeout_s()
         self._apply_committed()
         return self.take_outbox()
+
+    def _forgive_stall(self, now: float) -> None:
+        """This voter did not run for a while: that is not silence of its peers (see the
+        module docstring)."""
+        low, high = self.election_timeout_s
+        if self.role == LEADER:
+            for peer in self.peers:
+                self._last_ack_s[peer] = max(self._last_ack_s[peer], now - high + low)
+        elif self.leader_id is not None:
+            self._election_deadline_s = max(self._election_deadline_s, now + self._random_timeout_s())
+            self._last_leader_contact_s = now
 
     def next_deadline_s(self) -> float:
         """When ``tick`` next has something to do (a transport may sleep until then)."""

@@ -112,7 +112,15 @@ class RaftVoter:
             self._loop_task = asyncio.get_running_loop().create_task(self._run())
 
     async def _run(self) -> None:
+        last_tick_s = time.monotonic()
         while True:
+            now_s = time.monotonic()
+            if now_s - last_tick_s > self.core.election_timeout_s[0]:
+                # Worth an operator's eye: a voter that does not run for an election
+                # timeout makes its followers stand (or, leading, looks dead to them).
+                logger.warning("raft voter %s: its event loop did not run for %.2f s (process paused, starved of "
+                               "CPU, or a blocking call on the loop)", self.voter_id, now_s - last_tick_s)
+            last_tick_s = now_s
             try:
                 self._send(self.core.tick())
                 self._after_tick()

@@ -338,6 +338,22 @@ def test_cut_off_follower_that_returns_does_not_depose_a_healthy_leader(tmp_path
     assert simulation.leader() == leader and simulation.cores[leader].term == term
 
 
+def test_a_stall_of_every_voter_at_once_keeps_the_leader_and_its_term(tmp_path):
+    # The whole machine stops for longer than an election timeout (two loaded cores, a
+    # VM paused): messages in flight arrive late and every voter wakes up at once. Time
+    # not run is not silence, so nobody steps down or stands.
+    simulation = Simulation(str(tmp_path), seed=7, loss=0.0)
+    simulation.run(2.0)
+    leader = simulation.leader()
+    term = simulation.cores[leader].term
+    for stall in range(3):
+        simulation.now_s += 1.5  # no voter ticks or reads a message meanwhile
+        simulation.propose(f"after stall {stall}")
+        simulation.run(1.0, propose_rate=0.0)
+        assert simulation.leader() == leader and simulation.cores[leader].term == term, stall
+    run_until(simulation, lambda: simulation.quiet("after stall 2"), 3.0, "converged")
+
+
 def test_pre_vote_changes_nothing_and_is_refused_while_a_leader_is_heard(tmp_path):
     simulation = Simulation(str(tmp_path), seed=6, loss=0.0)
     simulation.run(2.0)
