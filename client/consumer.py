@@ -50,6 +50,7 @@ from rafka.actors.replica import EARLIEST, LATEST
 from rafka.client import rpc
 from rafka.client.group import ConsumerRebalanceListener, CoordinatorClient, GroupMembership
 from rafka.client.records import Record, TopicPartition
+from rafka.config import ConfigDef, ConfigField
 from rafka.errors import (
     CommitFailedError,
     InvalidConfigError,
@@ -95,30 +96,9 @@ class ConsumerConfig:
 
     @classmethod
     def build(cls, **options: Any) -> "ConsumerConfig":
-        known = {field.name for field in dataclasses.fields(cls)}
-        for name, value in options.items():
-            if name not in known:
-                raise InvalidConfigError(f"unknown consumer option {name!r}; known: {', '.join(sorted(known))}")
-            if name in _OPTIONAL_STRINGS:
-                if value is not None and (not isinstance(value, str) or not value):
-                    raise InvalidConfigError(f"consumer option {name} must be a non-empty str or None, got {value!r}")
-            elif name in _STRINGS:
-                if not isinstance(value, str):
-                    raise InvalidConfigError(f"consumer option {name} must be a str, got {value!r}")
-            elif name == "enable_auto_commit":
-                if not isinstance(value, bool):
-                    raise InvalidConfigError(f"consumer option enable_auto_commit must be a bool, got {value!r}")
-            elif isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise InvalidConfigError(f"consumer option {name} must be a non-negative int, got {value!r}")
-        if options.get("auto_offset_reset", "latest") not in RESETS:
-            raise InvalidConfigError(
-                f"auto_offset_reset must be one of {', '.join(RESETS)}, got {options['auto_offset_reset']!r}"
-            )
-        strategy = options.get("partition_assignment_strategy", "sticky")
-        if strategy not in ASSIGNORS:
-            raise InvalidConfigError(
-                f"partition_assignment_strategy must be one of {', '.join(ASSIGNORS)}, got {strategy!r}")
-        config = cls(**options)
+        """The options given, checked (``InvalidConfigError`` naming the bad one), over
+        these defaults."""
+        config = CONSUMER_OPTIONS.build(cls, options)
         if config.group_id is not None and not config.heartbeat_interval_ms < config.session_timeout_ms:
             raise InvalidConfigError(
                 f"heartbeat_interval_ms ({config.heartbeat_interval_ms}) must be less than session_timeout_ms "
@@ -126,8 +106,37 @@ class ConsumerConfig:
         return config
 
 
-_OPTIONAL_STRINGS = ("group_id", "group_instance_id")
-_STRINGS = ("auto_offset_reset", "partition_assignment_strategy", "client_id")
+def _non_empty(value: str | None) -> str | None:
+    return "must not be empty (None for no value)" if value == "" else None
+
+
+def _count(name: str, doc: str) -> ConfigField:
+    return ConfigField(name, "int", doc=doc, min=0)
+
+
+CONSUMER_OPTIONS = ConfigDef([
+    ConfigField("group_id", "str", doc="the consumer group; None: partitions are assigned by hand", nullable=True,
+                validator=_non_empty),
+    ConfigField("auto_offset_reset", "str", doc="where to start without a committed offset", choices=RESETS),
+    _count("fetch_min_bytes", "the least bytes a fetch waits for"),
+    _count("fetch_max_wait_ms", "the longest a fetch waits for fetch_min_bytes"),
+    _count("max_partition_fetch_bytes", "the most bytes one fetch returns per partition"),
+    _count("max_poll_records", "the most records one poll() returns"),
+    _count("buffered_fetches_per_partition", "fetched batches held per partition ahead of poll()"),
+    _count("request_timeout_ms", "how long one request may take"),
+    ConfigField("enable_auto_commit", "bool", doc="commit polled positions every auto_commit_interval_ms"),
+    _count("auto_commit_interval_ms", "how often positions are committed automatically"),
+    _count("session_timeout_ms", "how long the coordinator waits for a heartbeat before removing the member"),
+    _count("heartbeat_interval_ms", "how often the member heartbeats (below session_timeout_ms)"),
+    _count("max_poll_interval_ms", "the longest time between two poll() calls before the member leaves"),
+    ConfigField("group_instance_id", "str", doc="a static member's id (KIP-345)", nullable=True,
+                validator=_non_empty),
+    ConfigField("partition_assignment_strategy", "str", doc="how the coordinator assigns partitions",
+                choices=tuple(ASSIGNORS)),
+    ConfigField("client_id", "str", doc="a name for logs and metrics"),
+    _count("group_initial_rebalance_delay_ms", "asked of the coordinator when this member joins an empty group"),
+    _count("group_initial_members", "members the coordinator waits for when this member joins an empty group"),
+], subject="consumer option", from_strings=False, strict=True).with_defaults_of(ConsumerConfig)
 
 
 class _PartitionState:

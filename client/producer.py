@@ -59,6 +59,7 @@ from rafka.actors.producer_state import RECENT_BATCHES_PER_PRODUCER, add_sequenc
 from rafka.client import rpc
 from rafka.client.partitioner import Partitioner
 from rafka.client.records import RecordMetadata
+from rafka.config import ConfigDef, ConfigField
 from rafka.errors import (
     DuplicateSequenceError,
     InvalidConfigError,
@@ -102,37 +103,49 @@ class ProducerConfig:
 
     @classmethod
     def build(cls, **options: Any) -> "ProducerConfig":
-        known = {field.name for field in dataclasses.fields(cls)}
-        for name in options:
-            if name not in known:
-                raise InvalidConfigError(f"unknown producer option {name!r}; known: {', '.join(sorted(known))}")
-        if "acks" in options:
-            if options["acks"] not in ACKS or isinstance(options["acks"], bool):
-                raise InvalidConfigError(f"acks must be 0, 1 or 'all', got {options['acks']!r}")
-            options["acks"] = ACKS[options["acks"]]
-        if "compression_type" in options:
-            if options["compression_type"] not in COMPRESSION:
-                raise InvalidConfigError(
-                    f"compression_type must be one of none, lz4, zstd, got {options['compression_type']!r}"
-                )
-            options["compression_type"] = COMPRESSION[options["compression_type"]]
-        for name in ("linger_ms", "batch_size", "buffer_memory", "max_block_ms", "max_in_flight",
-                     "delivery_timeout_ms", "request_timeout_ms", "retry_backoff_ms", "max_request_size"):
-            value = options.get(name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0
-                                      or (value == 0 and name in ("max_in_flight", "batch_size", "buffer_memory"))):
-                raise InvalidConfigError(f"producer option {name} must be a positive number, got {value!r}")
-        idempotent = options.get("enable_idempotence", True)
-        if not isinstance(idempotent, bool):
-            raise InvalidConfigError(f"enable_idempotence must be True or False, got {idempotent!r}")
-        max_in_flight = options.get("max_in_flight", cls.max_in_flight)
+        """The options given, checked (``InvalidConfigError`` naming the bad one), over
+        these defaults."""
+        values = PRODUCER_OPTIONS.parse_given(options)
+        if "acks" in values:
+            values["acks"] = ACKS[values["acks"]]
+        if "compression_type" in values:
+            values["compression_type"] = COMPRESSION[values["compression_type"]]
+        idempotent = values.get("enable_idempotence", cls.enable_idempotence)
+        max_in_flight = values.get("max_in_flight", cls.max_in_flight)
         if idempotent and max_in_flight > RECENT_BATCHES_PER_PRODUCER:
             raise InvalidConfigError(
                 f"max_in_flight={max_in_flight} is more than {RECENT_BATCHES_PER_PRODUCER}, the most an idempotent "
                 f"producer may have outstanding per partition (the leader remembers {RECENT_BATCHES_PER_PRODUCER} "
                 "batches per producer to recognise retries); lower it, or set enable_idempotence=False"
             )
-        return cls(**options)
+        return cls(**values)
+
+
+def _acks_problem(value: Any) -> str | None:
+    return None if not isinstance(value, bool) and value in ACKS else "must be 0, 1 or 'all'"
+
+
+def _compression_problem(value: Any) -> str | None:
+    return None if value in COMPRESSION else "must be one of none, lz4, zstd"
+
+
+PRODUCER_OPTIONS = ConfigDef([
+    ConfigField("acks", "any", doc="replicas that must have a record before it is acknowledged: 0, 1 or 'all'",
+                validator=_acks_problem),
+    ConfigField("linger_ms", "number", doc="how long a partition's batch waits for more records", min=0),
+    ConfigField("batch_size", "number", doc="the bytes at which a partition's batch is sent", min=1),
+    ConfigField("buffer_memory", "number", doc="bytes of unacknowledged records held before send() blocks", min=1),
+    ConfigField("max_block_ms", "number", doc="how long send() blocks on a full buffer or unknown metadata", min=0),
+    ConfigField("max_in_flight", "number", doc="batches outstanding per partition (at most 5 when idempotent)",
+                min=1),
+    ConfigField("delivery_timeout_ms", "number", doc="how long a record may take to be acknowledged, retries "
+                "included", min=0),
+    ConfigField("request_timeout_ms", "number", doc="how long one produce request may take", min=0),
+    ConfigField("retry_backoff_ms", "number", doc="the wait before a batch is sent again", min=0),
+    ConfigField("compression_type", "any", doc="none, lz4 or zstd", validator=_compression_problem),
+    ConfigField("max_request_size", "number", doc="the largest batch sent in one request", min=0),
+    ConfigField("enable_idempotence", "bool", doc="the leader drops a retried batch it already has (KIP-98)"),
+], subject="producer option", from_strings=False, strict=True).with_defaults_of(ProducerConfig)
 
 
 class _Batch:

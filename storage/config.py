@@ -24,7 +24,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Mapping
 
-from rafka.errors import InvalidConfigError
+from rafka.config import ConfigDef, ConfigField
 
 CLEANUP_POLICIES = ("delete", "compact", "compact,delete")
 COMPRESSION_TYPES = ("producer", "uncompressed", "lz4", "zstd")
@@ -71,21 +71,13 @@ class LogConfig:
     def from_dict(cls, config: Mapping[str, Any] | None = None) -> "LogConfig":
         """Build a config from Kafka dotted names; raise ``InvalidConfigError`` on any
         unknown key or invalid value, naming it."""
-        values: dict[str, Any] = {}
-        for key, raw in (config or {}).items():
-            spec = _SPECS.get(key)
-            if spec is None:
-                raise InvalidConfigError(
-                    f"unknown topic config {key!r}; known: {', '.join(sorted(_SPECS))}"
-                )
-            values[spec.field] = spec.parse(key, raw)
-        return cls(**values)
+        return TOPIC_CONFIG.build(cls, config or {})
 
     def to_dict(self) -> dict[str, str]:
         """The config as Kafka dotted names with string values (what describe shows)."""
         out = {}
-        for name, spec in _SPECS.items():
-            value = getattr(self, spec.field)
+        for name, config_field in TOPIC_CONFIG.fields.items():
+            value = getattr(self, config_field.key)
             out[name] = ("true" if value else "false") if isinstance(value, bool) else str(value)
         return out
 
@@ -96,82 +88,34 @@ class LogConfig:
         return LogConfig.from_dict(merged)
 
 
-@dataclasses.dataclass(frozen=True)
-class _Spec:
-    field: str
-    kind: type
-    minimum: int | None = None
-    maximum: int | None = None
-    choices: tuple[str, ...] | None = None
-    allow_never: bool = False
-
-    def parse(self, key: str, raw: Any) -> Any:
-        if self.kind is bool:
-            if isinstance(raw, bool):
-                return raw
-            if isinstance(raw, str) and raw.lower() in ("true", "false"):
-                return raw.lower() == "true"
-            raise InvalidConfigError(f"topic config {key!r} must be true or false, got {raw!r}")
-        if self.kind is float:
-            return self._parse_float(key, raw)
-        if self.kind is str:
-            if not isinstance(raw, str) or raw not in (self.choices or ()):
-                raise InvalidConfigError(
-                    f"topic config {key!r} must be one of {', '.join(self.choices or ())}, got {raw!r}"
-                )
-            return raw
-        if isinstance(raw, bool) or not isinstance(raw, (int, str)):
-            raise InvalidConfigError(f"topic config {key!r} must be an integer, got {raw!r}")
-        try:
-            value = int(raw)
-        except ValueError:
-            raise InvalidConfigError(f"topic config {key!r} must be an integer, got {raw!r}") from None
-        if self.allow_never and value == NEVER:
-            return value
-        if self.minimum is not None and value < self.minimum:
-            raise InvalidConfigError(
-                f"topic config {key!r} must be at least {self.minimum}"
-                + (" (or -1 for no limit)" if self.allow_never else "")
-                + f", got {raw!r}"
-            )
-        if self.maximum is not None and value > self.maximum:
-            raise InvalidConfigError(f"topic config {key!r} must be at most {self.maximum}, got {raw!r}")
-        return value
-
-    def _parse_float(self, key: str, raw: Any) -> float:
-        if isinstance(raw, bool) or not isinstance(raw, (int, float, str)):
-            raise InvalidConfigError(f"topic config {key!r} must be a number, got {raw!r}")
-        try:
-            value = float(raw)
-        except ValueError:
-            raise InvalidConfigError(f"topic config {key!r} must be a number, got {raw!r}") from None
-        # NaN fails both comparisons below, so it is refused with the range message.
-        if not (self.minimum is None or value >= self.minimum) or not (self.maximum is None or value <= self.maximum):
-            raise InvalidConfigError(
-                f"topic config {key!r} must be between {self.minimum} and {self.maximum}, got {raw!r}"
-            )
-        return value
+def _field(name: str, kind: str, doc: str, **checks: Any) -> ConfigField:
+    return ConfigField(name, kind, doc=doc, attribute=name.replace(".", "_"), **checks)
 
 
-_SPECS: dict[str, _Spec] = {
+# Every topic config: its type and bounds here, its default on LogConfig.
+TOPIC_CONFIG = ConfigDef([
     # Segment files use 32-bit positions in their indexes, like Kafka's.
-    "segment.bytes": _Spec("segment_bytes", int, minimum=1024, maximum=2**31 - 1),
-    "segment.ms": _Spec("segment_ms", int, minimum=1),
-    "segment.index.bytes": _Spec("segment_index_bytes", int, minimum=4),
-    "index.interval.bytes": _Spec("index_interval_bytes", int, minimum=0),
-    "retention.ms": _Spec("retention_ms", int, minimum=0, allow_never=True),
-    "retention.bytes": _Spec("retention_bytes", int, minimum=0, allow_never=True),
-    "cleanup.policy": _Spec("cleanup_policy", str, choices=CLEANUP_POLICIES),
-    "delete.retention.ms": _Spec("delete_retention_ms", int, minimum=0),
-    "min.compaction.lag.ms": _Spec("min_compaction_lag_ms", int, minimum=0),
-    "min.cleanable.dirty.ratio": _Spec("min_cleanable_dirty_ratio", float, minimum=0, maximum=1),
-    "max.message.bytes": _Spec("max_message_bytes", int, minimum=1024),
-    "flush.messages": _Spec("flush_messages", int, minimum=1, allow_never=True),
-    "flush.ms": _Spec("flush_ms", int, minimum=0, allow_never=True),
-    "compression.type": _Spec("compression_type", str, choices=COMPRESSION_TYPES),
-    "message.timestamp.type": _Spec("message_timestamp_type", str, choices=TIMESTAMP_TYPES),
-    "min.insync.replicas": _Spec("min_insync_replicas", int, minimum=1),
-    "unclean.leader.election.enable": _Spec("unclean_leader_election_enable", bool),
-    "producer.id.expiration.ms": _Spec("producer_id_expiration_ms", int, minimum=1),
-    "rafka.internal": _Spec("internal", bool),
-}
+    _field("segment.bytes", "int", "the size at which a segment is rolled", min=1024, max=2**31 - 1),
+    _field("segment.ms", "int", "the age at which a segment is rolled", min=1),
+    _field("segment.index.bytes", "int", "the most bytes of a segment's offset and time indexes", min=4),
+    _field("index.interval.bytes", "int", "bytes of records between two index entries", min=0),
+    _field("retention.ms", "int", "how long records are kept (-1: forever)", min=0, allow_never=True),
+    _field("retention.bytes", "int", "the most bytes a partition keeps (-1: no limit)", min=0, allow_never=True),
+    _field("cleanup.policy", "str", "delete old segments, compact by key, or both", choices=CLEANUP_POLICIES),
+    _field("delete.retention.ms", "int", "how long a compacted tombstone is kept", min=0),
+    _field("min.compaction.lag.ms", "int", "the least age of a record before compaction may remove it", min=0),
+    _field("min.cleanable.dirty.ratio", "float", "the dirty share of a compacted log that starts a cleaning pass",
+           min=0, max=1),
+    _field("max.message.bytes", "int", "the largest record batch the topic accepts", min=1024),
+    _field("flush.messages", "int", "fsync after this many batches (-1: never)", min=1, allow_never=True),
+    _field("flush.ms", "int", "fsync after this long (-1: never)", min=0, allow_never=True),
+    _field("compression.type", "str", "how batches are stored: as the producer sent them, or recompressed",
+           choices=COMPRESSION_TYPES),
+    _field("message.timestamp.type", "str", "the record's own time, or the time the leader appended it",
+           choices=TIMESTAMP_TYPES),
+    _field("min.insync.replicas", "int", "replicas that must have an acks=all write", min=1),
+    _field("unclean.leader.election.enable", "bool", "elect a replica outside the ISR when none is left (may lose "
+           "acknowledged records)"),
+    _field("producer.id.expiration.ms", "int", "how long a leader remembers an idle idempotent producer", min=1),
+    ConfigField("rafka.internal", "bool", doc="written only by rafka's actors (docs/security.md)", attribute="internal"),
+], subject="topic config", strict=True).with_defaults_of(LogConfig)

@@ -24,6 +24,7 @@ import dataclasses
 import itertools
 from typing import Any, Callable, Iterable
 
+from rafka.config import ConfigDef, ConfigField
 from rafka.streams.windows import SessionWindows, SlidingWindows, TimeWindows
 from rafka.validation import validate_topic_name
 
@@ -45,6 +46,15 @@ class Node:
         return f"Node({self.kind}, {self.name!r})"
 
 
+STREAMS_OPTIONS = ConfigDef([
+    # Defaults: StreamsApp's signature.
+    ConfigField("auto_offset_reset", "str", doc="where a new application starts reading its sources",
+                choices=("earliest", "latest")),
+    ConfigField("commit_interval_ms", "int", doc="how often tasks commit their positions and flush their state", min=1),
+    ConfigField("max_poll_records", "int", doc="the most records a task processes per poll", min=1),
+], subject="streams option", from_strings=False, strict=True)
+
+
 class StreamsApp:
     """A stream job under an application id (its consumer group, and the prefix of its
     internal topics). Build the dataflow with ``source``/``table``, then ``start``."""
@@ -52,11 +62,8 @@ class StreamsApp:
     def __init__(self, application_id: str, *, auto_offset_reset: str = "earliest",
                  commit_interval_ms: int = 30_000, max_poll_records: int = 100_000) -> None:
         validate_topic_name(application_id)  # it prefixes topic names
-        if auto_offset_reset not in ("earliest", "latest"):
-            raise ValueError(f"auto_offset_reset must be 'earliest' or 'latest', got {auto_offset_reset!r}")
-        for name, value in (("commit_interval_ms", commit_interval_ms), ("max_poll_records", max_poll_records)):
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        STREAMS_OPTIONS.parse_given({"auto_offset_reset": auto_offset_reset, "commit_interval_ms": commit_interval_ms,
+                                     "max_poll_records": max_poll_records})
         self.application_id = application_id
         self.auto_offset_reset = auto_offset_reset
         self.commit_interval_ms = commit_interval_ms

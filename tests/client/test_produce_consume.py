@@ -236,7 +236,7 @@ def test_batch_over_topic_max_message_bytes_fails_its_futures_only(cluster, topi
 def test_unknown_producer_option_is_named(cluster):
     with pytest.raises(rafka.InvalidConfigError, match="'lingerms'"):
         cluster.producer(lingerms=5)
-    with pytest.raises(rafka.InvalidConfigError, match="acks must be 0, 1 or 'all', got 2"):
+    with pytest.raises(rafka.InvalidConfigError, match=r"'acks': must be 0, 1 or 'all' \(got 2\)"):
         cluster.producer(acks=2)
 
 
