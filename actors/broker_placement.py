@@ -178,7 +178,9 @@ async def start(placements: list[tuple[int, str]], data_dir: str, namespace: str
         for broker_id, node_id in placements:
             fence()
             try:
-                handles.append(launch(broker_id, node_id, data_dir, namespace))
+                # Creating a named actor is a GCS round trip: off the caller's loop (the
+                # controller's also runs the Raft core, which must keep ticking).
+                handles.append(await asyncio.to_thread(launch, broker_id, node_id, data_dir, namespace))
             except ValueError as error:  # ray.exceptions.ActorAlreadyExistsError
                 raise ActorUnavailableError(
                     f"{names.broker(broker_id)} was created by another placement while this one started it "
@@ -211,14 +213,14 @@ async def _release_name(name: str, namespace: str) -> None:
     """Kill the actor called ``name`` if there is one, and wait until the name is free
     (Ray frees it asynchronously; creating the new actor sooner would fail)."""
     try:
-        handle = ray.get_actor(name, namespace=namespace)
+        handle = await asyncio.to_thread(ray.get_actor, name, namespace=namespace)
     except ValueError:
         return
     ray.kill(handle, no_restart=True)
     deadline = time.monotonic() + NAME_RELEASE_TIMEOUT_S
     while time.monotonic() < deadline:
         try:
-            ray.get_actor(name, namespace=namespace)
+            await asyncio.to_thread(ray.get_actor, name, namespace=namespace)
         except ValueError:
             return
         await asyncio.sleep(0.1)

@@ -438,7 +438,11 @@ class Controller(SecurityMetadata, RaftVoter):
                     self._undelivered_views.pop(key, None)
                     return
                 try:
-                    handle = ray.get_actor(names.replica(topic, partition, broker_id), namespace=self.namespace)
+                    # A GCS round trip: off the loop, which also runs the Raft core (a
+                    # topic's creation pushes one view per replica; on the loop, their
+                    # lookups stalled it past an election timeout).
+                    handle = await asyncio.to_thread(ray.get_actor, names.replica(topic, partition, broker_id),
+                                                     namespace=self.namespace)
                     await asyncio.wait_for(_await(handle.apply_state.remote(view)), STATE_PUSH_TIMEOUT_S)
                 except ValueError:
                     # No such actor (yet): its broker may be creating it from a state

@@ -132,13 +132,6 @@ class RaftVoter:
         """Called on the loop after every tick; a host (the controller) follows the
         core's role changes here."""
 
-    def _peer(self, voter_id: str):
-        handle = self._handles.get(voter_id)
-        if handle is None:
-            handle = ray.get_actor(names.raft_voter(voter_id), namespace=self.namespace)
-            self._handles[voter_id] = handle
-        return handle
-
     def _send(self, requests: list[dict]) -> None:
         loop = asyncio.get_running_loop()
         for request in requests:
@@ -152,7 +145,11 @@ class RaftVoter:
         # terms at start and 4 s failovers). A late reply is still valid: the core
         # checks its term and only moves indexes forward.
         try:
-            reply = await asyncio.wait_for(self._peer(request["to"]).request.remote(request),
+            peer = self._handles.get(request["to"])
+            if peer is None:  # a GCS round trip, off the loop that ticks the core
+                peer = self._handles[request["to"]] = await asyncio.to_thread(
+                    ray.get_actor, names.raft_voter(request["to"]), namespace=self.namespace)
+            reply = await asyncio.wait_for(peer.request.remote(request),
                                            timeout=max(self.core.request_timeout_s, self.core.election_timeout_s[1]))
         except Exception:  # noqa: BLE001 - dead, restarting, paused or slow: the core resends on its timers
             self._handles.pop(request["to"], None)
