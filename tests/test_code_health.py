@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import ast
 import os
+import subprocess
+import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SKIPPED_DIRECTORIES = {".venv", ".git", "rafka.egg-info", "__pycache__", "build"}
@@ -95,3 +97,12 @@ def test_cli_modules_do_not_import_the_cli_entry_point():
         if os.path.relpath(path, ROOT).startswith("cli" + os.sep) and not path.endswith(os.sep + "main.py")
         and "rafka.cli.main" in _imported_modules(path))
     assert offenders == []
+
+
+def test_the_cli_entry_point_does_not_import_the_wire_protocol_stack():
+    """Every `rafka` command imports cli/main.py; kio's message schemas (the wire
+    protocol) cost 0.4 s on a quiet machine and over 2 s on a loaded one, paid by each
+    command although none of them speaks the protocol (wire/limits.py)."""
+    script = "import sys, rafka.cli.main\nprint(sorted(m for m in sys.modules if m == 'kio' or m == 'rafka.wire.protocol'))"
+    completed = subprocess.run([sys.executable, "-c", script], check=True, capture_output=True, text=True)
+    assert completed.stdout.strip() == "[]"

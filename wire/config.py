@@ -28,7 +28,7 @@ import dataclasses
 import json
 import os
 
-from rafka.wire.server import DEFAULT_IDLE_TIMEOUT_S, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_FRAME_BYTES
+from rafka.wire.limits import DEFAULT_IDLE_TIMEOUT_S, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_FRAME_BYTES
 
 DEFAULT_PORT = 9092
 KV_KEY = "rafka-wire-listener"

@@ -37,13 +37,11 @@ import struct
 from typing import Any
 
 from rafka.wire import protocol
+from rafka.wire.limits import DEFAULT_IDLE_TIMEOUT_S, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_FRAME_BYTES
 from rafka.wire.security import PRE_AUTHENTICATION_KEYS, Session, current_session, start_session
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_MAX_FRAME_BYTES = 100 * 1024 * 1024  # Kafka's socket.request.max.bytes
-DEFAULT_IDLE_TIMEOUT_S = 600.0  # Kafka's connections.max.idle.ms
-DEFAULT_MAX_CONNECTIONS = 1000
 PORT_SEARCH_SPAN = 100  # ports tried after the configured one when it is taken
 TLS_HANDSHAKE_TIMEOUT_S = 30.0
 
