@@ -226,10 +226,11 @@ class Consumer:
         return self._membership._pattern or set(self._membership._topics)
 
     def unsubscribe(self) -> None:
-        """Leave the group (committing first with auto-commit); partitions move at once."""
+        """Leave the group; partitions move at once. They are revoked (committed first
+        with auto-commit), or lost when this consumer's session is already gone."""
         if self._membership is None:
             return
-        self._revoke(set(self._partitions), lost=False)
+        self._revoke(set(self._partitions), lost=self._membership.lost_pending())
         self._membership.close(leave=True)
         self._membership = None
 
@@ -598,8 +599,9 @@ class Consumer:
             time.sleep(min(timeout_s, RETRY_BACKOFF_S))
             return
         ready, _ = ray.wait(list(self._fetches), num_returns=1, timeout=timeout_s)
-        if not ready:
-            self._expire_fetches()
+        # Every time, not only when nothing answered: the other partitions' long polls
+        # answer every fetch_max_wait_ms, and a fetch stuck behind them must still expire.
+        self._expire_fetches()
         if ready:
             ready, _ = ray.wait(list(self._fetches), num_returns=len(self._fetches), timeout=0)
         for ref in ready:
@@ -646,12 +648,21 @@ class Consumer:
                 self._metadata.invalidate(tp.topic)
 
     def close(self) -> None:
-        """Leave the group (a static member keeps its place for ``session_timeout_ms``),
-        committing positions first with auto-commit, and stop."""
+        """Leave the group (a static member keeps its place for ``session_timeout_ms``)
+        and stop. A subscribed consumer hands its partitions back as Kafka's does: while
+        it is still a member they are revoked (committed first with auto-commit, then
+        ``on_partitions_revoked``); when its session is already gone they are lost
+        (``on_partitions_lost``, nothing committed), since another member may own them.
+        A consumer with assigned partitions and a group commits them with auto-commit."""
         if self._closed:
             return
         try:
-            if self._coordinator is not None and self.config.enable_auto_commit and self._partitions:
+            if self._membership is not None and self._partitions:
+                try:
+                    self._revoke(set(self._partitions), lost=self._membership.lost_pending())
+                except RafkaError as error:
+                    logger.warning("handing back the partitions on close failed: %s", error)
+            elif self._coordinator is not None and self.config.enable_auto_commit and self._partitions:
                 try:
                     self.commit()
                 except RafkaError as error:

@@ -452,6 +452,37 @@ def test_a_fenced_consumer_drops_its_partitions_before_it_rejoins(cluster, topic
         consumer.close()
 
 
+def test_close_hands_partitions_back_as_revoked_while_a_member_and_as_lost_once_fenced(cluster, topic, group):
+    # As Kafka's consumer: a member that closes revokes its partitions; one whose session
+    # is already gone (fenced while it did not poll) reports them lost, since another
+    # member may own them by then. A soak counted such a consumer as owner until close.
+    cluster.admin().create_topic(topic, partitions=2)
+    events = []
+
+    class Recorder(rafka.ConsumerRebalanceListener):
+        def on_partitions_revoked(self, partitions):
+            events.append(("revoked", sorted(p.partition for p in partitions)))
+
+        def on_partitions_lost(self, partitions):
+            events.append(("lost", sorted(p.partition for p in partitions)))
+
+    member = cluster.consumer(group_id=group, enable_auto_commit=False, **FAST)
+    member.subscribe([topic], listener=Recorder())
+    poll_until([member], lambda: covers([member], topic, 2))
+    member.close()
+    assert events == [("revoked", [0, 1])]
+
+    fenced = cluster.consumer(group_id=group, enable_auto_commit=False, **FAST)
+    fenced.subscribe([topic], listener=Recorder())
+    poll_until([fenced], lambda: covers([fenced], topic, 2))
+    fenced_id = fenced.member_id
+    coordinator = find_coordinator(cluster.controller, cluster.namespace, group)
+    rpc.get(coordinator.leave.remote(group, fenced_id))
+    wait_for(lambda: fenced.member_id != fenced_id, "the consumer learns it was fenced")
+    fenced.close()
+    assert events == [("revoked", [0, 1]), ("lost", [0, 1])]
+
+
 def test_a_zombie_members_commits_are_refused_after_its_partitions_moved(cluster, topic, group):
     cluster.admin().create_topic(topic, partitions=2)
     produce(cluster, topic, 100, 2)

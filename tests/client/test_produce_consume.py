@@ -255,3 +255,62 @@ def test_killed_replica_restarts_and_keeps_every_acknowledged_record(cluster, to
     consumer.assign([TP(topic, 0)])
     values = [r.value for r in consume_all(consumer, 1000, timeout_s=60)]
     assert values == [b"before-%d" % i for i in range(500)] + [b"after-%d" % i for i in range(500)]
+
+
+def test_a_fetch_that_never_answers_is_sent_again_while_other_partitions_answer(cluster, topic):
+    """A fetch unanswered for fetch_max_wait_ms + request_timeout_ms is forgotten and the
+    partition fetched again (from a fresh leader lookup: the old leader's node may be
+    gone without Ray saying so). The consumer checked this only when no fetch at all
+    answered, so another partition's long polls, answering every fetch_max_wait_ms, kept
+    a stuck partition stuck for good."""
+    import os
+    import signal
+    import time
+
+    cluster.admin().create_topic(topic, partitions=2)
+    with cluster.producer(linger_ms=1) as producer:
+        for partition in (0, 1):
+            producer.send(topic, b"first", partition=partition)
+    consumer = cluster.consumer(auto_offset_reset="earliest", fetch_max_wait_ms=100, request_timeout_ms=1000)
+    consumer.assign([TP(topic, 0), TP(topic, 1)])
+    assert len(consume_all(consumer, 2)) == 2
+
+    def fetches_of_partition_1() -> set:
+        return {ref for ref, (tp, _, _) in consumer._fetches.items() if tp.partition == 1}
+
+    leader = cluster.admin().describe_topic(topic)["partitions"][1]["leader"]
+    replica = ray.get_actor(f"replica:{topic}:1:{leader}", namespace=cluster.namespace)
+    pid = ray.get(replica.__ray_call__.remote(lambda self: os.getpid()), timeout=30)
+    stop = threading.Event()
+
+    def keep_partition_0_busy() -> None:  # so that some fetch answers within every wait
+        with cluster.producer(linger_ms=1) as busy:
+            while not stop.wait(0.01):
+                busy.send(topic, b"busy", partition=0)
+
+    busy = threading.Thread(target=keep_partition_0_busy, daemon=True)
+    busy.start()
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        consumer.poll(timeout_s=0.3)  # partition 1's next fetch is now stuck in the frozen replica
+        stuck = fetches_of_partition_1()
+        assert stuck, "partition 1 has a fetch in flight"
+        resent, deadline = False, time.monotonic() + 20.0
+        while not resent:
+            if time.monotonic() > deadline:
+                raise TimeoutError("partition 1's stuck fetch was never sent again")
+            consumer.poll(timeout_s=0.3)
+            resent = bool(fetches_of_partition_1() - stuck)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+        stop.set()
+        busy.join(30)
+    with cluster.producer(linger_ms=1) as producer:
+        producer.send(topic, b"second", partition=1)
+    later, deadline = [], time.monotonic() + 30.0
+    while not later:  # partition 1 is served again once its replica runs
+        if time.monotonic() > deadline:
+            raise TimeoutError("partition 1 was not served after its replica resumed")
+        later = [r.value for r in consumer.poll(timeout_s=0.5, max_records=100_000) if r.partition == 1]
+    assert later == [b"second"]
+    consumer.close()
