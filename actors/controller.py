@@ -6,7 +6,8 @@ the Raft core (it is a ``RaftVoter``, named ``names.raft_voter(voter_id)``, its 
 ``<data_dir>/quorum/<voter_id>`` on its node). Only the quorum's leader is the *active*
 controller; every other voter answers its methods with a retriable ``NotControllerError``
 naming the leader it knows (``names.CONTROLLER`` is a router that forwards to the active
-one: actors/controller_router.py). The active controller's ``controller_epoch`` is its
+one: actors/controller_router.py). A quorum of one voter has no router: the voter itself
+is named ``names.CONTROLLER`` and holds early calls until it is active. The active controller's ``controller_epoch`` is its
 Raft term; it becomes active once its term's first entry is applied (it then holds every
 committed record) and stops at once when the core leaves that term's leadership.
 
@@ -73,6 +74,7 @@ import ray
 from rafka.actors import broker_placement, names
 from rafka.actors.controller_methods import CONTROLLER_METHODS
 from rafka.actors.controller_quorum import QuorumStore, prepare_voter_directory
+from rafka.actors.controller_router import ROUTE_TIMEOUT_S, summarize_quorum
 from rafka.actors.process import tune_actor_process
 from rafka.actors.raft import LEADER
 from rafka.actors.raft_voter import DEFAULT_ELECTION_TIMEOUT_S, DEFAULT_HEARTBEAT_INTERVAL_S, RaftVoter
@@ -103,6 +105,10 @@ ENSURE_REPLICAS_TIMEOUT_S = 180.0
 # A replica the broker is still creating gets its state this long before we give up (the
 # broker creates it with the state current at that time).
 STATE_PUSH_MISSING_ACTOR_S = 30.0
+# A lone voter (named as the controller, no router) holds calls that arrive before it is
+# active for as long as the router would, checking every ACTIVATION_POLL_S.
+LONE_VOTER_ACTIVATION_WAIT_S = ROUTE_TIMEOUT_S
+ACTIVATION_POLL_S = 0.01
 logger = logging.getLogger(__name__)
 
 
@@ -219,6 +225,29 @@ class Controller(SecurityMetadata, RaftVoter):
         status = await RaftVoter.status(self)
         return dict(status, voter_id=self.voter_id, active=self.epoch is not None, controller_epoch=self.epoch,
                     ray_node_id=ray.get_runtime_context().get_node_id())
+
+    # -- a lone voter: the controller's name without a router -------------------------
+    # A quorum of one voter has nobody to route between, so that voter is started under
+    # ``names.CONTROLLER`` itself (client/cluster.py) and answers what the router would:
+    # the quorum's description, and controller calls that arrive before it is active
+    # (it elects itself on its first tick) wait for that, as the router waits for one.
+
+    async def describe_quorum(self) -> dict:
+        """The router's ``describe_quorum``, answered by a lone voter about itself."""
+        if self.core.peers:
+            raise NotControllerError(f"controller voter {self.voter_id} is one of {len(self.core.voters)} voters: "
+                                     f"the router named {names.CONTROLLER!r} describes their quorum")
+        return summarize_quorum(self.core.voters, [dict(await self.status(), reachable=True)])
+
+    async def _await_active(self) -> None:
+        """For a lone voter: wait (up to ``LONE_VOTER_ACTIVATION_WAIT_S``) until it is the
+        active controller. Then, for any voter, ``NotControllerError`` unless it is."""
+        self._ensure_running()
+        if not self.core.peers and self.epoch is None and not self._stopped:
+            deadline_s = time.monotonic() + LONE_VOTER_ACTIVATION_WAIT_S
+            while self.epoch is None and time.monotonic() < deadline_s:
+                await asyncio.sleep(ACTIVATION_POLL_S)
+        self._require_active()
 
     def _mutex(self) -> asyncio.Lock:
         # Admin operations await brokers midway; one at a time keeps them from interleaving.
@@ -836,7 +865,7 @@ def _active_only(method):
     if inspect.iscoroutinefunction(method):
         @functools.wraps(method)
         async def active_only(self, *args, **kwargs):
-            self._require_active()
+            await self._await_active()
             return await method(self, *args, **kwargs)
     else:
         @functools.wraps(method)

@@ -1,7 +1,9 @@
 """The controller's well-known name: a stateless actor named ``names.CONTROLLER`` that
 forwards every controller call to the active controller (the controller quorum's leader,
 docs/controller-quorum.md), so brokers, replicas, clients and the Kafka listener keep
-addressing one name while the active controller moves between voters.
+addressing one name while the active controller moves between voters. A quorum of one
+voter has no router: that voter carries the controller's name itself (see
+actors/controller.py, "A lone voter"), which saves a process and a hop.
 
 Routing: the router asks every voter's ``status`` (each within ``STATUS_TIMEOUT_S``) and
 forwards to the first that says it is active; it
@@ -71,13 +73,7 @@ class ControllerRouter:
     async def describe_quorum(self) -> dict:
         """The voters, the active controller (leader), its epoch and each voter's lag in
         entries behind the leader's log (None when unknown)."""
-        statuses = await self.voter_statuses()
-        active = [status for status in statuses if status.get("active")]
-        leader = max(active, key=lambda status: status["controller_epoch"]) if active else None
-        lag = {voter: (0 if leader is not None and voter == leader["voter_id"] else
-                       (leader["lag"].get(voter) if leader is not None else None)) for voter in self.voters}
-        return {"voters": statuses, "leader": leader["voter_id"] if leader else None,
-                "epoch": leader["controller_epoch"] if leader else None, "lag": lag}
+        return summarize_quorum(self.voters, await self.voter_statuses())
 
     async def _find_active(self, deadline_s: float):
         while True:
@@ -143,6 +139,18 @@ class ControllerRouter:
                                              f"{status['controller_epoch']} while {method} was pending elsewhere")
                 if call.done():
                     break
+
+
+def summarize_quorum(voters: list[str], statuses: list[dict]) -> dict:
+    """``describe_quorum``'s answer from every voter's status (``reachable`` set): the
+    voters, the active controller (leader), its epoch and each voter's lag in entries
+    behind the leader's log (None when unknown)."""
+    active = [status for status in statuses if status.get("active")]
+    leader = max(active, key=lambda status: status["controller_epoch"]) if active else None
+    lag = {voter: (0 if leader is not None and voter == leader["voter_id"] else
+                   (leader["lag"].get(voter) if leader is not None else None)) for voter in voters}
+    return {"voters": statuses, "leader": leader["voter_id"] if leader else None,
+            "epoch": leader["controller_epoch"] if leader else None, "lag": lag}
 
 
 def _forwarder(method: str):

@@ -123,16 +123,18 @@ class Cluster:
             raise
         wire_config.store(namespace, listener)
         # The controller quorum: one controller voter per node of the plan (3 on 3 or more
-        # nodes, else 1), and the router that carries the controller's name.
+        # nodes, else 1), and the router that carries the controller's name. A lone voter
+        # carries that name itself: one process fewer to start, one hop fewer per call.
+        lone = len(plan.voters) == 1
         for voter_id, node_id in plan.placements:
-            ray.remote(Controller).options(
-                name=names.raft_voter(voter_id), namespace=namespace, lifetime="detached", num_cpus=0,
-                max_restarts=-1, max_concurrency=1000,
+            voter = ray.remote(Controller).options(
+                name=names.CONTROLLER if lone else names.raft_voter(voter_id), namespace=namespace,
+                lifetime="detached", num_cpus=0, max_restarts=-1, max_concurrency=1000,
                 scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=not plan.multi_node),
             ).remote(data_dir, namespace, broker_session_timeout_ms, replica_lag_time_max_ms,
                      leader_rebalance_interval_s, node_watch_interval_s, voter_id=voter_id, voters=plan.voters,
                      bootstrap=plan.bootstrap, initial_state=plan.initial_state, **(quorum_options or {}))
-        controller = (
+        controller = voter if lone else (
             ray.remote(ControllerRouter)
             .options(name=names.CONTROLLER, namespace=namespace, lifetime="detached", num_cpus=0,
                      max_restarts=-1, max_concurrency=1000,

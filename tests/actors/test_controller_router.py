@@ -8,12 +8,20 @@ from rafka.actors.controller import CONTROLLER_METHODS, Controller
 from rafka.actors.controller_router import ControllerRouter
 from rafka.actors.raft_voter import RaftVoter
 
+# What the router answers itself, about the quorum, and a lone voter (which carries the
+# controller's name without a router) answers too, active or not.
+QUORUM_METHODS = {"describe_quorum"}
+
 
 def _controller_role_methods() -> set[str]:
     """Public methods of Controller (its mixins included) that are not the voter's."""
     voter_methods = {name for name, _ in inspect.getmembers(RaftVoter, inspect.isfunction)}
     return {name for name, _ in inspect.getmembers(Controller, inspect.isfunction)
-            if not name.startswith("_") and name not in voter_methods}
+            if not name.startswith("_") and name not in voter_methods and name not in QUORUM_METHODS}
+
+
+def test_a_lone_voter_answers_what_the_router_answers_about_the_quorum():
+    assert all(hasattr(ControllerRouter, name) and hasattr(Controller, name) for name in QUORUM_METHODS)
 
 
 def test_router_forwards_every_controller_method():

@@ -86,3 +86,19 @@ def test_delete_topic_removes_it_and_its_data(cluster, topic):
         cluster.producer().send(topic, b"x")
     admin.create_topic(topic, partitions=2)
     assert admin.list_offsets(topic, "latest") == {0: 0, 1: 0}
+
+
+def test_a_single_node_cluster_runs_one_voter_under_the_controller_name_without_a_router(cluster):
+    # A quorum of one has nothing to route between: its voter carries the controller's
+    # name itself, so the embedded default starts one process fewer (issue 19's start time).
+    import ray
+
+    from rafka.actors import names
+
+    quorum = cluster.quorum()
+    assert quorum["leader"] == "0" and quorum["lag"] == {"0": 0}
+    assert [(voter["voter_id"], voter["role"], voter["reachable"]) for voter in quorum["voters"]] == [("0", "leader", True)]
+    assert ray.get(cluster.controller.status.remote(), timeout=30)["voter_id"] == "0"
+    named = {actor["name"] for actor in ray.util.list_named_actors(all_namespaces=True)
+             if actor["namespace"] == cluster.namespace}
+    assert names.CONTROLLER in named and names.raft_voter("0") not in named
