@@ -57,6 +57,7 @@ from rafka.errors import (
     NoOffsetForPartitionError,
     OffsetOutOfRangeError,
     RafkaError,
+    RequestTimeoutError,
     StaleMemberEpochError,
     UnknownMemberIdError,
 )
@@ -522,7 +523,7 @@ class Consumer:
         while True:
             if grouped:
                 self._group_work()
-            self._send_fetches()
+            self._send_fetches(deadline)
             taken = self._drain(out, limit)
             if taken or time.monotonic() >= deadline:
                 return out
@@ -571,7 +572,7 @@ class Consumer:
                     state.position = max(state.position, next_offset)
         return taken
 
-    def _send_fetches(self) -> None:
+    def _send_fetches(self, deadline_s: float) -> None:
         now = time.monotonic()
         self._init_positions()
         for tp, state in self._partitions.items():
@@ -581,7 +582,12 @@ class Consumer:
                 continue
             fetch_offset = state.buffered[-1][1] if state.buffered else state.position
             try:
-                leader, _ = self._metadata.leader(tp.topic, tp.partition)
+                # A leader lookup that must ask the controller waits at most until the
+                # poll's deadline; its request stays pending for the next poll.
+                leader, _ = self._metadata.leader(tp.topic, tp.partition, timeout_s=deadline_s - time.monotonic())
+            except RequestTimeoutError:
+                state.retry_at = now + RETRY_BACKOFF_S
+                continue
             except RafkaError as error:
                 if not error.retriable:
                     raise

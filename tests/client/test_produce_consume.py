@@ -314,3 +314,47 @@ def test_a_fetch_that_never_answers_is_sent_again_while_other_partitions_answer(
         later = [r.value for r in consumer.poll(timeout_s=0.5, max_records=100_000) if r.partition == 1]
     assert later == [b"second"]
     consumer.close()
+
+
+def test_poll_returns_in_its_time_while_the_controller_does_not_answer(cluster, topic):
+    """A consumer that must look a leader up again (its metadata was invalidated) while
+    the controller is frozen returns from poll(0.3) at its deadline with what it has, and
+    reads on once the controller answers. poll() used to wait for the controller for up
+    to a minute, so a controller failover made group members miss max_poll_interval_ms."""
+    import os
+    import signal
+    import time
+
+    cluster.admin().create_topic(topic, partitions=1)
+    with cluster.producer(linger_ms=1) as producer:
+        producer.send(topic, b"before", partition=0)
+    consumer = cluster.consumer(auto_offset_reset="earliest", fetch_max_wait_ms=100)
+    consumer.assign([TP(topic, 0)])
+    assert [r.value for r in consume_all(consumer, 1)] == [b"before"]
+    pid = ray.get(cluster.controller.__ray_call__.remote(lambda self: os.getpid()), timeout=30)
+    returned = threading.Event()
+
+    def poll_five_times() -> None:  # 1.5 s of polls: the fetch in flight (100 ms) ends, the next needs a lookup
+        for _ in range(5):
+            consumer.poll(timeout_s=0.3)
+        returned.set()
+
+    consumer._metadata.invalidate(topic)
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        poller = threading.Thread(target=poll_five_times, daemon=True)
+        poller.start()
+        if not returned.wait(8.0):
+            raise TimeoutError("five poll(timeout_s=0.3) calls were still waiting for the frozen controller after 8 s")
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    poller.join(60)
+    with cluster.producer(linger_ms=1) as producer:
+        producer.send(topic, b"after", partition=0)
+    later, deadline = [], time.monotonic() + 30.0
+    while not later:
+        if time.monotonic() > deadline:
+            raise TimeoutError("the consumer did not read on after the controller resumed")
+        later = [r.value for r in consumer.poll(timeout_s=0.5)]
+    assert later == [b"after"]
+    consumer.close()
