@@ -70,6 +70,7 @@ import uuid
 import warnings
 
 import ray
+from ray.exceptions import RayActorError
 
 from rafka.actors import broker_placement, names
 from rafka.actors.controller_methods import CONTROLLER_METHODS
@@ -80,6 +81,7 @@ from rafka.actors.raft import LEADER
 from rafka.actors.raft_voter import DEFAULT_ELECTION_TIMEOUT_S, DEFAULT_HEARTBEAT_INTERVAL_S, RaftVoter
 from rafka.actors.security_metadata import SecurityMetadata
 from rafka.errors import (
+    ActorUnavailableError,
     ClusterError,
     InvalidConfigError,
     InvalidTopicError,
@@ -287,9 +289,15 @@ class Controller(SecurityMetadata, RaftVoter):
         await self._ensure_on_broker(broker_id)
 
     def _broker(self, broker_id: int) -> ray.actor.ActorHandle:
+        """The broker's actor handle; ``ActorUnavailableError`` when no such actor runs
+        (its node is gone, or it was never started)."""
         handle = self._broker_handles.get(broker_id)
         if handle is None:
-            handle = ray.get_actor(names.broker(broker_id), namespace=self.namespace)
+            try:
+                handle = ray.get_actor(names.broker(broker_id), namespace=self.namespace)
+            except ValueError:
+                raise ActorUnavailableError(f"broker {broker_id} is not running (no actor "
+                                            f"{names.broker(broker_id)!r})") from None
             self._broker_handles[broker_id] = handle
         return handle
 
@@ -316,7 +324,7 @@ class Controller(SecurityMetadata, RaftVoter):
 
     async def _call_broker(self, broker_id: int, method: str, *args, timeout_s: float = BROKER_CALL_TIMEOUT_S):
         """One call to a broker, bounded by ``timeout_s`` (a frozen broker raises
-        ``asyncio.TimeoutError``; a missing one ``ValueError``)."""
+        ``asyncio.TimeoutError``; a missing one ``ActorUnavailableError``)."""
         return await asyncio.wait_for(_await(getattr(self._broker(broker_id), method).remote(*args)), timeout_s)
 
     def brokers(self) -> list[dict]:
@@ -732,8 +740,21 @@ class Controller(SecurityMetadata, RaftVoter):
     async def _ensure_topic(self, topic: str) -> None:
         if topic not in self.state["topics"]:
             return  # deleted meanwhile (this runs without the mutex)
-        brokers = {b for p in self.state["topics"][topic]["partitions"] for b in p["replicas"]}
-        await asyncio.gather(*(self._ensure_on_broker(broker_id, topic) for broker_id in brokers))
+        brokers = sorted({b for p in self.state["topics"][topic]["partitions"] for b in p["replicas"]})
+        results = await asyncio.gather(*(self._ensure_on_broker(broker_id, topic) for broker_id in brokers),
+                                       return_exceptions=True)
+        for broker_id, result in zip(brokers, results):
+            if isinstance(result, (ActorUnavailableError, RayActorError, asyncio.TimeoutError)):
+                # The topic is committed. A broker that cannot be reached now (its node
+                # is gone, it is frozen or restarting; a controller that just took over
+                # counts every broker alive for a session) gets its replicas when it
+                # heartbeats again (_broker_returned), or is declared dead after its
+                # session and its leaderships move. Failing the call here answered a
+                # committed creation with an error (ValueError from the actor lookup).
+                logger.warning("controller: %s's replicas on broker %s are not started yet: %r", topic, broker_id,
+                               result)
+            elif isinstance(result, BaseException):
+                raise result
 
     def _topic(self, topic: str) -> dict:
         topic_state = self.state["topics"].get(topic)
@@ -847,7 +868,8 @@ class Controller(SecurityMetadata, RaftVoter):
                 task.cancel()
         async with self._placement():
             pass  # a start_brokers call in flight has registered (or killed) its brokers
-        await asyncio.gather(*(self._broker(int(b)).stop.remote() for b in self.state["brokers"]), return_exceptions=True)
+        await asyncio.gather(*(self._call_broker(int(b), "stop", timeout_s=ENSURE_REPLICAS_TIMEOUT_S)
+                               for b in self.state["brokers"]), return_exceptions=True)
 
 
 def _reconstructed() -> bool:

@@ -18,13 +18,14 @@ from __future__ import annotations
 import os
 import signal
 import time
+import uuid
 
 import pytest
 import ray
 
 import rafka
 from rafka.actors import names
-from rafka.calls import get
+from rafka.calls import call_with_retries, get
 
 CALL_TIMEOUT_S = 120
 BROKER_SESSION_TIMEOUT_MS = 6_000
@@ -281,3 +282,29 @@ def test_alter_configs_refuses_a_bad_change_naming_it_and_keeps_the_config(contr
     with pytest.raises(rafka.InvalidConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
         call(controller, "alter_configs", topic, changes)
     assert call(controller, "describe_topic", topic)["config"] == {"retention.ms": "3600000"}
+
+
+def test_a_topic_created_while_a_placed_broker_is_gone_is_created_and_its_leaders_move(ray_instance, tmp_path):
+    """A controller that has just taken over counts every registered broker alive for one
+    session, so it may place a new topic's replicas on a broker whose node is gone. The
+    creation is committed; it must be answered as such (the broker gets its replicas if
+    it returns, its leaderships move when its session runs out), not with the ValueError
+    of looking up the missing broker actor (seen in controller_quorum_nodes_scenario.py's
+    step 4, after a node loss)."""
+    cluster = rafka.Cluster.start(data_dir=str(tmp_path), brokers=2, namespace="rafka-test-controller-missing-broker",
+                                  wire_port=None, broker_session_timeout_ms=3_000)
+    try:
+        ray.kill(ray.get_actor(names.broker(1), namespace=cluster.namespace), no_restart=True)
+        ray.kill(cluster.controller, no_restart=False)  # Ray restarts it: every broker counts as alive again
+        # Retried across the restart, with one topic id so that a retry of an attempt that
+        # committed is answered as that attempt (as the router and Admin do).
+        described = call_with_retries(cluster.controller.create_topic, "placed", 2, 2, None, uuid.uuid4().hex)
+        assert sorted(p["partition"] for p in described["partitions"]) == [0, 1]
+        assert {p["leader"] for p in described["partitions"]} == {0, 1}  # one was placed on the missing broker
+        wait_until(lambda: all(p["leader"] == 0 for p in cluster.admin().describe_topic("placed")["partitions"]),
+                   "broker 0 to lead both partitions once broker 1's session ran out")
+        with cluster.producer(acks="all") as producer:
+            offsets = [producer.send("placed", b"x", partition=p).result(timeout=60).offset for p in (0, 1)]
+        assert offsets == [0, 0]
+    finally:
+        cluster.shutdown()
