@@ -425,3 +425,40 @@ def test_wiped_voter_is_caught_up_from_what_it_holds_not_what_it_acknowledged(tm
     simulation = run_faulty_then_heal(str(tmp_path), seed, voters=voters)
     states = [simulation.applied_state(node) for node in simulation.ids]
     assert all(state == states[0] for state in states)
+
+
+def test_two_voters_that_time_out_together_elect_one_of_them_in_one_round(tmp_path):
+    """The leader of three is gone and the other two time out at the same instant: each
+    asks the other for a pre-vote. Both used to get it, both stood at the next term, each
+    voted for itself and neither won (a split vote: one more election timeout; seen in
+    two of five node-loss failovers of controller_quorum_nodes_scenario.py). Now the
+    lower id yields to the higher and the higher is elected in that one round."""
+    simulation = Simulation(str(tmp_path), seed=8, loss=0.0)
+    simulation.run(2.0, propose_rate=0.0)  # no proposals: the two followers' logs end alike
+    leader = simulation.leader()
+    term = simulation.cores[leader].term
+    simulation.crash(leader)
+    low, high = sorted(node for node in simulation.ids if node != leader)
+    cores = {node: simulation.cores[node] for node in (low, high)}
+    assert cores[low].log.last_index == cores[high].log.last_index  # neither log is newer: a true tie
+    for core in cores.values():
+        core._election_deadline_s = simulation.now_s + 0.5  # the same instant for both
+    messages: list = []
+    while not messages:
+        simulation.now_s += STEP_S
+        for core in cores.values():
+            messages += [m for m in core.tick() if m["to"] != leader]
+    assert sorted(m["type"] for m in messages) == ["pre_vote", "pre_vote"]
+    for _ in range(10):  # exchange everything, both ways, with the clock standing still
+        produced = []
+        for message in messages:
+            target = cores[message["to"]]
+            if message["type"].endswith("_reply"):
+                produced += target.handle_reply(message)
+            else:
+                produced += [target.handle(message)] + target.take_outbox()
+        messages = [m for m in produced if m["to"] != leader]
+        if not messages:
+            break
+    assert (cores[high].role, cores[high].term) == (LEADER, term + 1)
+    assert cores[low].term == term + 1 and cores[low].log.voted_for == high
