@@ -46,18 +46,20 @@ class Metadata:
                 ref = self._pending.get(key)
                 if ref is None:
                     ref = self._pending[key] = self.controller.metadata.remote(list(key))
+            answered = False
             try:
                 answer = rpc.get(ref, timeout_s=max(0.0, timeout_s))
+                answered = True
             except RequestTimeoutError:
                 raise  # still pending: the next bounded lookup waits on it
             except BaseException:
-                with self._lock:
-                    if self._pending.get(key) is ref:
-                        del self._pending[key]
+                answered = True  # failed for good: the next lookup asks again
                 raise
-            with self._lock:
-                if self._pending.get(key) is ref:
-                    del self._pending[key]
+            finally:
+                if answered:
+                    with self._lock:
+                        if self._pending.get(key) is ref:
+                            del self._pending[key]
         with self._lock:
             for topic, partitions in answer.items():
                 if partitions is None:
