@@ -18,7 +18,10 @@ acknowledged: only committed metadata is acted on. Every push (``ensure_replicas
 (``StaleControllerEpochError``), so a deposed controller that was paused mid-operation
 cannot undo its successor's decisions. On becoming active a controller forgets every
 volatile view (heartbeats, incarnations, the dead set) as a restarted one does: brokers
-check in within a heartbeat and are handed their replicas at the new epoch.
+check in within a heartbeat and are handed their replicas at the new epoch, and every
+replica of a broker that checks in (after a failover, or back from being counted dead) is
+sent its partition's committed state, so a view the last controller committed but never
+delivered still arrives.
 
 Each voter actor runs with ``max_restarts=-1``: after a crash Ray restarts it on its node
 and it rebuilds its state from its Raft log; meanwhile another voter leads (one election
@@ -369,8 +372,22 @@ class Controller(SecurityMetadata, RaftVoter):
         async with self._mutex():
             for topic, topic_state in list(self.state["topics"].items()):
                 for partition, partition_state in enumerate(topic_state["partitions"]):
-                    if partition_state["leader"] < 0 and broker_id in partition_state["replicas"]:
-                        await self._elect(topic, partition)
+                    if broker_id not in partition_state["replicas"]:
+                        continue
+                    if partition_state["leader"] < 0:
+                        await self._elect(topic, partition)  # pushes the new state itself
+                    else:
+                        # Replicas that lived on while their broker was out, or through a
+                        # controller failover, hold what they last heard: a view pushed
+                        # while the broker counted dead, or by a controller that died
+                        # before delivering it, never reached them, and nothing else
+                        # would tell them (a leader that thinks its ISR full asks for no
+                        # change). So every replica of a broker that (re)joins this
+                        # controller, which every broker does after a failover, gets its
+                        # partition's committed state, as Kafka's controller sends
+                        # LeaderAndIsr for all partitions on failover and to a broker
+                        # that comes back.
+                        self._send_state(topic, partition, broker_id, self._partition_view(partition_state))
 
     async def _heartbeat_loop(self) -> None:
         last_rebalance_s = time.monotonic()

@@ -15,6 +15,7 @@ tests/client/test_admin.py and tests/client/test_replication.py.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import time
@@ -213,6 +214,43 @@ def test_broker_loss_moves_its_leaderships_to_an_in_sync_replica_at_a_higher_epo
     # Back before the next test: it heartbeats again, and its replica rejoins the ISR.
     wait_until(lambda: sorted(alive_brokers(controller)) == [0, 1], "the lost broker to be alive again")
     wait_until(lambda: sorted(partition(controller, topic)["isr"]) == [0, 1], "the lost broker's replica to rejoin")
+
+
+def _commit_without_pushing(controller_actor, record: dict) -> None:
+    """Run on the controller (``__ray_call__``): commit ``record`` through its metadata
+    store on its event loop and push nothing, as a controller that dies between a commit
+    and its push leaves things."""
+    async def commit() -> None:
+        await controller_actor.store.apply(record)
+    asyncio.run_coroutine_threadsafe(commit(), controller_actor._heartbeats.get_loop()).result(timeout=30)
+
+
+def test_a_state_change_committed_but_never_pushed_reaches_the_replicas_after_a_controller_restart(
+        own_cluster, controller, topic):
+    """A controller commits a partition state change and dies before its push goes out
+    (the fixed-seed soak: a voter wiped just after it shrank ISRs on a broker's loss, and
+    another just after it elected a new leader). The replicas, running all along, hold
+    what they last heard: here the leader keeps counting the dropped follower, asks for no
+    change, and the committed ISR stays short for good, unless the restarted controller
+    sends every replica its committed state when the brokers check in. The death between
+    commit and push is a moment no outside signal hits reliably, so the test commits
+    through the controller's own store on its loop, pushes nothing, and restarts it."""
+    leader = create(controller, topic)["partitions"][0]["leader"]
+    wait_until(lambda: sorted(partition(controller, topic)["isr"]) == [0, 1], "the full ISR")
+    get(controller.__ray_call__.remote(_commit_without_pushing, {"type": "change_isr", "topic": topic,
+                                                                 "partition": 0, "isr": [leader]}),
+        timeout_s=CALL_TIMEOUT_S)
+    assert partition(controller, topic)["isr"] == [leader]
+    assert get(replica(own_cluster, topic, 0, leader).status.remote(), timeout_s=CALL_TIMEOUT_S)["isr"] == [0, 1]
+    ray.kill(controller, no_restart=False)
+
+    def isr() -> list[int]:  # retried while Ray restarts the controller
+        return sorted(call_with_retries(controller.describe_topic, topic)["partitions"][0]["isr"])
+
+    # The leader learns its ISR is [leader], sees its follower caught up, and asks to add it back.
+    wait_until(lambda: isr() == [0, 1], "the follower to be back in the committed ISR", timeout_s=60)
+    status = get(replica(own_cluster, topic, 0, leader).status.remote(), timeout_s=CALL_TIMEOUT_S)
+    assert status["isr"] == [0, 1], status
 
 
 def test_alter_isr_from_the_leader_changes_the_isr_and_bumps_the_partition_epoch(controller, topic):

@@ -73,13 +73,66 @@ def wait_for(predicate, timeout_s: float, interval_s: float = 0.5) -> bool:
     return False
 
 
-def healthy(admin, topics: list[str]) -> bool:
-    """Every partition of ``topics`` has a leader and every replica in its ISR."""
+def unhealthy_partitions(admin, topics: list[str]) -> list[dict]:
+    """The partitions of ``topics`` that lack a leader or have a replica out of their ISR."""
+    found = []
     for topic in topics:
         for partition in admin.describe_topic(topic)["partitions"]:
             if partition["leader"] < 0 or sorted(partition["isr"]) != sorted(partition["replicas"]):
-                return False
-    return True
+                found.append({"topic": topic, **{key: partition.get(key) for key in
+                                                  ("partition", "leader", "isr", "replicas", "leader_epoch")}})
+    return found
+
+
+def healthy(admin, topics: list[str], last_seen: dict | None = None) -> bool:
+    """Every partition of ``topics`` has a leader and every replica in its ISR.
+
+    ``last_seen["unhealthy"]`` keeps the partitions found wanting by the latest look, so
+    that a verdict that fails on health names them.
+    """
+    wanting = unhealthy_partitions(admin, topics)
+    if last_seen is not None:
+        last_seen["unhealthy"] = wanting
+    return not wanting
+
+
+def replica_statuses(namespace: str, partitions: list[dict]) -> list:
+    """What each replica of ``partitions`` says of itself (role, epoch, offsets, and a
+    leader's ISR bookkeeping), or why it could not say: for the verdict of a run whose
+    partitions did not heal."""
+    import ray
+
+    from rafka.actors import names
+
+    def leader_view(replica) -> dict:
+        replication = replica.replication
+        if replication is None:
+            return {}
+        return {"unconfirmed": sorted(replication._unconfirmed), "isr_change_in_flight": replication._isr_change_in_flight,
+                "partition_epoch": replication.partition_epoch,
+                "followers": {b: {"handshaken": f.handshaken, "log_end_offset": f.log_end_offset}
+                              for b, f in replication.followers.items()}}
+
+    statuses = []
+    for partition in partitions:
+        for broker_id in partition["replicas"]:
+            name = names.replica(partition["topic"], partition["partition"], broker_id)
+            try:
+                handle = ray.get_actor(name, namespace=namespace)
+                status = ray.get(handle.status.remote(), timeout=10)
+                status["replication"] = ray.get(handle.__ray_call__.remote(leader_view), timeout=10)
+                statuses.append(status)
+            except Exception as error:  # noqa: BLE001 - a diagnostic
+                statuses.append({"replica": name, "error": repr(error)[:300]})
+    return statuses
+
+
+def _quietly(call):
+    """``call()``, or the error it raised as text: for facts gathered about a failed run."""
+    try:
+        return call()
+    except Exception as error:  # noqa: BLE001 - a diagnostic must not hide the verdict
+        return repr(error)[:500]
 
 
 def controller_voters(nodes: int) -> int:
@@ -173,8 +226,13 @@ def run(out_dir: str, *, seed: int | None = None, minutes: float | None = None, 
         facts["faults_skipped"] = sum(1 for e in history.data["nemesis"] if e.get("outcome") == "skipped")
         facts["producers_made"] = sum(w.producers_made for w in producers + [compacting])
         settle_s = time.monotonic()
-        facts["healthy_at_end"] = wait_for(lambda: healthy(admin, topics), SETTLE_TIMEOUT_S)
+        last_seen: dict = {}
+        facts["healthy_at_end"] = wait_for(lambda: healthy(admin, topics, last_seen), SETTLE_TIMEOUT_S)
         facts["settle_s"] = round(time.monotonic() - settle_s, 1)
+        if not facts["healthy_at_end"]:
+            facts["unhealthy_at_end"] = last_seen.get("unhealthy", "the topics could not be described")
+            facts["cluster_at_end"] = _quietly(admin.describe_cluster)
+            facts["replicas_at_end"] = _quietly(lambda: replica_statuses(namespace, facts["unhealthy_at_end"]))
         for reader in ("reader-a", "reader-b"):
             try:
                 history.data["final_reads"][reader] = workloads.read_all(cluster, [LOG_TOPIC, COMPACT_TOPIC,
@@ -218,7 +276,8 @@ def run(out_dir: str, *, seed: int | None = None, minutes: float | None = None, 
 
 def summary(verdict: dict) -> dict:
     keys = ("valid", "failed_checks", "seed", "duration_s", "faults_scheduled", "faults_applied", "faults_skipped",
-            "faults_by_kind", "sends", "records_read", "observations", "healthy_at_end", "elapsed_s", "run_error")
+            "faults_by_kind", "sends", "records_read", "observations", "healthy_at_end", "unhealthy_at_end",
+            "elapsed_s", "run_error")
     return {key: verdict[key] for key in keys if key in verdict}
 
 
