@@ -153,6 +153,17 @@ class _PartitionState:
         self.retry_at = 0.0
 
 
+@dataclasses.dataclass
+class _Lookup:
+    """A request for positions that poll() does not wait for: its object ref, the
+    partitions (and their states, so an answer for a partition assigned again meanwhile
+    is not taken) it asks about, and when it was sent."""
+
+    ref: ray.ObjectRef
+    states: dict[TopicPartition, _PartitionState]
+    sent_s: float
+
+
 class Consumer:
     def __init__(self, cluster: Any, **options: Any) -> None:
         self.config = ConsumerConfig.build(**options)
@@ -160,6 +171,12 @@ class Consumer:
         self._partitions: dict[TopicPartition, _PartitionState] = {}
         self._fetches: dict[ray.ObjectRef, tuple[TopicPartition, int, int]] = {}
         self._fetch_sent_s: dict[ray.ObjectRef, float] = {}
+        # poll's position lookups (_look_up_positions): the committed offsets asked of the
+        # coordinator for partitions without a position, and the offset resets asked of
+        # leaders for those with no committed offset. Each waits across polls.
+        self._committed_lookup: _Lookup | None = None
+        self._needs_reset: dict[TopicPartition, _PartitionState] = {}  # no committed offset: reset these
+        self._reset_lookups: dict[TopicPartition, _Lookup] = {}
         self._closed = False
         config = self.config
         self._coordinator = (CoordinatorClient(cluster.controller, cluster.namespace, config.group_id,
@@ -273,7 +290,8 @@ class Consumer:
         if added:
             for tp in added:
                 self._partitions[tp] = _PartitionState()
-            self._init_positions()
+            # Their positions are looked up by poll's bounded lookups (_look_up_positions),
+            # after the listener, which may seek (as in Kafka).
         self._membership.applied(self._partitions)
         if added:
             self._listener.on_partitions_assigned(set(added))
@@ -459,6 +477,114 @@ class Consumer:
             else:
                 self._reset_position(tp, state)
 
+    def _look_up_positions(self) -> None:
+        """poll()'s way to give partitions positions, never waiting: the committed
+        offsets of every partition without a position (one request to the coordinator),
+        then for those without one an offset reset per ``auto_offset_reset`` (a
+        ``list_offset`` request to each leader). A request is sent once and checked on
+        every poll; its answer, whenever it comes, is taken (``_receive`` wakes up for it),
+        and one unanswered for ``request_timeout_ms`` is sent again. A frozen coordinator
+        or leader so never holds poll() past its timeout, and partitions with positions
+        are fetched meanwhile."""
+        missing = {tp: state for tp, state in self._partitions.items() if state.position is None}
+        if not missing:
+            self._committed_lookup = None
+            self._needs_reset.clear()
+            self._reset_lookups.clear()
+            return
+        now = time.monotonic()
+        timeout_s = self.config.request_timeout_ms / 1000
+        if self._coordinator is None:
+            self._needs_reset.update(missing)
+        else:
+            self._take_committed_offsets(missing, now, timeout_s)
+        for tp, state in list(self._needs_reset.items()):
+            if missing.get(tp) is not state:  # unassigned, assigned again, or sought meanwhile
+                del self._needs_reset[tp]
+                self._reset_lookups.pop(tp, None)
+                continue
+            lookup = self._reset_lookups.get(tp)
+            if lookup is not None and lookup.states[tp] is state and now - lookup.sent_s <= timeout_s:
+                continue
+            if self.config.auto_offset_reset == "none":
+                raise NoOffsetForPartitionError(f"no position for {tp.topic}-{tp.partition} and auto_offset_reset='none'")
+            try:
+                leader, _ = self._metadata.leader(tp.topic, tp.partition, timeout_s=0.0)
+            except RequestTimeoutError:
+                continue  # the lookup stays pending in Metadata; asked again next poll
+            except RafkaError as error:
+                if not error.retriable:
+                    raise
+                self._metadata.invalidate(tp.topic)
+                continue
+            spec = EARLIEST if self.config.auto_offset_reset == "earliest" else LATEST
+            self._reset_lookups[tp] = _Lookup(leader.list_offset.remote(spec), {tp: missing[tp]}, now)
+        self._take_offset_resets()
+
+    def _take_committed_offsets(self, missing: dict[TopicPartition, _PartitionState], now: float,
+                                timeout_s: float) -> None:
+        lookup = self._committed_lookup
+        if lookup is not None:
+            ready, _ = ray.wait([lookup.ref], timeout=0)
+            if ready:
+                self._committed_lookup = None
+                try:
+                    committed = rpc.get(lookup.ref)
+                except RafkaError as error:
+                    if not error.retriable:
+                        raise
+                    self._coordinator.forget()
+                else:
+                    for tp, state in lookup.states.items():
+                        if self._partitions.get(tp) is not state or state.position is not None:
+                            continue  # unassigned, assigned again, or sought meanwhile
+                        offset = committed.get((tp.topic, tp.partition))
+                        if offset is None:
+                            self._needs_reset[tp] = state
+                        else:
+                            state.position = offset
+                            state.generation += 1
+            elif now - lookup.sent_s > timeout_s:
+                self._committed_lookup = None
+                self._coordinator.forget()  # it may have moved or restarted
+        asked = self._committed_lookup.states if self._committed_lookup is not None else {}
+        wanted = {tp: state for tp, state in missing.items()
+                  if self._needs_reset.get(tp) is not state and asked.get(tp) is not state}
+        if wanted and self._committed_lookup is None:
+            self._committed_lookup = _Lookup(self._coordinator.send("fetch_offsets", [list(tp) for tp in wanted]),
+                                             wanted, now)
+
+    def _take_offset_resets(self) -> None:
+        if not self._reset_lookups:
+            return
+        refs = [lookup.ref for lookup in self._reset_lookups.values()]
+        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
+        ready = set(ready)
+        for tp, lookup in list(self._reset_lookups.items()):
+            if lookup.ref not in ready:
+                continue
+            del self._reset_lookups[tp]
+            state = lookup.states[tp]
+            try:
+                offset = rpc.get(lookup.ref)[0]
+            except RafkaError as error:
+                if not error.retriable:
+                    raise
+                self._metadata.invalidate(tp.topic)
+                continue
+            if self._partitions.get(tp) is state and state.position is None:
+                self._needs_reset.pop(tp, None)
+                state.position = offset
+                state.generation += 1
+                state.buffered.clear()
+                state.in_flight = False
+
+    def _pending_lookup_refs(self) -> list:
+        refs = [lookup.ref for lookup in self._reset_lookups.values()]
+        if self._committed_lookup is not None:
+            refs.append(self._committed_lookup.ref)
+        return refs
+
     def offsets_for_times(self, timestamps: dict[TopicPartition, int]) -> dict[TopicPartition, tuple[int, int] | None]:
         """Per partition, (offset, timestamp) of the first record at or after the given
         timestamp (ms), or None when there is none."""
@@ -573,10 +699,10 @@ class Consumer:
         return taken
 
     def _send_fetches(self, deadline_s: float) -> None:
+        self._look_up_positions()
         now = time.monotonic()
-        self._init_positions()
         for tp, state in self._partitions.items():
-            if state.paused or state.in_flight or state.retry_at > now:
+            if state.paused or state.in_flight or state.retry_at > now or state.position is None:
                 continue
             if len(state.buffered) >= self.config.buffered_fetches_per_partition:
                 continue
@@ -601,15 +727,21 @@ class Consumer:
             state.in_flight = True
 
     def _receive(self, timeout_s: float) -> None:
-        if not self._fetches:
+        lookups = self._pending_lookup_refs()
+        if not self._fetches and not lookups:
             time.sleep(min(timeout_s, RETRY_BACKOFF_S))
             return
-        ready, _ = ray.wait(list(self._fetches), num_returns=1, timeout=timeout_s)
+        # A position lookup's answer wakes us too (the next round takes it and fetches);
+        # one not answered for long is re-sent by _look_up_positions.
+        ready, _ = ray.wait(list(self._fetches) + lookups, num_returns=1,
+                            timeout=min(timeout_s, RETRY_BACKOFF_S) if lookups and not self._fetches else timeout_s)
         # Every time, not only when nothing answered: the other partitions' long polls
         # answer every fetch_max_wait_ms, and a fetch stuck behind them must still expire.
         self._expire_fetches()
-        if ready:
+        if ready and self._fetches:
             ready, _ = ray.wait(list(self._fetches), num_returns=len(self._fetches), timeout=0)
+        else:
+            ready = []
         for ref in ready:
             tp, generation, fetch_offset = self._fetches.pop(ref)
             self._fetch_sent_s.pop(ref, None)

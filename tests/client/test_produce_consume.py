@@ -358,3 +358,80 @@ def test_poll_returns_in_its_time_while_the_controller_does_not_answer(cluster, 
         later = [r.value for r in consumer.poll(timeout_s=0.5)]
     assert later == [b"after"]
     consumer.close()
+
+
+def _frozen_while(handle, action) -> None:
+    """Run ``action()`` while ``handle``'s actor process is stopped (SIGSTOP)."""
+    import os
+    import signal
+
+    pid = ray.get(handle.__ray_call__.remote(lambda self: os.getpid()), timeout=30)
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        action()
+    finally:
+        os.kill(pid, signal.SIGCONT)
+
+
+def _polls_return_in_time(consumer, read: list, polls: int = 5, poll_s: float = 0.3, limit_s: float = 8.0) -> None:
+    """``polls`` calls of poll(poll_s), their records added to ``read``, all back within ``limit_s``."""
+    returned = threading.Event()
+
+    def poll_several() -> None:
+        for _ in range(polls):
+            read.extend(consumer.poll(timeout_s=poll_s))
+        returned.set()
+
+    threading.Thread(target=poll_several, daemon=True).start()
+    if not returned.wait(limit_s):
+        raise TimeoutError(f"{polls} poll(timeout_s={poll_s}) calls were still waiting after {limit_s} s")
+
+
+def test_poll_returns_in_its_time_while_the_coordinator_does_not_answer_its_committed_offsets(cluster, topic):
+    """A group consumer's new partitions get their positions from the committed offsets,
+    asked of the group coordinator. While the coordinator is frozen, poll(0.3) returns at
+    its deadline (it used to wait for the answer up to request_timeout_ms, 30 s); once it
+    answers, the consumer reads from the committed offset."""
+    import time
+
+    cluster.admin().create_topic(topic, partitions=1)
+    with cluster.producer(linger_ms=1) as producer:
+        for value in (b"a", b"b", b"c"):
+            producer.send(topic, value, partition=0)
+    group = f"frozen-coordinator-{topic}"
+    with cluster.consumer(group_id=group, enable_auto_commit=False) as committer:
+        committer.commit({TP(topic, 0): 1})
+    consumer = cluster.consumer(group_id=group, auto_offset_reset="earliest", fetch_max_wait_ms=100,
+                                enable_auto_commit=False)
+    consumer.assign([TP(topic, 0)])
+    read: list = []
+    _frozen_while(consumer._coordinator.handle(), lambda: _polls_return_in_time(consumer, read))
+    deadline = time.monotonic() + 30.0
+    while len(read) < 2 and time.monotonic() < deadline:
+        read += consumer.poll(timeout_s=0.5)
+    assert [r.value for r in read] == [b"b", b"c"]  # from the committed offset 1
+    consumer.close()
+
+
+def test_poll_reads_other_partitions_while_a_leader_does_not_answer_an_offset_reset(cluster, topic):
+    """A partition without a committed offset is reset (auto_offset_reset) by asking its
+    leader. While one leader is frozen, poll(0.3) returns at its deadline and the other
+    partition is read meanwhile (the reset used to block poll up to request_timeout_ms);
+    once the leader answers, its partition is read too."""
+    import time
+
+    cluster.admin().create_topic(topic, partitions=2)
+    with cluster.producer(linger_ms=1) as producer:
+        for partition in (0, 1):
+            producer.send(topic, b"p%d" % partition, partition=partition)
+    consumer = cluster.consumer(auto_offset_reset="earliest", fetch_max_wait_ms=100)
+    consumer.assign([TP(topic, 0), TP(topic, 1)])
+    leader, _ = cluster.metadata.leader(topic, 1)
+    read: list = []
+    _frozen_while(leader, lambda: _polls_return_in_time(consumer, read))
+    assert [(r.partition, r.value) for r in read] == [(0, b"p0")]
+    deadline = time.monotonic() + 30.0
+    while len(read) < 2 and time.monotonic() < deadline:
+        read += consumer.poll(timeout_s=0.5)
+    assert sorted((r.partition, r.value) for r in read) == [(0, b"p0"), (1, b"p1")]
+    consumer.close()
