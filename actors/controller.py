@@ -74,6 +74,7 @@ import warnings
 
 import ray
 from ray.exceptions import RayActorError
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from rafka.actors import broker_placement, names
 from rafka.actors.controller_methods import CONTROLLER_METHODS
@@ -114,6 +115,11 @@ STATE_PUSH_MISSING_ACTOR_S = 30.0
 # active for as long as the router would, checking every ACTIVATION_POLL_S.
 LONE_VOTER_ACTIVATION_WAIT_S = ROUTE_TIMEOUT_S
 ACTIVATION_POLL_S = 0.01
+# A voter whose actor Ray no longer has (its node is gone) for this long is started
+# again on another node (_rehome_lost_voters); the wait lets a kill during shutdown, or a
+# name Ray is still re-registering, pass.
+VOTER_REHOME_AFTER_S = 5.0
+VOTER_STATUS_TIMEOUT_S = 2.0
 logger = logging.getLogger(__name__)
 
 
@@ -147,6 +153,13 @@ class Controller(SecurityMetadata, RaftVoter):
         self.replica_lag_time_max_ms = replica_lag_time_max_ms
         self.leader_rebalance_interval_s = leader_rebalance_interval_s
         self.node_watch_interval_s = float(node_watch_interval_s)
+        # What a voter started again elsewhere (_rehome_lost_voters) is configured with.
+        self._voter_options = dict(
+            broker_session_timeout_ms=broker_session_timeout_ms, replica_lag_time_max_ms=replica_lag_time_max_ms,
+            leader_rebalance_interval_s=leader_rebalance_interval_s, node_watch_interval_s=node_watch_interval_s,
+            election_timeout_s=election_timeout_s, heartbeat_interval_s=heartbeat_interval_s,
+            snapshot_every=snapshot_every, commit_timeout_s=commit_timeout_s)
+        self._voters_missing_since_s: dict[str, float] = {}
         self._broker_handles: dict[int, ray.actor.ActorHandle] = {}
         self._incarnations: dict[int, str] = {}
         # Time of each broker's last heartbeat; brokers start alive for one session
@@ -190,6 +203,7 @@ class Controller(SecurityMetadata, RaftVoter):
         self._incarnations = {}
         self._last_heartbeat_s = {int(b): now for b in self.state["brokers"]}
         self._dead = set()
+        self._voters_missing_since_s = {}
         self._producer_ids = []
         self._producer_id_lock = None
         # Operations of an earlier term still hold the old locks; they fail at their next
@@ -703,10 +717,14 @@ class Controller(SecurityMetadata, RaftVoter):
         await asyncio.gather(*(self.add_broker(info["broker_id"], info, incarnation) for info, incarnation in started))
 
     async def _node_watch_loop(self) -> None:
-        """In per-node mode, give every Ray node that has no broker one, every
-        ``node_watch_interval_s``."""
+        """Every ``node_watch_interval_s``: start lost voters again elsewhere, and in
+        per-node mode give every Ray node that has no broker one."""
         while True:
             await asyncio.sleep(self.node_watch_interval_s)
+            try:
+                await self._rehome_lost_voters()
+            except Exception as error:  # noqa: BLE001 - the loop must survive; next round retries
+                logger.warning("controller: starting a lost voter again failed (retrying): %r", error)
             if not self.state["broker_per_node"]:
                 continue
             try:
@@ -714,6 +732,60 @@ class Controller(SecurityMetadata, RaftVoter):
             except Exception as error:  # noqa: BLE001 - the loop must survive; next round retries
                 # Expected now and then: a node that dies while its broker starts.
                 logger.warning("controller: starting brokers on new nodes failed (retrying): %r", error)
+
+    # -- lost voters -----------------------------------------------------------------
+    # A voter on a cluster of 3 or more nodes is pinned to the node that holds its
+    # directory, so Ray does not restart it elsewhere when that node is lost: its actor
+    # dies and its name is free. Left so, the quorum survives that loss but not a second
+    # one later (a soak lost two nodes over minutes and the controller stopped). So the
+    # active controller starts such a voter again, under its id and name, on an alive
+    # node that has no voter. It comes up as a voter whose disk is gone does (or with
+    # its directory, where nodes share a disk): recovering, catching up from the leader,
+    # voting only once re-admitted (actors/raft.py), which keeps elections safe. No new
+    # voter id and no membership change: the voter set stays the one recorded.
+
+    async def _rehome_lost_voters(self) -> None:
+        peers = [voter for voter in self.core.voters if voter != self.voter_id]
+        if not peers or self._stopped:
+            return
+        now = time.monotonic()
+        lost = []
+        for voter in peers:
+            try:
+                await asyncio.to_thread(ray.get_actor, names.raft_voter(voter), namespace=self.namespace)
+            except ValueError:  # no such actor: dead for good, not restarting
+                since_s = self._voters_missing_since_s.setdefault(voter, now)
+                if now - since_s >= VOTER_REHOME_AFTER_S:
+                    lost.append(voter)
+            else:
+                self._voters_missing_since_s.pop(voter, None)
+        if not lost:
+            return
+        occupied = {ray.get_runtime_context().get_node_id()}
+        for voter in peers:
+            if voter not in lost:
+                try:
+                    handle = await asyncio.to_thread(ray.get_actor, names.raft_voter(voter), namespace=self.namespace)
+                    status = await asyncio.wait_for(_await(handle.status.remote()), VOTER_STATUS_TIMEOUT_S)
+                    occupied.add(status["ray_node_id"])
+                except Exception:  # noqa: BLE001 - paused or restarting: its node stays unknown this round
+                    pass
+        free = [node for node in await asyncio.to_thread(broker_placement.alive_node_ids) if node not in occupied]
+        for voter in lost:
+            if not free:
+                logger.warning("controller %s: voter %s is lost and every alive Ray node has a voter; it is started "
+                               "again when a node joins", self.voter_id, voter)
+                return
+            node = free.pop(0)
+            logger.warning("controller %s: voter %s is lost (no actor for %.0f s: its node is gone); starting it "
+                           "again on node %s", self.voter_id, voter, now - self._voters_missing_since_s[voter], node)
+            ray.remote(Controller).options(
+                name=names.raft_voter(voter), namespace=self.namespace, lifetime="detached", num_cpus=0,
+                max_restarts=-1, max_concurrency=1000,
+                scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False),
+            ).remote(self.data_dir, self.namespace, voter_id=voter, voters=list(self.core.voters), bootstrap=False,
+                     **self._voter_options)
+            self._voters_missing_since_s.pop(voter, None)
 
     # -- topics ----------------------------------------------------------------------
 

@@ -26,7 +26,9 @@
 
 Probing a node is a ``num_cpus=0`` Ray task pinned to it (skipped for the node the caller
 runs on), so the embedded single-node start reads its own disk and starts no task.
-Not promised: membership changes (the voter set is fixed when the quorum is created).
+Not promised: membership changes (the voter set is fixed when the quorum is created; a
+voter whose node is lost is started again elsewhere under its id, by the active
+controller: actors/controller.py, "lost voters").
 """
 
 from __future__ import annotations
