@@ -17,14 +17,13 @@ a subprocess, as test_faults.py does with scenario.py, and checks the JSON line 
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
 
 import pytest
+from script_runs import print_result, run_script
 
 TOPIC = "joined"
 NAMESPACE = "rafka-node-join"
@@ -33,11 +32,7 @@ RECORDS = 200
 
 @pytest.mark.timeout(300)
 def test_node_that_joins_later_gets_a_working_broker():
-    completed = subprocess.run([sys.executable, os.path.abspath(__file__)], capture_output=True, text=True,
-                               timeout=280)
-    lines = [line for line in completed.stdout.splitlines() if line.startswith("{")]
-    assert completed.returncode == 0 and lines, completed.stdout[-3000:] + completed.stderr[-3000:]
-    result = json.loads(lines[-1])
+    result = run_script(os.path.abspath(__file__), timeout_s=280)
     assert result["brokers_at_start"] == [[0, "head"]], result
     assert result["brokers_after_join"] == [[0, "head"], [1, "first"]], result
     assert result["embedded_brokers_after_join"] == [[0, "head"]], result
@@ -116,7 +111,4 @@ def run_scenario() -> dict:
 
 
 if __name__ == "__main__":
-    started_s = time.monotonic()
-    outcome = run_scenario()
-    outcome["elapsed_s"] = round(time.monotonic() - started_s, 1)
-    print(json.dumps(outcome))
+    print_result(run_scenario)

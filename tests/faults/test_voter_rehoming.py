@@ -22,14 +22,12 @@ a subprocess, as test_node_join.py does, and checks the JSON line it prints:
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 import tempfile
 import time
 
 import pytest
+from script_runs import print_result, run_script
 
 NAMESPACE = "rafka-voter-rehoming"
 TOPIC = "before-the-losses"
@@ -38,11 +36,7 @@ RECORDS = 300
 
 @pytest.mark.timeout(400)
 def test_voters_of_lost_nodes_are_started_again_elsewhere_and_the_quorum_survives_two_losses():
-    completed = subprocess.run([sys.executable, os.path.abspath(__file__)], capture_output=True, text=True,
-                               timeout=380)
-    lines = [line for line in completed.stdout.splitlines() if line.startswith("{")]
-    assert completed.returncode == 0 and lines, completed.stdout[-3000:] + completed.stderr[-3000:]
-    result = json.loads(lines[-1])
+    result = run_script(os.path.abspath(__file__), timeout_s=380)
     assert sorted(result["voter_nodes_at_start"]) == ["first", "head", "second"], result
     rehomed = result["rehomed"]
     assert sorted(entry["lost"] for entry in rehomed) == ["first", "second"], result
@@ -143,7 +137,4 @@ def run_scenario() -> dict:
 
 
 if __name__ == "__main__":
-    started_s = time.monotonic()
-    outcome = run_scenario()
-    outcome["elapsed_s"] = round(time.monotonic() - started_s, 1)
-    print(json.dumps(outcome))
+    print_result(run_scenario)
