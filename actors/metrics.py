@@ -17,9 +17,10 @@ them once per process, on first use. Recording one value costs several microseco
 (more with more tags: Ray converts the tag dict on every call), which matters on the
 produce and fetch paths that run thousands of times a second. So ``PartitionMetrics``
 counts records and bytes in plain integers and ``flush()`` — called by the replica's
-maintenance loop about once a second — adds the difference to Ray's counters. Latency
-histograms are observed once per request, because Ray has no call that records a
-pre-aggregated histogram; their tags are a dict built once.
+maintenance loop about once a second while there is traffic, every few seconds while
+there is none — adds the difference to Ray's counters. Latency histograms are observed
+once per request, because Ray has no call that records a pre-aggregated histogram; their
+tags are a dict built once.
 
 What is not promised. Counters belong to the process that recorded them: after Ray
 restarts an actor its counters start again from zero under a new ``WorkerId`` (use
@@ -106,7 +107,7 @@ class PartitionMetrics:
 
     ``produced`` and ``fetched`` run on the request path: they add to local counters and
     observe one histogram value. ``flush`` publishes the counters and the
-    under-replicated gauge; the replica calls it about once a second and on close.
+    under-replicated gauge; the replica calls it every second or few and on close.
     Not thread-safe: the replica calls it from its event-loop thread only.
     """
 
@@ -139,15 +140,18 @@ class PartitionMetrics:
         if isr_after - isr_before:
             registry().isr_expands.inc(1, self.tags)
 
-    def flush(self, under_replicated: bool) -> None:
+    def flush(self, under_replicated: bool) -> bool:
+        """Publish; True if anything was recorded since the last flush."""
         metrics = registry()
         current = (self.records_in, self.bytes_in, self.records_out, self.bytes_out)
         counters = (metrics.records_in, metrics.bytes_in, metrics.records_out, metrics.bytes_out)
         for counter, now, before in zip(counters, current, self._published):
             if now > before:  # Ray refuses an increment of zero
                 counter.inc(now - before, self.tags)
+        changed = current != self._published
         self._published = current
         metrics.under_replicated.set(1 if under_replicated else 0, self.tags)
+        return changed
 
 
 def set_broker_replicas(broker_id: int, replica_count: int) -> None:

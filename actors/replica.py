@@ -37,7 +37,8 @@ starts empty; the broker removes stray and deleted data when the controller name
 it deleted.
 
 Metrics (``metrics.PartitionMetrics``): produce and fetch add to local counters and
-observe a latency; the maintenance loop publishes them about once a second.
+observe a latency; the maintenance loop publishes them about once a second while there
+is traffic, and wakes only every ``MAINTENANCE_INTERVAL_S`` while there is none.
 
 Errors raised here are ``rafka`` errors; the client unwraps them from Ray's wrapper.
 """
@@ -521,12 +522,16 @@ class PartitionReplica:
             shutil.rmtree(self.directory, ignore_errors=True)
 
     async def _maintain(self) -> None:
-        """Metrics every second; retention, compaction and time-based flush every few
-        seconds."""
+        """Metrics about every second while the partition has traffic; retention,
+        compaction and time-based flush every few seconds. An idle replica wakes only
+        every ``MAINTENANCE_INTERVAL_S`` (its gauge is re-set then: Ray drops a gauge
+        series not set for two of its report intervals, 10 s each by default)."""
         log_maintenance_due_s = time.monotonic() + MAINTENANCE_INTERVAL_S
+        busy = True
         while True:
-            await asyncio.sleep(METRICS_FLUSH_INTERVAL_S)
-            self._flush_metrics()
+            await asyncio.sleep(METRICS_FLUSH_INTERVAL_S if busy else max(
+                METRICS_FLUSH_INTERVAL_S, log_maintenance_due_s - time.monotonic()))
+            busy = self._flush_metrics()
             if time.monotonic() < log_maintenance_due_s:
                 continue
             log_maintenance_due_s = time.monotonic() + MAINTENANCE_INTERVAL_S
@@ -541,14 +546,16 @@ class PartitionReplica:
             except Exception as error:  # noqa: BLE001 - maintenance must not kill the replica
                 logger.error("%s: maintenance failed: %r", self.describe(), error)
 
-    def _flush_metrics(self) -> None:
+    def _flush_metrics(self) -> bool:
+        """Publish the metrics; True if the partition had traffic since the last time."""
         replication = self.replication
         under_replicated = (self.role == LEADER and replication is not None
                             and len(replication.isr) < len(replication.replicas))
         try:
-            self.metrics.flush(under_replicated)
+            return self.metrics.flush(under_replicated)
         except Exception as error:  # noqa: BLE001 - metrics must never take the replica down
             logger.warning("%s: publishing metrics failed: %r", self.describe(), error)
+            return True
 
 
 def read_topic_id(directory: str) -> str | None:

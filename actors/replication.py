@@ -15,7 +15,10 @@ in-sync replicas (ISR) and decides ISR changes:
 * a follower that has not caught up with the leader's log end offset for
   ``replica_lag_time_max_ms`` leaves the ISR (counted from when it fell behind: a
   follower that holds everything the leader has is caught up, however long ago it last
-  answered, as in Kafka);
+  answered, as in Kafka). The check runs every ``ISR_CHECK_INTERVAL_S`` only while a
+  follower is behind, unhandshaken, or an ISR change is unsettled; while every follower
+  holds the leader's whole log it sleeps until an append (or a follower's failure) wakes
+  it, so an idle leader has no timer;
 * a follower outside the ISR whose log end offset reaches the high watermark rejoins.
 
 ISR changes go through the controller (which persists them, checking the leader epoch and
@@ -119,6 +122,9 @@ class LeaderReplication:
         self._data = asyncio.Event()
         self._shared_frames: tuple[int, int, ray.ObjectRef] | None = None
         self._isr_change_in_flight = False
+        # Wakes the ISR check from its idle sleep (_watch_isr): set on an append, a
+        # follower's failure, an ISR request or answer.
+        self._isr_check_wake = asyncio.Event()
         self.stopped = False
 
     def start(self) -> None:
@@ -132,8 +138,9 @@ class LeaderReplication:
             task.cancel()
 
     def appended(self) -> None:
-        """New records in the leader's log: wake the follower loops."""
+        """New records in the leader's log: wake the follower loops and the ISR check."""
         self._data.set()
+        self._isr_check_wake.set()
 
     def log_start_moved(self) -> None:
         """The leader's log start offset moved up (DeleteRecords): tell the followers."""
@@ -196,6 +203,7 @@ class LeaderReplication:
                     return
                 handle = None
                 state.handshaken = False
+                self._isr_check_wake.set()  # it may lag from now on: the check must run
                 await asyncio.sleep(RETRY_BACKOFF_S)
 
     def _frames_from(self, offset: int) -> ray.ObjectRef | bytes:
@@ -248,20 +256,38 @@ class LeaderReplication:
     async def _watch_isr(self) -> None:
         while not self.stopped:
             await asyncio.sleep(ISR_CHECK_INTERVAL_S)
-            now = time.monotonic()
+            self._check_isr(time.monotonic())
             leader_end = self.replica.log.log_end_offset
-            for state in self.followers.values():
-                # Caught up as of now (nothing was appended that it lacks): it lags only
-                # once it has not caught up for lag_time_max_s after falling behind
-                # (Kafka's rule), however long the partition was idle before.
-                if state.handshaken and state.log_end_offset >= leader_end:
-                    state.last_caught_up_s = now
-            lagging = {b for b in self.maximal_isr if b in self.followers
-                       and now - self.followers[b].last_caught_up_s > self.lag_time_max_s}
-            if lagging:
-                self._request_isr(self.isr - lagging)
-            elif self._unconfirmed:
-                self._request_isr(self.isr | self._unconfirmed)  # retry a request that failed
+            if self._quiet(leader_end):
+                # Nothing can start lagging before an append or a follower's failure:
+                # sleep until one wakes us, then count every follower caught up until
+                # that moment (they held the leader's whole log all along).
+                self._isr_check_wake.clear()
+                await self._isr_check_wake.wait()
+                now = time.monotonic()
+                for state in self.followers.values():
+                    if state.log_end_offset >= leader_end:
+                        state.last_caught_up_s = now
+
+    def _quiet(self, leader_end: int) -> bool:
+        """True when no follower can be lagging and no ISR change is unsettled."""
+        return (not self._unconfirmed and not self._isr_change_in_flight
+                and all(state.handshaken and state.log_end_offset >= leader_end for state in self.followers.values()))
+
+    def _check_isr(self, now: float) -> None:
+        leader_end = self.replica.log.log_end_offset
+        for state in self.followers.values():
+            # Caught up as of now (nothing was appended that it lacks): it lags only
+            # once it has not caught up for lag_time_max_s after falling behind
+            # (Kafka's rule), however long the partition was idle before.
+            if state.handshaken and state.log_end_offset >= leader_end:
+                state.last_caught_up_s = now
+        lagging = {b for b in self.maximal_isr if b in self.followers
+                   and now - self.followers[b].last_caught_up_s > self.lag_time_max_s}
+        if lagging:
+            self._request_isr(self.isr - lagging)
+        elif self._unconfirmed:
+            self._request_isr(self.isr | self._unconfirmed)  # retry a request that failed
 
     def _request_isr(self, isr: set[int]) -> None:
         # The same ISR again is asked for only to settle unconfirmed members.
@@ -288,3 +314,4 @@ class LeaderReplication:
             logger.warning("%s: ISR change to %s failed: %r", replica.describe(), sorted(isr), error)
         finally:
             self._isr_change_in_flight = False
+            self._isr_check_wake.set()

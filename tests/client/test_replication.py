@@ -273,6 +273,36 @@ def test_follower_rejoining_the_isr_counts_for_the_high_watermark_at_once(replic
     assert not lost, f"{len(lost)} acknowledged records lost, the first {lost[:3]}"
 
 
+def test_a_follower_is_not_dropped_from_the_isr_at_the_first_append_after_a_long_idle(replicated, topic):
+    """An idle leader's ISR check sleeps until an append (actors/replication.py). A
+    follower that holds the whole log counts as caught up until that append, however
+    long the idle spell (as before, when the check ran every 250 ms throughout), so it
+    leaves the ISR replica_lag_time_max_ms (2 s here) after the append, not at the first
+    check after it. Frozen from the start of the idle spell, it answers no heartbeat
+    that could make its last answer look recent."""
+    replicated.admin().create_topic(topic, partitions=1, replication_factor=2)
+    wait_until(lambda: len(partition_state(replicated, topic)["isr"]) == 2, timeout_s=60)
+    state = partition_state(replicated, topic)
+    leader = state["leader"]
+    follower = [b for b in state["replicas"] if b != leader][0]
+    with replicated.producer(acks="all") as producer:
+        producer.send(topic, b"before the idle spell").result(timeout=30)
+    wait_until(lambda: ray.get(replica(replicated, topic, 0, follower).status.remote())["high_watermark"] == 1)
+    follower_pid = actor_pid(replica(replicated, topic, 0, follower))
+    os.kill(follower_pid, signal.SIGSTOP)
+    try:
+        time.sleep(3.0)  # idle for longer than the 2 s lag time: the ISR check sleeps
+        with replicated.producer(acks=1) as producer:
+            producer.send(topic, b"after the idle spell").result(timeout=30)
+        time.sleep(1.0)  # half the lag time: the follower is behind, but not lagging yet
+        assert sorted(partition_state(replicated, topic)["isr"]) == sorted([leader, follower])
+        wait_until(lambda: partition_state(replicated, topic)["isr"] == [leader])  # it lags from 2 s on
+    finally:
+        os.kill(follower_pid, signal.SIGCONT)
+    wait_until(lambda: len(partition_state(replicated, topic)["isr"]) == 2, timeout_s=60)
+    assert consume_values(replicated, topic, 1, 2) == [b"before the idle spell", b"after the idle spell"]
+
+
 def test_frozen_replica_does_not_hold_up_elections_of_other_partitions(replicated, topic):
     """The controller never waits on one replica while holding its lock: with a follower
     of one partition frozen (SIGSTOP) while the controller tells it of a new leader,
