@@ -63,6 +63,7 @@ class Workload:
     compression: str
     mode: str
     rate_per_s: float | None = None
+    producer_process: bool = False  # e2e: the producer in a process of its own
 
     def validate(self) -> None:
         """Raise ValueError naming the first bad figure (before any cluster work)."""
@@ -351,11 +352,12 @@ def _common_options(records_default: int, linger_ms_default: float | None, modes
     return decorate
 
 
-def _bench(command: str, options: dict[str, Any], rate_per_s: float | None = None) -> None:
+def _bench(command: str, options: dict[str, Any], rate_per_s: float | None = None,
+           producer_process: bool = False) -> None:
     """Validate, run ``command`` on its cluster and topic, then report."""
     workload = Workload(options["records"], options["record_size_bytes"], options["keys"], options["acks"],
                         options["batch_size_bytes"], options["linger_ms"], options["compression"],
-                        options.get("mode", "send"), rate_per_s)
+                        options.get("mode", "send"), rate_per_s, producer_process)
     target = Target(options["embedded"], options["brokers"], options["address"], options["namespace"],
                     options["topic"], options["partitions"], options["replication_factor"],
                     parse_configs(options["configs"]))
@@ -445,6 +447,8 @@ def bench_consume(**options: Any) -> None:
 @bench.command("e2e")
 @_common_options(records_default=50_000, linger_ms_default=0, modes=("send",))
 @click.option("--rate", "rate_per_s", type=float, default=5000, show_default=True, help="Records/s the producer sends.")
-def bench_e2e(rate_per_s: float, **options: Any) -> None:
+@click.option("--producer-process", is_flag=True,
+              help="Run the producer in a process of its own (a Ray actor on this node), not beside the consumer.")
+def bench_e2e(rate_per_s: float, producer_process: bool, **options: Any) -> None:
     """End-to-end latency (send() to poll_batches()) at a fixed rate."""
-    _bench("e2e", options, rate_per_s)
+    _bench("e2e", options, rate_per_s, producer_process)

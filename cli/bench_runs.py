@@ -25,7 +25,9 @@ What is measured (clock: ``time.perf_counter``, in this one process):
   poll returned minus the send time the producer wrote into the first 8 bytes of the
   value (``perf_counter_ns``; the record timestamp has only millisecond resolution).
   Producer and consumer share one process and its GIL, as in
-  ``benchmarks/cluster_bench.py``.
+  ``benchmarks/cluster_bench.py``; with ``--producer-process`` the producer runs in a
+  Ray actor of its own on this node instead (``perf_counter_ns`` reads the machine's
+  monotonic clock, which both processes share).
 
 Throughput over time (``throughput_timeline``) counts records acknowledged (produce: a
 sampled record counts for the records sent since the previous sample) or received
@@ -47,6 +49,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import ray
 
 import rafka
 from rafka.cli.bench import SEND_TIME_BYTES, Progress, Workload
@@ -301,18 +304,24 @@ def run_consume(cluster: Any, topic: str, workload: Workload, progress: Progress
 
 def run_e2e(cluster: Any, topic: str, workload: Workload, progress: Progress) -> Measurement:
     consumer = cluster.consumer(auto_offset_reset="latest", fetch_max_wait_ms=100)
-    producer = cluster.producer(**workload.producer_options())
+    producer = None if workload.producer_process else cluster.producer(**workload.producer_options())
+    remote = None
     try:
         assigned = [rafka.TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
         consumer.assign(assigned)
         consumer.seek_to_end()  # only the records this run sends
-        producer.partitions_for(topic)
         task = progress.task(f"end to end at {workload.rate_per_s:,.0f}/s", workload.records)
         measurement = Measurement("poll_batches() return minus send() call, every record")
         failures: list[BaseException] = []
-        sender = threading.Thread(target=_send_at_rate, name="rafka-bench-e2e-producer", daemon=True,
-                                  args=(producer, topic, workload, measurement.started_s, failures))
-        sender.start()
+        if producer is not None:
+            producer.partitions_for(topic)
+            sender = threading.Thread(target=_send_at_rate, name="rafka-bench-e2e-producer", daemon=True,
+                                      args=(producer, topic, workload, measurement.started_s, failures))
+            sender.start()
+        else:
+            remote = _remote_rate_producer(cluster.namespace, topic, workload)
+            measurement.started_s = time.perf_counter()
+            sender = remote.run.remote(measurement.started_s)
         received, last_record_s = 0, time.perf_counter()
         while received < workload.records and not failures:
             polled = consumer.poll_batches(timeout_s=0.2)
@@ -330,14 +339,46 @@ def run_e2e(cluster: Any, topic: str, workload: Workload, progress: Progress) ->
             elif now_s - last_record_s > IDLE_TIMEOUT_S:
                 raise RequestTimeoutError(f"no record arrived for {IDLE_TIMEOUT_S:.0f} s "
                                           f"({received:,} of {workload.records:,} received)")
-        sender.join()
+            if remote is not None and not failures:
+                done, _ = ray.wait([sender], timeout=0)
+                if done:
+                    failures.extend(ray.get(sender))
+        if remote is None:
+            sender.join()
+        elif not failures:
+            failures.extend(ray.get(sender))
         if failures:
             raise failures[0]
         measurement.finish()
         return measurement
     finally:
-        producer.close()
+        if producer is not None:
+            producer.close()
+        if remote is not None:
+            ray.kill(remote)
         consumer.close()
+
+
+def _remote_rate_producer(namespace: str, topic: str, workload: Workload) -> Any:
+    """A Ray actor on this node that sends ``workload`` at its rate (``run``)."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    @ray.remote(num_cpus=0)
+    class RateProducer:
+        def __init__(self) -> None:
+            self.producer = rafka.Cluster.connect(namespace=namespace).producer(**workload.producer_options())
+            self.producer.partitions_for(topic)
+
+        def run(self, started_s: float) -> list[BaseException]:
+            failures: list[BaseException] = []
+            _send_at_rate(self.producer, topic, workload, started_s, failures)
+            self.producer.close()
+            return failures
+
+    node = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+    actor = RateProducer.options(scheduling_strategy=node).remote()
+    ray.get(actor.__ray_ready__.remote())
+    return actor
 
 
 def _send_at_rate(producer: Any, topic: str, workload: Workload, started_s: float,

@@ -132,6 +132,17 @@ def test_e2e_times_every_record_and_reports_consistent_figures(on_cluster, tmp_p
     assert (tmp_path / "e2e.png").read_bytes()[:8] == PNG_SIGNATURE
 
 
+def test_e2e_with_the_producer_in_a_process_of_its_own_times_every_record(on_cluster, tmp_path):
+    on_cluster("bench", "e2e", "--records", "2000", "--rate", "4000", "--producer-process", "--json", "e2e.json")
+    result = json.loads((tmp_path / "e2e.json").read_text())
+    assert_sensible(result, "e2e", 2000)
+    assert result["config"]["producer_process"] is True
+    latency = result["latency_ms"]
+    # Send times come from the producer's process: the shared monotonic clock makes
+    # every latency a positive, finite span.
+    assert latency["samples"] == 2000 and 0 < latency["p50"] <= latency["max"] < 60_000
+
+
 def test_on_a_running_cluster_a_temporary_topic_goes_and_a_named_one_stays(on_cluster):
     result = json.loads(on_cluster("bench", "produce", "--records", "5000", "--json", "-", "-q").stdout)
     assert_sensible(result, "produce", 5000)
