@@ -14,6 +14,12 @@ rate of the same run, and the confluent-kafka consumer at least the native ``pol
 rate. Where a target is missed, profile the broker actor (a process of its own) with
 py-spy while the benchmark runs.
 
+Each measure also reports the CPU this process used while timed, per record
+(``client_cpu_us_per_record``, every thread: librdkafka's, Ray's, Python's), and the rate
+that CPU alone would allow if the client never waited on the broker
+(``client_bound_records_per_s``): a client slower than a target on its own cannot meet it
+whatever the broker does.
+
 Run:  python benchmarks/wire_bench.py [--records N] [--json FILE]
 """
 
@@ -28,6 +34,7 @@ import sys
 import tempfile
 import time
 
+import psutil
 import ray
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
@@ -43,22 +50,30 @@ def _values() -> list[bytes]:
     return [os.urandom(VALUE_BYTES) for _ in range(1000)]
 
 
-def _result(records: int, elapsed_s: float) -> dict:
+def _cpu_s() -> float:
+    """CPU seconds this process has used, every thread."""
+    times = psutil.Process().cpu_times()
+    return times.user + times.system
+
+
+def _result(records: int, elapsed_s: float, client_cpu_s: float) -> dict:
     return {"records": records, "seconds": elapsed_s, "records_per_s": records / elapsed_s,
-            "mb_per_s": records * VALUE_BYTES / elapsed_s / 1e6}
+            "mb_per_s": records * VALUE_BYTES / elapsed_s / 1e6,
+            "client_cpu_us_per_record": client_cpu_s / records * 1e6,
+            "client_bound_records_per_s": records / client_cpu_s if client_cpu_s > 0 else None}
 
 
 def bench_native_send(cluster, topic: str, records: int) -> dict:
     values, keys = _values(), [b"key-%d" % index for index in range(KEYS)]
     producer = cluster.producer(acks=1, linger_ms=5)
     send = producer.send
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), _cpu_s()
     for index in range(records):
         send(topic, values[index % 1000], keys[index % KEYS])
     producer.flush()
-    elapsed_s = time.perf_counter() - started
+    elapsed_s, cpu_s = time.perf_counter() - started, _cpu_s() - cpu_started
     producer.close()
-    return _result(records, elapsed_s)
+    return _result(records, elapsed_s, cpu_s)
 
 
 def bench_wire_produce(bootstrap: str, topic: str, records: int) -> dict:
@@ -72,7 +87,7 @@ def bench_wire_produce(bootstrap: str, topic: str, records: int) -> dict:
             failures.append(error)
 
     produce, poll = producer.produce, producer.poll
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), _cpu_s()
     for index in range(records):
         while True:
             try:
@@ -83,10 +98,10 @@ def bench_wire_produce(bootstrap: str, topic: str, records: int) -> dict:
         if index % 10_000 == 0:
             poll(0)
     remaining = producer.flush(TIMEOUT_S)
-    elapsed_s = time.perf_counter() - started
+    elapsed_s, cpu_s = time.perf_counter() - started, _cpu_s() - cpu_started
     if remaining or failures:
         raise RuntimeError(f"confluent-kafka left {remaining} records undelivered; errors: {failures[:3]}")
-    return _result(records, elapsed_s)
+    return _result(records, elapsed_s, cpu_s)
 
 
 def bench_native_poll(cluster, topic: str, expected: int) -> dict:
@@ -94,14 +109,14 @@ def bench_native_poll(cluster, topic: str, expected: int) -> dict:
     consumer.assign([rafka.TopicPartition(topic, p) for p in range(PARTITIONS)])
     consumer.poll(timeout_s=0.1, max_records=1)  # resolve positions before timing
     consumer.seek_to_beginning()
-    received, started = 0, time.perf_counter()
+    received, started, cpu_started = 0, time.perf_counter(), _cpu_s()
     while received < expected:
         received += len(consumer.poll(timeout_s=1.0, max_records=100_000))
         if time.perf_counter() - started > TIMEOUT_S:
             raise RuntimeError(f"native poll() read {received} of {expected} records")
-    elapsed_s = time.perf_counter() - started
+    elapsed_s, cpu_s = time.perf_counter() - started, _cpu_s() - cpu_started
     consumer.close()
-    return _result(received, elapsed_s)
+    return _result(received, elapsed_s, cpu_s)
 
 
 def bench_wire_consume(bootstrap: str, topic: str, expected: int) -> dict:
@@ -116,16 +131,16 @@ def bench_wire_consume(bootstrap: str, topic: str, expected: int) -> dict:
         pass
     for partition in range(PARTITIONS):
         consumer.seek(TopicPartition(topic, partition, 0))
-    received, started = 0, time.perf_counter()
+    received, started, cpu_started = 0, time.perf_counter(), _cpu_s()
     while received < expected:
         for message in consumer.consume(10_000, timeout=1.0):
             if message.error() is None:
                 received += 1
         if time.perf_counter() - started > TIMEOUT_S:
             raise RuntimeError(f"confluent-kafka consumer read {received} of {expected} records")
-    elapsed_s = time.perf_counter() - started
+    elapsed_s, cpu_s = time.perf_counter() - started, _cpu_s() - cpu_started
     consumer.close()
-    return _result(received, elapsed_s)
+    return _result(received, elapsed_s, cpu_s)
 
 
 def main() -> int:
@@ -159,6 +174,10 @@ def main() -> int:
         results["targets"] = {"produce_vs_send": produce_ratio, "consume_vs_poll": consume_ratio,
                               "produce_met": produce_ratio >= 1.0, "consume_met": consume_ratio >= 1.0}
         print(f"wire/native: produce {produce_ratio:.2f}x, consume {consume_ratio:.2f}x (target >= 1.0 each)")
+        for name in ("native_send", "wire_produce", "native_poll", "wire_consume"):
+            figures = results[name]
+            print(f"  {name}: this process {figures['client_cpu_us_per_record']:.2f} us CPU/record, "
+                  f"{figures['client_bound_records_per_s']:,.0f} records/s if it never waited")
     finally:
         cluster.shutdown()
         ray.shutdown()
