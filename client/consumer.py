@@ -506,8 +506,7 @@ class Consumer:
             lookup = self._reset_lookups.get(tp)
             if lookup is not None and lookup.states[tp] is state and now - lookup.sent_s <= timeout_s:
                 continue
-            if self.config.auto_offset_reset == "none":
-                raise NoOffsetForPartitionError(f"no position for {tp.topic}-{tp.partition} and auto_offset_reset='none'")
+            spec = self._reset_spec(tp)
             try:
                 leader, _ = self._metadata.leader(tp.topic, tp.partition, timeout_s=0.0)
             except RequestTimeoutError:
@@ -517,7 +516,6 @@ class Consumer:
                     raise
                 self._metadata.invalidate(tp.topic)
                 continue
-            spec = EARLIEST if self.config.auto_offset_reset == "earliest" else LATEST
             self._reset_lookups[tp] = _Lookup(leader.list_offset.remote(spec), {tp: missing[tp]}, now)
         self._take_offset_resets()
 
@@ -627,11 +625,16 @@ class Consumer:
                 self._metadata.invalidate(tp.topic)
                 time.sleep(RETRY_BACKOFF_S)
 
-    def _reset_position(self, tp: TopicPartition, state: _PartitionState) -> None:
+    def _reset_spec(self, tp: TopicPartition) -> int:
+        """The ``list_offset`` spec ``auto_offset_reset`` asks for (EARLIEST or LATEST);
+        ``NoOffsetForPartitionError`` when it is "none"."""
         policy = self.config.auto_offset_reset
         if policy == "none":
             raise NoOffsetForPartitionError(f"no position for {tp.topic}-{tp.partition} and auto_offset_reset='none'")
-        state.position = self._list_offset(tp, EARLIEST if policy == "earliest" else LATEST)
+        return EARLIEST if policy == "earliest" else LATEST
+
+    def _reset_position(self, tp: TopicPartition, state: _PartitionState) -> None:
+        state.position = self._list_offset(tp, self._reset_spec(tp))
         state.generation += 1
         state.buffered.clear()
         state.in_flight = False
