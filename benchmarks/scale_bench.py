@@ -252,8 +252,13 @@ def main(argv: list[str] | None = None) -> int:
         "replica_idle_mcpu": {"target": round(idle["bare_actor_mcpu"] + TARGET_REPLICA_MCPU_OVER_FLOOR, 2),
                               "measured": idle["replica_mcpu_mean"]},
         "replica_uss_mib": {"target": TARGET_REPLICA_USS_MIB, "measured": idle["replica_uss_mib_mean"]},
+        # Every partition writable, not create_topic's return: the controller answers
+        # once the topic is committed even when a broker's replicas take longer than
+        # its wait for them (actors/controller.py, ENSURE_REPLICAS_TIMEOUT_S).
         "create_s": {"target": round(TARGET_CREATE_100X3_S * args.partitions * args.replication_factor / 300, 1),
-                     "measured": result["create_s"], "note": "60 s for 100 x RF 3, scaled to this run's replicas"},
+                     "measured": (result["writable"]["last_s"]
+                                  if result["writable"]["partitions_acked"] == args.partitions else None),
+                     "note": "60 s for 100 x RF 3, scaled to this run's replicas; until every partition took a record"},
     }
     for label, figures in result.get("e2e", {}).items():
         if isinstance(figures, dict) and "p50_ms" in figures:
