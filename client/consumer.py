@@ -152,6 +152,13 @@ class _PartitionState:
         self.paused = False
         self.retry_at = 0.0
 
+    def move_to(self, offset: int) -> None:
+        """Read from ``offset`` next: answers to fetches sent before are dropped."""
+        self.position = offset
+        self.generation += 1
+        self.buffered.clear()
+        self.in_flight = False
+
 
 @dataclasses.dataclass
 class _Lookup:
@@ -429,11 +436,7 @@ class Consumer:
         """Make ``offset`` the next offset ``poll`` returns from ``tp``."""
         if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
             raise ValueError(f"offset must be a non-negative int, got {offset!r}")
-        state = self._state(tp)
-        state.position = offset
-        state.generation += 1
-        state.buffered.clear()
-        state.in_flight = False
+        self._state(tp).move_to(offset)
 
     def seek_to_beginning(self, *partitions: TopicPartition) -> None:
         for tp in partitions or list(self._partitions):
@@ -472,8 +475,7 @@ class Consumer:
             state = self._partitions[tp]
             offset = committed.get((tp.topic, tp.partition))
             if offset is not None:
-                state.position = offset
-                state.generation += 1
+                state.move_to(offset)
             else:
                 self._reset_position(tp, state)
 
@@ -540,8 +542,7 @@ class Consumer:
                         if offset is None:
                             self._needs_reset[tp] = state
                         else:
-                            state.position = offset
-                            state.generation += 1
+                            state.move_to(offset)
             elif now - lookup.sent_s > timeout_s:
                 self._committed_lookup = None
                 self._coordinator.forget()  # it may have moved or restarted
@@ -572,10 +573,7 @@ class Consumer:
                 continue
             if self._partitions.get(tp) is state and state.position is None:
                 self._needs_reset.pop(tp, None)
-                state.position = offset
-                state.generation += 1
-                state.buffered.clear()
-                state.in_flight = False
+                state.move_to(offset)
 
     def _pending_lookup_refs(self) -> list:
         refs = [lookup.ref for lookup in self._reset_lookups.values()]
@@ -634,10 +632,7 @@ class Consumer:
         return EARLIEST if policy == "earliest" else LATEST
 
     def _reset_position(self, tp: TopicPartition, state: _PartitionState) -> None:
-        state.position = self._list_offset(tp, self._reset_spec(tp))
-        state.generation += 1
-        state.buffered.clear()
-        state.in_flight = False
+        state.move_to(self._list_offset(tp, self._reset_spec(tp)))
 
     # -- polling ---------------------------------------------------------------------
 
