@@ -71,6 +71,7 @@ import random
 import time
 import uuid
 import warnings
+from typing import Any
 
 import ray
 from ray.exceptions import RayActorError
@@ -779,12 +780,8 @@ class Controller(SecurityMetadata, RaftVoter):
             node = free.pop(0)
             logger.warning("controller %s: voter %s is lost (no actor for %.0f s: its node is gone); starting it "
                            "again on node %s", self.voter_id, voter, now - self._voters_missing_since_s[voter], node)
-            ray.remote(Controller).options(
-                name=names.raft_voter(voter), namespace=self.namespace, lifetime="detached", num_cpus=0,
-                max_restarts=-1, max_concurrency=1000,
-                scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False),
-            ).remote(self.data_dir, self.namespace, voter_id=voter, voters=list(self.core.voters), bootstrap=False,
-                     **self._voter_options)
+            start_voter(names.raft_voter(voter), self.namespace, node, False, self.data_dir, self.namespace,
+                        voter_id=voter, voters=list(self.core.voters), bootstrap=False, **self._voter_options)
             self._voters_missing_since_s.pop(voter, None)
 
     # -- topics ----------------------------------------------------------------------
@@ -1001,3 +998,13 @@ def _assign(broker_ids: list[int], first_partition: int, count: int, replication
         [ordered[(start + partition + replica) % len(ordered)] for replica in range(replication_factor)]
         for partition in range(first_partition, first_partition + count)
     ]
+
+
+def start_voter(name: str, namespace: str, node_id: str, soft: bool, *args: Any, **kwargs: Any) -> ray.actor.ActorHandle:
+    """Start a controller voter actor named ``name`` on ``node_id`` (soft: anywhere if that
+    node cannot take it), with the options every voter has: detached, restarted by Ray
+    without limit, many calls at once. ``args`` and ``kwargs`` go to ``Controller``."""
+    return ray.remote(Controller).options(
+        name=name, namespace=namespace, lifetime="detached", num_cpus=0, max_restarts=-1, max_concurrency=1000,
+        scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=soft),
+    ).remote(*args, **kwargs)

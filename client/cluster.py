@@ -23,7 +23,7 @@ import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from rafka.actors import broker_placement, names
-from rafka.actors.controller import NODE_WATCH_INTERVAL_S, Controller
+from rafka.actors.controller import NODE_WATCH_INTERVAL_S, start_voter
 from rafka.actors.controller_quorum import plan_quorum
 from rafka.actors.controller_router import ControllerRouter
 from rafka.client import rpc
@@ -127,13 +127,11 @@ class Cluster:
         # carries that name itself: one process fewer to start, one hop fewer per call.
         lone = len(plan.voters) == 1
         for voter_id, node_id in plan.placements:
-            voter = ray.remote(Controller).options(
-                name=names.CONTROLLER if lone else names.raft_voter(voter_id), namespace=namespace,
-                lifetime="detached", num_cpus=0, max_restarts=-1, max_concurrency=1000,
-                scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=not plan.multi_node),
-            ).remote(data_dir, namespace, broker_session_timeout_ms, replica_lag_time_max_ms,
-                     leader_rebalance_interval_s, node_watch_interval_s, voter_id=voter_id, voters=plan.voters,
-                     bootstrap=plan.bootstrap, initial_state=plan.initial_state, **(quorum_options or {}))
+            voter = start_voter(
+                names.CONTROLLER if lone else names.raft_voter(voter_id), namespace, node_id, not plan.multi_node,
+                data_dir, namespace, broker_session_timeout_ms, replica_lag_time_max_ms, leader_rebalance_interval_s,
+                node_watch_interval_s, voter_id=voter_id, voters=plan.voters, bootstrap=plan.bootstrap,
+                initial_state=plan.initial_state, **(quorum_options or {}))
         controller = voter if lone else (
             ray.remote(ControllerRouter)
             .options(name=names.CONTROLLER, namespace=namespace, lifetime="detached", num_cpus=0,
