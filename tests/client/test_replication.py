@@ -90,6 +90,10 @@ def test_lagging_follower_leaves_the_isr_and_min_insync_refuses_acks_all(replica
     follower = [b for b in state["replicas"] if b != state["leader"]][0]
     ray.kill(replica(replicated, topic, 0, follower), no_restart=True)
     wait_until(lambda: partition_state(replicated, topic)["isr"] == [state["leader"]])
+    # The leader too: until the controller's answer or push reaches it, it still counts
+    # the follower and appends an acks=all batch before refusing it (after the append).
+    wait_until(lambda: ray.get(replica(replicated, topic, 0, state["leader"]).status.remote())["isr"]
+               == [state["leader"]])
     with replicated.producer(acks="all", delivery_timeout_ms=2000, request_timeout_ms=1000) as producer:
         with pytest.raises(rafka.NotEnoughReplicasError, match="min.insync.replicas=2"):
             producer.send(topic, b"refused").result(timeout=30)
